@@ -1,0 +1,39 @@
+"""Triton helpers shared by the kernels (imported lazily: TRITON_INTERPRET is read when a kernel is defined)."""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def chunk_gate_coeffs(lr, gam, mom, valid):
+    """Closed form of the L = sum(valid) steps `S_t = m_t S_{t-1} - lr_t g_t ; W_t = gam_t W_{t-1} + S_t`.
+
+    lr, gam, mom, valid: [BC] vectors (fp32; invalid rows may hold anything). Returns (a, b, c, sm, sd):
+    W_L = a W_0 + b S_0 + sum_i c_i g_i,  S_L = sm S_0 + sum_i sd_i g_i.
+    Products of gates are taken in log space; exact zeros are counted apart, so a zero gate gives an exact 0.
+    """
+    m = tl.where(valid, mom, 1.0)
+    g = tl.where(valid, gam, 1.0)
+    lr = tl.where(valid, lr, 0.0)
+    lm = tl.cumsum(tl.log(tl.where(m > 0, m, 1.0)), 0)
+    zm = tl.cumsum((m <= 0).to(tl.int32), 0)
+    lg = tl.cumsum(tl.log(tl.where(g > 0, g, 1.0)), 0)
+    zg = tl.cumsum((g <= 0).to(tl.int32), 0)
+    lm_tot = tl.sum(tl.where(m > 0, tl.log(tl.where(m > 0, m, 1.0)), 0.0), 0)
+    zm_tot = tl.sum((m <= 0).to(tl.int32), 0)
+    lg_tot = tl.sum(tl.where(g > 0, tl.log(tl.where(g > 0, g, 1.0)), 0.0), 0)
+    zg_tot = tl.sum((g <= 0).to(tl.int32), 0)
+    # gv[t] = G(t+1..L) for valid t
+    gv_ok = valid & (zg == zg_tot)
+    gv = tl.where(gv_ok, tl.exp(tl.where(gv_ok, lg_tot - lg, 0.0)), 0.0)
+    # P[i, t] = M(i+1..t) for i <= t
+    idx = tl.arange(0, lr.shape[0])
+    p_ok = (idx[None, :] >= idx[:, None]) & (zm[None, :] == zm[:, None])
+    P = tl.where(p_ok, tl.exp(tl.where(p_ok, lm[None, :] - lm[:, None], 0.0)), 0.0)
+    c = -lr * tl.sum(P * gv[None, :], 1)
+    m0_ok = zm == 0
+    b = tl.sum(gv * tl.where(m0_ok, tl.exp(tl.where(m0_ok, lm, 0.0)), 0.0), 0)
+    a = tl.where(zg_tot == 0, tl.exp(lg_tot), 0.0)
+    sm = tl.where(zm_tot == 0, tl.exp(lm_tot), 0.0)
+    sd_ok = zm == zm_tot
+    sd = -lr * tl.where(sd_ok, tl.exp(tl.where(sd_ok, lm_tot - lm, 0.0)), 0.0)
+    return a, b, c, sm, sd

@@ -1,0 +1,115 @@
+"""Triton kernels for the linear memory: fused recurrent (any chunk, dgd or not) and chunked (no dgd).
+
+Layout: q, k (B,H,T,Dk), v and o (B,H,T,Dv), gates (B,H,T), states (B,H,Dv,Dk), all contiguous.
+One program per (b, h) walks the whole sequence and keeps the state on chip; the state is fp32 inside.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .._triton_common import chunk_gate_coeffs
+from .._utils import block, chunk_block
+
+
+@triton.jit
+def linear_memory_fwd_kernel_recurrent(
+    q, k, v, lr, decay, mom, W0, S0, o, WT, ST,
+    T, C,
+    DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DGD: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)
+    ok = tl.arange(0, BK)
+    ov = tl.arange(0, BV)
+    mk = ok < DK
+    mv = ov < DV
+    mvk = mv[:, None] & mk[None, :]
+    p_state = i_bh * DV * DK + ov[:, None] * DK + ok[None, :]
+    # [BV, BK]
+    W = tl.load(W0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    S = tl.load(S0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    Wb = W
+    for t in range(0, T):
+        it = i_bh * T + t
+        q_t = tl.load(q + it * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        k_t = tl.load(k + it * DK + ok, mask=mk, other=0.0).to(tl.float32)
+        v_t = tl.load(v + it * DV + ov, mask=mv, other=0.0).to(tl.float32)
+        lr_t = tl.load(lr + it).to(tl.float32)
+        gam_t = 1.0 - tl.load(decay + it).to(tl.float32)
+        mom_t = tl.load(mom + it).to(tl.float32)
+        # reads and surprises see the chunk-start state Wb
+        o_t = tl.sum(Wb * q_t[None, :], 1)
+        tl.store(o + it * DV + ov, o_t.to(o.dtype.element_ty), mask=mv)
+        e_t = tl.sum(Wb * k_t[None, :], 1) - v_t
+        S = mom_t * S - lr_t * (e_t[:, None] * k_t[None, :])
+        if DGD:
+            Wk = tl.sum(W * k_t[None, :], 1)
+            W = gam_t * W - lr_t * (Wk[:, None] * k_t[None, :]) + S
+        else:
+            W = gam_t * W + S
+        Wb = tl.where((t + 1) % C == 0, W, Wb)
+    tl.store(WT + p_state, W.to(WT.dtype.element_ty), mask=mvk)
+    tl.store(ST + p_state, S.to(ST.dtype.element_ty), mask=mvk)
+
+
+@triton.jit
+def linear_memory_fwd_kernel_chunk(
+    q, k, v, lr, decay, mom, W0, S0, o, WT, ST,
+    T, C,
+    DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)
+    ok = tl.arange(0, BK)
+    ov = tl.arange(0, BV)
+    oc = tl.arange(0, BC)
+    mk = ok < DK
+    mv = ov < DV
+    mvk = mv[:, None] & mk[None, :]
+    p_state = i_bh * DV * DK + ov[:, None] * DK + ok[None, :]
+    W = tl.load(W0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    S = tl.load(S0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    for cs in range(0, T, C):
+        ce = tl.minimum(cs + C, T)
+        Wb = W
+        # a chunk longer than BC rows is walked in sub-blocks; all of them read Wb
+        for s in range(cs, ce, BC):
+            rows = s + oc
+            valid = rows < ce
+            it = i_bh * T + rows
+            # [BC, BK], [BC, BV]
+            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
+            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
+            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
+            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            WbT = tl.trans(Wb)
+            O = tl.dot(Q, WbT, input_precision=PREC)
+            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
+            E = tl.dot(K, WbT, input_precision=PREC) - V
+            a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
+            W = a * W + b * S + tl.dot(tl.trans(E * c[:, None]), K, input_precision=PREC)
+            S = sm * S + tl.dot(tl.trans(E * sd[:, None]), K, input_precision=PREC)
+    tl.store(WT + p_state, W.to(WT.dtype.element_ty), mask=mvk)
+    tl.store(ST + p_state, S.to(ST.dtype.element_ty), mask=mvk)
+
+
+def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, impl: str = "auto"):
+    """Host launcher. impl: 'recurrent', 'chunk' (no dgd only) or 'auto' (chunk when not dgd and chunk >= 16)."""
+    B, H, T, DK = q.shape
+    DV = v.shape[-1]
+    if impl == "auto":
+        impl = "chunk" if (not dgd and chunk >= 16) else "recurrent"
+    if impl == "chunk" and dgd:
+        raise ValueError("the chunk kernel does not implement dgd; use impl='recurrent'")
+    o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
+    WT = torch.empty_like(W0)
+    ST = torch.empty_like(S0)
+    args = (q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk)
+    meta = dict(DK=DK, DV=DV, BK=block(DK), BV=block(DV))
+    if impl == "recurrent":
+        linear_memory_fwd_kernel_recurrent[(B * H,)](*args, DGD=dgd, **meta)
+    else:
+        prec = "ieee" if q.dtype == torch.float32 else "tf32"
+        linear_memory_fwd_kernel_chunk[(B * H,)](*args, BC=chunk_block(chunk, T), PREC=prec, **meta)
+    return o, WT, ST
