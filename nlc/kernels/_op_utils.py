@@ -1,0 +1,35 @@
+"""Glue for the custom ops: contiguous inputs, recompute-based backward through a torch reference."""
+import contextlib
+
+import torch
+
+
+def contig(*xs):
+    # under torch.compile a custom op can receive stride-0 expanded tensors (e.g. the gradient of .sum())
+    return [x.contiguous() for x in xs]
+
+
+@contextlib.contextmanager
+def autograd_inside_op():
+    """Re-enable autograd recording inside a custom op implementation.
+
+    The dispatcher runs an op's implementation with the autograd keys excluded from the thread-local
+    dispatch set, so torch.autograd.grad there sees no graph. Remove them from the exclude set for the block.
+    """
+    incl = torch._C._dispatch_tls_local_include_set()
+    excl = torch._C._dispatch_tls_local_exclude_set()
+    for key in ("AutogradFunctionality", "AutogradOther", "ADInplaceOrView", "AutogradCPU", "AutogradCUDA"):
+        k = getattr(torch._C.DispatchKey, key, None)
+        if k is not None and excl.has(k):
+            excl = excl.remove(k)
+    with torch._C._ForceDispatchKeyGuard(incl, excl), torch.enable_grad():
+        yield
+
+
+def recompute_grads(fn, inputs, grad_outputs, *args):
+    """Gradients of fn(*inputs, *args) w.r.t. inputs, recomputed in fp32 with torch.autograd."""
+    with autograd_inside_op():
+        xs = [x.detach().float().requires_grad_() for x in inputs]
+        outs = fn(*xs, *args)
+        gs = torch.autograd.grad(outs, xs, [g.float() for g in grad_outputs], allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, inputs))

@@ -1,0 +1,54 @@
+"""`torch.ops.nlc.linear_memory`: Triton forward, fake impl for torch.compile, recompute backward."""
+import torch
+from torch import Tensor
+
+from .._op_utils import contig, recompute_grads
+from .naive import chunk_linear_memory
+
+
+@torch.library.custom_op("nlc::linear_memory", mutates_args=())
+def linear_memory_op(
+    q: Tensor, k: Tensor, v: Tensor, lr: Tensor, decay: Tensor, mom: Tensor, W0: Tensor, S0: Tensor,
+    chunk: int, dgd: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    from .fused import linear_memory_fwd
+
+    return linear_memory_fwd(*contig(q, k, v, lr, decay, mom, W0, S0), chunk, dgd)
+
+
+@linear_memory_op.register_fake
+def _(q, k, v, lr, decay, mom, W0, S0, chunk, dgd):
+    B, H, T, _ = q.shape
+    return q.new_empty(B, H, T, v.shape[-1]), torch.empty_like(W0), torch.empty_like(S0)
+
+
+@torch.library.custom_op("nlc::linear_memory_bwd", mutates_args=())
+def linear_memory_bwd_op(
+    q: Tensor, k: Tensor, v: Tensor, lr: Tensor, decay: Tensor, mom: Tensor, W0: Tensor, S0: Tensor,
+    do: Tensor, dW: Tensor, dS: Tensor, chunk: int, dgd: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    # backward = recompute through the chunked torch reference (no Triton backward kernel yet)
+    inputs = contig(q, k, v, lr, decay, mom, W0, S0)
+    return recompute_grads(chunk_linear_memory, inputs, contig(do, dW, dS), chunk, dgd)
+
+
+@linear_memory_bwd_op.register_fake
+def _(q, k, v, lr, decay, mom, W0, S0, do, dW, dS, chunk, dgd):
+    return tuple(torch.empty_like(x) for x in (q, k, v, lr, decay, mom, W0, S0))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:8])
+    ctx.chunk, ctx.dgd = inputs[8], inputs[9]
+
+
+def _backward(ctx, do, dW, dS):
+    saved = ctx.saved_tensors
+    do = torch.zeros_like(saved[0][..., :1].expand(*saved[0].shape[:-1], saved[2].shape[-1])) if do is None else do
+    dW = torch.zeros_like(saved[6]) if dW is None else dW
+    dS = torch.zeros_like(saved[7]) if dS is None else dS
+    grads = linear_memory_bwd_op(*saved, do, dW, dS, ctx.chunk, ctx.dgd)
+    return (*grads, None, None)
+
+
+linear_memory_op.register_autograd(_backward, setup_context=_setup_context)
