@@ -9,6 +9,7 @@ functions, torch never.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ EDGE_STYLE = {
 _DEFAULT_EDGE = ("#6b7280", "solid", 1.0, "solid", "other")
 _EDGE_ORDER = ("optimizes", "initializes", "backprop", "generates", "flow")  # drawn bottom first
 
-NAME_PT, SUB_PT, LABEL_PT = 10.5, 7.5, 7.0
+NAME_PT, SUB_PT, LABEL_PT, BAND_PT = 10.5, 7.5, 7.0, 9.5
 BOX_H, BAND_H, GAP_X, MARGIN_L, MARGIN_R = 0.62, 1.45, 0.55, 1.7, 0.5
 
 
@@ -76,13 +77,13 @@ class Band:
     nodes: list = field(default_factory=list)
 
 
-def _clock_label(clocks: list[str]) -> str:
+def _clock_label(clocks: list[str], fallback: str) -> str:
     out = []
     for c in clocks:
-        c = "frequency 0" if c in ("frozen", "none", "") else c
-        if c not in out:
+        c = "frequency 0" if c in ("frozen", "none", "frequency 0") else c
+        if c and c not in out:
             out.append(c)
-    return ", ".join(out) if out else "frequency 0"
+    return ", ".join(out) if out else fallback
 
 
 def bands(G) -> list[Band]:
@@ -106,7 +107,8 @@ def bands(G) -> list[Band]:
             (io[kind] if kind in io else members).append(n)
         if members:
             clocks = [str(G.nodes[n].get("clock") or "") for n in members]
-            level_bands.append(Band(f"tier{i}", _clock_label(clocks), f"tier {i}", members))
+            level_bands.append(Band(f"tier{i}", _clock_label(clocks, f"tier {i}"), f"tier {i}",
+                                   members))
     if level_bands:
         level_bands[0].caption += " · fastest"
         if len(level_bands) > 1:
@@ -135,6 +137,14 @@ class Layout:
     bands: list  # [(Band, y_centre)]
     width: float
     height: float  # of the band area
+    margin: float  # left of the boxes: band labels and the frequency arrow
+
+
+def _band_lines(label: str) -> str:
+    """One clock per line, at most three lines (then two clocks a line)."""
+    parts = label.split(", ")
+    per = 1 if len(parts) <= 3 else -(-len(parts) // 3)
+    return "\n".join(", ".join(parts[i:i + per]) for i in range(0, len(parts), per))
 
 
 def _text_w(text: str, size: float, bold: bool = False) -> float:
@@ -186,15 +196,17 @@ def _layout(G) -> Layout:
     rows = _order(G, bs, {n: s[0] for n, s in size.items()})
     widths = [sum(size[n][0] for n in r) + GAP_X * (len(r) - 1) for r in rows]
     inner_w = max(widths + [3.0])
+    margin = max([MARGIN_L] + [_text_w(t, BAND_PT, True) + 0.6
+                               for b in bs for t in _band_lines(b.label).split("\n")])
     pos, placed = {}, []
     for i, (b, row) in enumerate(zip(bs, rows)):
         y = (i + 0.5) * BAND_H
-        cur = MARGIN_L + (inner_w - widths[i]) / 2 + 0.25
+        cur = margin + (inner_w - widths[i]) / 2 + 0.25
         for n in row:
             pos[n] = (cur + size[n][0] / 2, y)
             cur += size[n][0] + GAP_X
         placed.append((b, y))
-    return Layout(pos, size, placed, MARGIN_L + inner_w + 0.5 + MARGIN_R, len(bs) * BAND_H)
+    return Layout(pos, size, placed, margin + inner_w + 0.5 + MARGIN_R, len(bs) * BAND_H, margin)
 
 
 def layout(G) -> dict:
@@ -265,14 +277,14 @@ def draw(G):
         face = "#ffffff" if io else ("#f8fafc" if i % 2 else "#eef2f7")
         ax.add_patch(Rectangle((0.1, y - BAND_H / 2 + 0.03), W - 0.2, BAND_H - 0.06,
                                facecolor=face, edgecolor="#cbd5e1", lw=0.6, zorder=0))
-        ax.text(0.25, y + 0.08, b.label, ha="left", va="bottom", fontsize=9.5,
+        ax.text(0.25, y + 0.08, _band_lines(b.label), ha="left", va="bottom", fontsize=BAND_PT,
                 fontweight="bold", color="#334155", zorder=1)
         ax.text(0.25, y - 0.02, b.caption, ha="left", va="top", fontsize=7.5,
                 color="#64748b", zorder=1)
     if len(L.bands) > 1:
-        ax.annotate("", xy=(MARGIN_L - 0.15, L.height - 0.2), xytext=(MARGIN_L - 0.15, 0.2),
+        ax.annotate("", xy=(L.margin - 0.15, L.height - 0.2), xytext=(L.margin - 0.15, 0.2),
                     arrowprops=dict(arrowstyle="-|>", color="#94a3b8", lw=1.0), zorder=1)
-        ax.text(MARGIN_L - 0.24, L.height / 2, "slower updates", rotation=90, ha="center",
+        ax.text(L.margin - 0.24, L.height / 2, "slower updates", rotation=90, ha="center",
                 va="center", fontsize=7, color="#94a3b8", zorder=1)
 
     boxes = {}
@@ -341,8 +353,12 @@ def draw(G):
 
     node_kinds = [k for k in NODE_STYLE if any(a == k for _, a in G.nodes(data="kind"))]
     edge_kinds = [k for k in EDGE_STYLE if any(a == k for _, _, a in G.edges(data="kind"))]
-    handles = [Patch(facecolor=NODE_STYLE[k][0], edgecolor=NODE_STYLE[k][1], label=NODE_DESC[k])
-               for k in node_kinds if k != "output"]
+    desc = dict(NODE_DESC)
+    if "input" in node_kinds and "output" in node_kinds:
+        node_kinds.remove("output")
+        desc["input"] = "input / output"
+    handles = [Patch(facecolor=NODE_STYLE[k][0], edgecolor=NODE_STYLE[k][1], label=desc[k])
+               for k in node_kinds]
     handles += [Line2D([], [], color=EDGE_STYLE[k][0], linestyle=EDGE_STYLE[k][1],
                        lw=EDGE_STYLE[k][2], label=EDGE_STYLE[k][4]) for k in edge_kinds]
     if handles:
@@ -365,8 +381,9 @@ def to_dot(G) -> str:
              f"  label={_q(model)}; labelloc=t; fontname=Helvetica; fontsize=18;",
              '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=11];',
              "  edge [fontname=Helvetica, fontsize=9];"]
-    anchors = []
-    for b in bands(G):
+    anchors, band_of = [], {}
+    for i, b in enumerate(bands(G)):
+        band_of.update((n, i) for n in b.nodes)
         anchor = f"__band_{b.key}"
         anchors.append(anchor)
         lines.append(f"  subgraph {_q('band_' + b.key)} {{")
@@ -384,15 +401,22 @@ def to_dot(G) -> str:
     for u, v, a in G.edges(data=True):
         color, _, lw, style, _ = EDGE_STYLE.get(a.get("kind", "flow"), _DEFAULT_EDGE)
         extra = f", label={_q(a['label'])}" if a.get("label") else ""
+        if band_of.get(v, 0) < band_of.get(u, 0):  # downward edges must not reorder the bands
+            extra += ", constraint=false"
         lines.append(f"  {_q(u)} -> {_q(v)} [style={style}, color=\"{color}\", "
                      f"fontcolor=\"{color}\", penwidth={lw}{extra}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
+_MERMAID_RESERVED = {"end", "graph", "flowchart", "subgraph", "style", "class", "classdef",
+                     "click", "linkstyle", "direction", "call", "href", "default"}
+
+
 def _mid(n, used: dict) -> str:
-    base = "".join(c if c.isalnum() else "_" for c in str(n)) or "n"
-    base = "n_" + base if not base[0].isalpha() else base
+    base = "".join(c if c.isascii() and c.isalnum() else "_" for c in str(n)) or "n"
+    if not base[0].isalpha() or base.lower() in _MERMAID_RESERVED:
+        base = "n_" + base
     key, i = base, 2
     while used.get(key, n) != n:
         key, i = f"{base}_{i}", i + 1
@@ -401,7 +425,7 @@ def _mid(n, used: dict) -> str:
 
 
 def _mq(s: str) -> str:
-    return str(s).replace('"', "#quot;")
+    return str(s).replace('"', "#quot;").replace("|", "#124;")
 
 
 _MERMAID_ARROW = {"flow": "-->", "generates": "-.->", "optimizes": "-.->", "initializes": "-.->",
@@ -412,8 +436,8 @@ def to_mermaid(G) -> str:
     """Mermaid `flowchart BT`: a subgraph per band, classDef per node kind, linkStyle per edge."""
     used: dict = {}
     ids = {n: _mid(n, used) for n in G}
-    lines = ["---", f"title: {_mq(G.graph.get('title') or G.graph.get('model') or 'model')}",
-             "---", "flowchart BT"]
+    title = str(G.graph.get("title") or G.graph.get("model") or "model")
+    lines = ["---", "title: " + json.dumps(title, ensure_ascii=False), "---", "flowchart BT"]
     for b in bands(G):
         bid = _mid(f"band_{b.key}", used)
         lines.append(f'  subgraph {bid}["{_mq(b.label)} · {_mq(b.caption)}"]')

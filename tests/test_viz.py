@@ -54,10 +54,26 @@ def G():
 
 
 def test_render_svg_png_pdf(G, tmp_path):
-    svg = viz.render(G, tmp_path / "g.svg").read_text()
+    out = viz.render(G, str(tmp_path / "g.svg"))
+    assert out == tmp_path / "g.svg"
+    svg = out.read_text()
     assert "<svg" in svg
     assert (viz.render(G, tmp_path / "g.png").read_bytes()[:8]) == b"\x89PNG\r\n\x1a\n"
     assert viz.render(G, tmp_path / "sub" / "g.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_draw_returns_figure(G):
+    from matplotlib.figure import Figure
+    fig = viz.draw(G)
+    assert isinstance(fig, Figure)
+    w, h = fig.get_size_inches()
+    assert w > 8 and h > 8  # five tiers and the I/O bands, five boxes in the widest band
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"Hope", "tokens(16)", "steps(1)", "memory", "cms_2"} <= texts
+    assert "tokens(16) · dgd · l2 · 33k" in texts
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(lab.startswith("backprop") for lab in labels)
+    assert any(lab.startswith("learning level") for lab in labels)
 
 
 def test_svg_deterministic(G, tmp_path):
@@ -75,6 +91,14 @@ def test_dot(G, tmp_path):
         assert f'"{n}"' in text
     assert "style=dotted" in text and "style=bold" in text and "style=dashed" in text
     assert text.count("{") == text.count("}")
+
+
+def test_dot_parses_with_pydot(G):
+    pydot = pytest.importorskip("pydot")
+    (g,) = pydot.graph_from_dot_data(viz.to_dot(G))
+    H = nx.nx_pydot.from_pydot(g)
+    assert set(G) <= set(H)
+    assert len(g.get_subgraphs()) == len(viz.bands(G))
 
 
 def test_mermaid(G, tmp_path):
@@ -122,6 +146,8 @@ def test_band_labels(G):
     F = nx.MultiDiGraph(model="f", tiers=[["w"]])
     F.add_node("w", kind="level", clock="frozen", params=10)
     assert viz.bands(F)[0].label == "frequency 0"
+    F.add_node("u", kind="level", tier=0)  # no clock: the band keeps the other clocks
+    assert viz.bands(F)[0].label == "frequency 0"
 
 
 def test_unknown_suffix(G, tmp_path):
@@ -154,6 +180,11 @@ def test_minimal_graphs(tmp_path):
     assert '"block[0..3].memory"' in dot and 'digraph "we\\"ird"' in dot
     mmd = viz.to_mermaid(M)
     assert "block_0__3__memory" in mmd and "block[0..3].memory" in mmd
+    assert 'title: "we\\"ird"' in mmd
+    R = nx.MultiDiGraph(model="r")
+    R.add_node("end", kind="level", clock="tokens(1)")
+    R.add_edge("end", "end", kind="generates", label="a|b")
+    assert "n_end -.->|a#124;b| n_end" in viz.to_mermaid(R)
     assert viz.layout(M)["attn"][1] < viz.layout(M)["block[0..3].memory"][1]
 
 
