@@ -97,12 +97,13 @@ def bands(G) -> list[Band]:
                 tiers.append([])
             tiers[t].append(n)
     io = {"input": [], "output": []}
-    level_bands = []
+    level_bands, seen = [], set()
     for i, tier in enumerate(tiers):
         members = []
         for n in tier:
-            if n not in G:
+            if n not in G or n in seen:  # unknown or listed twice: skip
                 continue
+            seen.add(n)
             kind = G.nodes[n].get("kind")
             (io[kind] if kind in io else members).append(n)
         if members:

@@ -186,6 +186,9 @@ def test_minimal_graphs(tmp_path):
     R.add_edge("end", "end", kind="generates", label="a|b")
     assert "n_end -.->|a#124;b| n_end" in viz.to_mermaid(R)
     assert viz.layout(M)["attn"][1] < viz.layout(M)["block[0..3].memory"][1]
+    # a node listed twice, or a name unknown to G, in G.graph["tiers"]
+    M.graph["tiers"] = [["attn", "ghost"], ["block[0..3].memory", "attn"]]
+    assert [b.nodes for b in viz.bands(M)] == [["attn"], ["block[0..3].memory"]]
 
 
 def test_import_is_cheap():
