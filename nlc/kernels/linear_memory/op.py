@@ -44,11 +44,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, do, dW, dS):
     saved = ctx.saved_tensors
-    do = torch.zeros_like(saved[0][..., :1].expand(*saved[0].shape[:-1], saved[2].shape[-1])) if do is None else do
-    dW = torch.zeros_like(saved[6]) if dW is None else dW
-    dS = torch.zeros_like(saved[7]) if dS is None else dS
-    grads = linear_memory_bwd_op(*saved, do, dW, dS, ctx.chunk, ctx.dgd)
-    return (*grads, None, None)
+    q, v = saved[0], saved[2]
+    outs = [q.new_zeros(*q.shape[:-1], v.shape[-1]), saved[6], saved[7]]
+    grads = [torch.zeros_like(o) if g is None else g for g, o in zip((do, dW, dS), outs)]
+    return (*linear_memory_bwd_op(*saved, *grads, ctx.chunk, ctx.dgd), None, None)
 
 
 linear_memory_op.register_autograd(_backward, setup_context=_setup_context)
