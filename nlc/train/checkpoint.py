@@ -1,0 +1,300 @@
+"""Atomic checkpoints: `run_dir/ckpt-<step>/{model.safetensors, record.json, state.pt}` + `latest`.
+
+A checkpoint is written into a hidden temp folder beside the others, every file and the
+folder are fsynced, and only then is it renamed into place (`os.replace` is atomic on
+POSIX); the `latest` pointer is replaced the same way. So a crash, a SIGKILL or a full
+disk at any moment leaves either the old checkpoint or the new one, never half of one.
+`record.json` holds the sha256 of the other two files, so corruption is caught at load.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nlc.train.errors import CheckpointError
+
+FORMAT = 1
+WEIGHTS, RECORD, STATE, LATEST = "model.safetensors", "record.json", "state.pt", "latest"
+_TMP_PREFIX = ".tmp-ckpt-"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    record: dict
+    fast_state: dict = field(default_factory=dict)
+    rng: dict | None = None
+
+
+def ckpt_name(step: int) -> str:
+    return f"ckpt-{step:07d}"
+
+
+def unwrap(model):
+    """The user's module under DDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+# ---------------------------------------------------------------------------
+# RNG state (stored as tensors and plain Python values so `weights_only=True` loads it)
+
+
+def rng_state() -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    v, internal, gauss = s["python"]
+    random.setstate((v, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------------------
+# saving
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _weights_bytes(model) -> bytes:
+    from safetensors.torch import save
+
+    # clone: safetensors refuses tensors that share storage (tied embeddings)
+    sd = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()
+          if isinstance(v, torch.Tensor)}
+    return save(sd, metadata={"format": "pt"})
+
+
+def _state_bytes(optimizer, fast_state, rng) -> bytes:
+    fast = {k: v.detach().cpu() for k, v in (fast_state or {}).items()}
+    buf = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None,
+                "fast_state": fast, "rng": rng}, buf)
+    return buf.getvalue()
+
+
+def list_checkpoints(run_dir) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    out = [p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("ckpt-") and p.name[5:].isdigit()]
+    return sorted(out, key=lambda p: int(p.name[5:]))
+
+
+def clean_temps(run_dir) -> None:
+    """Remove temp folders left by a run killed mid-save (one writer per run dir)."""
+    for p in Path(run_dir).glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _point_latest(run_dir: Path, name: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".latest-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / LATEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(run_dir)
+
+
+def save_checkpoint(run_dir, model, optimizer, step: int, *, fast_state: dict | None = None,
+                    record: dict | None = None, keep: int = 3) -> Path:
+    """Atomically write checkpoint `step` (weights, optimizer, fast state, RNG) and point `latest` at it.
+
+    `record` adds JSON fields (seed, metrics, train args). Keeps the newest `keep` checkpoints.
+    Any failure removes the temp folder, leaves the previous checkpoint as it was, and
+    raises CheckpointError.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_temps(run_dir)
+    final = run_dir / ckpt_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=_TMP_PREFIX))
+    try:
+        m = unwrap(model)
+        weights = _weights_bytes(m)
+        state = _state_bytes(optimizer, fast_state, rng_state())
+        rec = {
+            "format": FORMAT, "step": step, "data_position": step,
+            "spec_hash": getattr(m, "spec_hash", None), "spec_name": getattr(m, "spec_name", None),
+            "config": getattr(m, "config", None), "time": time.time(), "torch": torch.__version__,
+            **(record or {}),
+            "files": {WEIGHTS: _sha256(weights), STATE: _sha256(state)},
+        }
+        _write_bytes(tmp / WEIGHTS, weights)
+        _write_bytes(tmp / STATE, state)
+        _write_bytes(tmp / RECORD, json.dumps(rec, indent=2, default=str).encode())
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (e.g. Ctrl-C right after a periodic save)
+            old = run_dir / f"{_TMP_PREFIX}old-{final.name}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+        _point_latest(run_dir, final.name)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, Exception):
+            raise
+        prev = _read_latest(run_dir)
+        kept = f"the previous checkpoint {prev} is intact" if prev else "no earlier checkpoint exists"
+        hint = "free disk space, or point --out at another disk" if getattr(e, "errno", None) == 28 else None
+        raise CheckpointError(f"could not save checkpoint at step {step} to {final}: {e}; {kept}",
+                              hint=hint) from e
+    _prune(run_dir, keep, protect=final.name)
+    return final
+
+
+def _prune(run_dir: Path, keep: int, protect: str) -> None:
+    if keep <= 0:
+        return
+    for p in list_checkpoints(run_dir)[:-keep]:
+        if p.name != protect:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+
+def _read_latest(run_dir: Path) -> str | None:
+    try:
+        name = (Path(run_dir) / LATEST).read_text().strip()
+        return name or None
+    except OSError:
+        return None
+
+
+def resolve(path) -> Path:
+    """A checkpoint folder from a run dir (via `latest`, else the newest) or a checkpoint folder itself."""
+    p = Path(path)
+    if (p / RECORD).exists():
+        return p
+    if not p.exists():
+        raise CheckpointError(f"no run or checkpoint at {p}", hint="check the path, or start without --resume")
+    name = _read_latest(p)
+    if name is not None:
+        if not (p / name).is_dir():
+            raise CheckpointError(f"{p / LATEST} points to {name}, which is missing",
+                                  hint=f"point it at one of: {[c.name for c in list_checkpoints(p)] or 'none'}")
+        return p / name
+    ckpts = list_checkpoints(p)
+    if not ckpts:
+        raise CheckpointError(f"no checkpoint in {p}", hint="train first, or start without --resume")
+    return ckpts[-1]
+
+
+def read_record(ckpt: Path) -> dict:
+    try:
+        return json.loads((ckpt / RECORD).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: {RECORD} is missing") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: cannot read {RECORD} ({e})") from None
+
+
+def _read_verified(ckpt: Path, name: str, rec: dict) -> bytes:
+    try:
+        data = (ckpt / name).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: {name} is missing") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {ckpt / name}: {e}") from None
+    want = rec.get("files", {}).get(name)
+    if want is not None and _sha256(data) != want:
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: {name} does not match its checksum",
+                              hint="resume from an earlier checkpoint: pass its folder, or edit `latest`")
+    return data
+
+
+def check_spec(rec: dict, model, ckpt: Path) -> None:
+    """Refuse weights trained from another spec (or other --set overrides)."""
+    m = unwrap(model)
+    mine, theirs = getattr(m, "spec_hash", None), rec.get("spec_hash")
+    if mine and theirs and mine != theirs:
+        raise CheckpointError(
+            f"checkpoint {ckpt} was trained from spec {rec.get('spec_name')!r} (hash {theirs[:12]}), "
+            f"but this model is spec {getattr(m, 'spec_name', None)!r} (hash {mine[:12]})",
+            hint="use the same .nl file and --set overrides as the run, or a new --out folder")
+
+
+def load_checkpoint(path, model=None, optimizer=None, *, map_location="cpu", strict_spec: bool = True) -> Checkpoint:
+    """Verify and load a checkpoint into `model` / `optimizer` (either may be None).
+
+    `path` is a run dir (follows `latest`) or one `ckpt-*` folder. RNG state is returned,
+    not applied: call `set_rng_state(ckpt.rng)` to continue a run bit-exactly.
+    """
+    from safetensors.torch import load
+
+    ckpt = resolve(path)
+    rec = read_record(ckpt)
+    if rec.get("format") != FORMAT or "step" not in rec:
+        raise CheckpointError(f"{ckpt / RECORD} is not an nlc checkpoint record (format {rec.get('format')})")
+    if model is not None and strict_spec:
+        check_spec(rec, model, ckpt)
+    weights = _read_verified(ckpt, WEIGHTS, rec)
+    blob = _read_verified(ckpt, STATE, rec)
+    try:
+        sd = load(weights)
+        st = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
+    except Exception as e:  # safetensors / unpickling errors of any kind mean a corrupt file
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: {e}") from None
+    if model is not None:
+        try:
+            unwrap(model).load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"weights in {ckpt} do not fit this model: {str(e).splitlines()[0]}",
+                                  hint="was the spec changed since this run?") from None
+    if optimizer is not None:
+        if st.get("optimizer") is None:
+            raise CheckpointError(f"checkpoint {ckpt} has no optimizer state to resume from")
+        optimizer.load_state_dict(st["optimizer"])
+    return Checkpoint(ckpt, int(rec["step"]), rec, st.get("fast_state") or {}, st.get("rng"))

@@ -1,0 +1,100 @@
+"""DDP under `torchrun`: gloo on CPU, NCCL on GPU.
+
+    torchrun --nproc-per-node 2 -m nlc train specs/hope.nl --batch 16
+
+Every rank draws the same deterministic global batch (a pure function of seed and step)
+and keeps its own slice, so N ranks with global batch B compute exactly the gradient of
+one process with batch B (DDP averages the per-rank means). In-context levels keep
+per-sequence state and need no sync; step-clock levels are parameters and DDP syncs
+them. Only rank 0 logs, evaluates and saves.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from nlc.train.errors import TrainError
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False  # we initialised the process group, so we tear it down
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup_distributed(device: str | torch.device | None = None) -> DistContext:
+    """Read torchrun's env (RANK, WORLD_SIZE, LOCAL_RANK); init the process group if WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = torch.device(device) if device is not None else default_device()
+    if world <= 1:
+        return DistContext(device=dev)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        owns = True
+    return DistContext(rank, world, local, dev, owns)
+
+
+def wrap_model(model, ctx: DistContext):
+    """DDP-wrap for multi-process runs (broadcasts rank 0's weights); unchanged otherwise."""
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DDP(model, device_ids=ids)
+
+
+def check_batch(batch: int, ctx: DistContext) -> None:
+    if batch % ctx.world_size:
+        raise TrainError(f"global batch {batch} does not split over {ctx.world_size} processes",
+                         hint=f"use a batch that is a multiple of {ctx.world_size}")
+
+
+def shard(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """This rank's contiguous slice of the global batch (dim 0)."""
+    if not ctx.enabled:
+        return x
+    per = x.size(0) // ctx.world_size
+    return x[ctx.rank * per:(ctx.rank + 1) * per]
+
+
+def sum_scalars(values: list[float], ctx: DistContext) -> list[float]:
+    """Sum floats over ranks (one small all-reduce); identity on one process."""
+    if not ctx.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()

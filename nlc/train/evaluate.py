@@ -1,0 +1,232 @@
+"""Evaluation: validation bpb, MQAR, NIAH (table + heatmap), continual learning, and generation.
+
+Every sequence starts from `model.init_state(B)`: in-context memory belongs to one
+sequence. Evaluation runs under `torch.no_grad()` inside `fork_rng`, so evaluating never
+changes the training run's random stream (resume stays bit-exact whatever eval_every is).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from nlc.train.checkpoint import unwrap
+from nlc.train.data import eval_windows
+from nlc.train.metrics import LN2
+from nlc.train.tasks import CONTINUAL_TASKS, TaskBatch, accuracy, continual_task, forgetting, mqar, niah
+
+
+def _device(model) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+class _evaluating:
+    """model.eval() + no_grad + a private RNG stream; restores all three on exit."""
+
+    def __init__(self, model):
+        self.m = model
+
+    def __enter__(self):
+        self.was = self.m.training
+        self.m.eval()
+        self.rng = torch.random.fork_rng(devices=[])
+        self.rng.__enter__()
+        self.ng = torch.no_grad()
+        self.ng.__enter__()
+        return self.m
+
+    def __exit__(self, *exc):
+        self.ng.__exit__(*exc)
+        self.rng.__exit__(*exc)
+        self.m.train(self.was)
+        return False
+
+
+def _run(m, tokens: torch.Tensor):
+    tokens = tokens.to(_device(m))
+    return m(tokens, state=m.init_state(tokens.size(0)))
+
+
+# ---------------------------------------------------------------------------
+# language modelling
+
+
+def eval_loss(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16) -> float:
+    """Mean next-byte cross-entropy (nats) over evenly spread, non-overlapping windows of `data`."""
+    m = unwrap(model)
+    x, y = eval_windows(data, seq_len, None if max_batches is None else batch * max_batches)
+    if len(x) == 0:
+        return float("nan")
+    total, count = 0.0, 0
+    with _evaluating(m):
+        for i in range(0, len(x), batch):
+            out = _run(m, x[i:i + batch])
+            yb = y[i:i + batch].to(out.logits.device)
+            total += float(F.cross_entropy(out.logits.float().flatten(0, 1), yb.flatten(), reduction="sum"))
+            count += yb.numel()
+    return total / count
+
+
+def eval_bpb(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16) -> float:
+    """Bits per byte = mean cross-entropy in nats / ln 2 (bytes are the tokens)."""
+    return eval_loss(model, data, batch, seq_len, max_batches) / LN2
+
+
+# ---------------------------------------------------------------------------
+# synthetic recall tasks
+
+
+def task_accuracy(model, tb: TaskBatch) -> float:
+    m = unwrap(model)
+    with _evaluating(m):
+        return accuracy(_run(m, tb.tokens).logits, tb)
+
+
+def eval_mqar(model, num_pairs: int = 8, num_queries: int | None = None, batch: int = 32,
+              n_batches: int = 4, seed: int = 0) -> dict:
+    """MQAR accuracy on the answer positions, averaged over `n_batches` seeded batches."""
+    accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i)) for i in range(n_batches)]
+    return {"accuracy": sum(accs) / len(accs), "num_pairs": num_pairs, "seq_len": 2 * num_pairs + 2 * (num_queries or num_pairs)}
+
+
+@dataclass
+class NiahResult:
+    lengths: list[int]
+    depths: list[float]
+    acc: dict = field(default_factory=dict)  # (length, depth) -> digit accuracy
+    png: Path | None = None
+
+    def format(self) -> str:
+        head = "depth \\ length " + "".join(f"{n:>8}" for n in self.lengths)
+        rows = [f"{d:>14.2f} " + "".join(f"{self.acc[(n, d)]:>8.2f}" for n in self.lengths) for d in self.depths]
+        mean = sum(self.acc.values()) / max(len(self.acc), 1)
+        return "\n".join([f"NIAH passkey accuracy (mean {mean:.3f})", head, *rows])
+
+
+def eval_niah(model, lengths=(256, 512, 1024), depths=(0.0, 0.25, 0.5, 0.75, 1.0), n_samples: int = 8,
+              seed: int = 0, out_png=None, n_digits: int = 5) -> NiahResult:
+    """Passkey accuracy (per digit) for each (length, depth); optional heatmap PNG."""
+    res = NiahResult(list(lengths), list(depths))
+    for n in res.lengths:
+        for d in res.depths:
+            res.acc[(n, d)] = task_accuracy(model, niah(n_samples, n, d, seed=seed, n_digits=n_digits))
+    if out_png is not None:
+        res.png = plot_niah(res, out_png)
+    return res
+
+
+def plot_niah(res: NiahResult, out_png) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = [[res.acc[(n, d)] for n in res.lengths] for d in res.depths]
+    fig, ax = plt.subplots(figsize=(1.2 * len(res.lengths) + 2, 0.6 * len(res.depths) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    ax.set_xticks(range(len(res.lengths)), [str(n) for n in res.lengths])
+    ax.set_yticks(range(len(res.depths)), [f"{d:.2f}" for d in res.depths])
+    ax.set_xlabel("context length (bytes)")
+    ax.set_ylabel("needle depth")
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, label="passkey accuracy")
+    ax.set_title("needle in a haystack")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+# ---------------------------------------------------------------------------
+# continual learning
+
+
+@dataclass
+class ContinualResult:
+    tasks: list[str]
+    acc: list[list[float]]  # acc[i][j]: accuracy on task j after training on tasks 0..i
+    forgetting: float
+
+    def format(self) -> str:
+        w = max(len(t) for t in self.tasks) + 2
+        head = "after \\ on".ljust(w + 6) + "".join(t.rjust(w) for t in self.tasks)
+        rows = [f"{t:<{w + 6}}" + "".join(f"{a:>{w}.2f}" for a in r) for t, r in zip(self.tasks, self.acc)]
+        return "\n".join([head, *rows, f"forgetting (mean best - final): {self.forgetting:.3f}"])
+
+
+def eval_continual(model, tasks=("copy", "reverse", "shift3", "sort"), steps_per_task: int = 100,
+                   batch: int = 16, n: int = 8, seed: int = 0, eval_batch: int = 64,
+                   inplace: bool = False) -> ContinualResult:
+    """Train on each task in turn with the model's own optimizer; score every task after each one.
+
+    Works on a deep copy unless `inplace`: measuring forgetting should not change the model.
+    """
+    unknown = [t for t in tasks if t not in CONTINUAL_TASKS]
+    if unknown:
+        raise ValueError(f"unknown continual tasks {unknown}; choose from {sorted(CONTINUAL_TASKS)}")
+    m = unwrap(model) if inplace else copy.deepcopy(unwrap(model))
+    make = getattr(m, "make_optimizer", None)
+    opt = make() if make is not None else torch.optim.AdamW(m.parameters(), lr=3e-4)
+    held_out = [continual_task(t, eval_batch, n, seed=10**6 + seed) for t in tasks]
+    acc = []
+    for i, name in enumerate(tasks):
+        m.train()
+        for s in range(steps_per_task):
+            tb = continual_task(name, batch, n, seed=seed * 10**5 + i * 10**4 + s)
+            out = _run(m, tb.tokens)
+            mask = tb.mask.to(out.logits.device)
+            # score only the answer bytes: the inputs are random and cannot be predicted
+            loss = F.cross_entropy(out.logits[mask].float(), tb.targets.to(mask.device)[mask])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        acc.append([task_accuracy(m, tb) for tb in held_out])
+    return ContinualResult(list(tasks), acc, forgetting(acc))
+
+
+# ---------------------------------------------------------------------------
+# generation
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, -1)
+    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+
+
+def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
+             seed: int = 0, callback=None) -> bytes:
+    """Feed the prompt in one call, then sample one byte per call, carrying the fast state.
+
+    The carried state is what lets in-context levels keep learning while generating: each
+    new byte updates the memories exactly as it would inside one long sequence.
+    `callback(byte)` is called per new byte (for streaming output). Returns the new bytes.
+    """
+    m = unwrap(model)
+    gen = torch.Generator().manual_seed(seed)
+    prompt = bytes(prompt_bytes) or b"\n"  # an empty prompt still needs a first token
+    dev = _device(m)
+    out_bytes = bytearray()
+    with _evaluating(m):
+        x = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
+        out = m(x, state=m.init_state(1))
+        for i in range(max_new):
+            nxt = _sample(out.logits[:, -1], temperature, top_k, gen)
+            b = int(nxt.item())
+            out_bytes.append(b)
+            if callback is not None:
+                callback(b)
+            if i + 1 < max_new:
+                out = m(nxt.view(1, 1), state=out.state)
+    return bytes(out_bytes)

@@ -1,0 +1,153 @@
+"""Synthetic byte-level tasks for memory models: MQAR, single-needle NIAH, a continual stream.
+
+Every generator is seeded and returns a `TaskBatch`: `tokens` (B, T) to feed the model,
+`targets` (B, T) next-byte targets (targets[:, t] is the byte after tokens[:, t]), and
+`mask` (B, T), True where the prediction is scored (the answer positions). Accuracy is
+argmax(logits) == targets over the mask.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class TaskBatch:
+    tokens: torch.Tensor   # (B, T) long
+    targets: torch.Tensor  # (B, T) long
+    mask: torch.Tensor     # (B, T) bool, scored positions
+    meta: dict = field(default_factory=dict)
+
+
+def _pack(rows: list[list[int]], scored: list[list[int]], **meta) -> TaskBatch:
+    """Rows of equal length -> TaskBatch; `scored[b]` are indices into the row of answer bytes."""
+    s = torch.tensor(rows, dtype=torch.long)
+    tokens = s
+    targets = torch.zeros_like(s)
+    targets[:, :-1] = s[:, 1:]
+    mask = torch.zeros_like(s, dtype=torch.bool)
+    for b, idx in enumerate(scored):
+        # the byte at index i is predicted at position i - 1
+        mask[b, [i - 1 for i in idx]] = True
+    return TaskBatch(tokens, targets, mask, meta)
+
+
+def accuracy(logits: torch.Tensor, tb: TaskBatch) -> float:
+    """Fraction of scored positions where the argmax prediction is the target."""
+    pred = logits.argmax(-1)
+    m = tb.mask.to(pred.device)
+    return float((pred[m] == tb.targets.to(pred.device)[m]).float().mean()) if m.any() else float("nan")
+
+
+# ---------------------------------------------------------------------------
+# MQAR: k1 v1 k2 v2 ... kn vn  q1 a1 q2 a2 ... ; each q is an earlier key, a its value
+
+MQAR_KEY_BASE, MQAR_VAL_BASE = 64, 128  # keys are bytes 64..127, values 128..191
+
+
+def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: int = 0,
+         key_vocab: int = 64, value_vocab: int = 64) -> TaskBatch:
+    """Multi-query associative recall (Zoology); scored at the answer (value) of each query."""
+    num_queries = num_pairs if num_queries is None else num_queries
+    if num_pairs > key_vocab:
+        raise ValueError(f"num_pairs={num_pairs} exceeds key_vocab={key_vocab}")
+    rng = random.Random(seed)
+    rows, scored = [], []
+    for _ in range(batch):
+        keys = rng.sample(range(key_vocab), num_pairs)
+        vals = [rng.randrange(value_vocab) for _ in keys]
+        row = []
+        for k, v in zip(keys, vals):
+            row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + v]
+        qs = rng.sample(range(num_pairs), num_queries) if num_queries <= num_pairs else \
+            [rng.randrange(num_pairs) for _ in range(num_queries)]
+        ans = []
+        for q in qs:
+            row += [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
+            ans.append(len(row) - 1)
+        rows.append(row)
+        scored.append(ans)
+    return _pack(rows, scored, task="mqar", num_pairs=num_pairs, num_queries=num_queries)
+
+
+# ---------------------------------------------------------------------------
+# NIAH: a passkey hidden at a depth in a haystack; asked for at the end (Landmark-attention format)
+
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key. "
+QUERY = "What is the pass key? The pass key is "
+
+
+def niah(batch: int, length: int, depth: float, seed: int = 0, n_digits: int = 5,
+         filler: str = FILLER) -> TaskBatch:
+    """Single needle: `length` bytes in all, needle at `depth` in [0, 1] of the haystack."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1], got {depth}")
+    rng = random.Random(seed * 1_000_003 + length * 101 + int(depth * 1000))
+    rows, scored = [], []
+    for _ in range(batch):
+        key = "".join(rng.choice("0123456789") for _ in range(n_digits))
+        needle, tail = NEEDLE.format(key=key), QUERY + key
+        n_hay = length - len(needle) - len(tail)
+        if n_hay < 0:
+            raise ValueError(f"length {length} is too short for the needle and query "
+                             f"({len(needle) + len(tail)} bytes)")
+        hay = (filler * (n_hay // len(filler) + 1))[:n_hay]
+        # snap the needle to a sentence boundary at or before the requested depth
+        at = int(depth * n_hay)
+        cut = hay.rfind(". ", 0, at)
+        at = cut + 2 if cut >= 0 and at < n_hay else at
+        text = hay[:at] + needle + hay[at:] + tail
+        rows.append(list(text.encode()))
+        scored.append(list(range(length - n_digits, length)))
+    return _pack(rows, scored, task="niah", length=length, depth=depth)
+
+
+# ---------------------------------------------------------------------------
+# continual stream: string transformations learned one after another
+#   row = MARKER input '=' output ; the marker (one byte per task) says which task it is,
+#   so a model that does not forget can solve all of them at once.
+
+_ALPHA = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _permute(s: str) -> str:
+    table = list(_ALPHA)
+    random.Random(1234).shuffle(table)
+    return "".join(table[ord(c) - 97] for c in s)
+
+
+CONTINUAL_TASKS = {
+    "copy": lambda s: s,
+    "reverse": lambda s: s[::-1],
+    "shift3": lambda s: "".join(_ALPHA[(ord(c) - 97 + 3) % 26] for c in s),
+    "sort": lambda s: "".join(sorted(s)),
+    "swap": lambda s: "".join(s[i + 1] + s[i] for i in range(0, len(s) - 1, 2)) + (s[-1] if len(s) % 2 else ""),
+    "permute": _permute,
+}
+
+
+def continual_task(name: str, batch: int, n: int = 8, seed: int = 0) -> TaskBatch:
+    """One task of the stream: `MARKER + x + '=' + f(x)`, x random lowercase of length n."""
+    if name not in CONTINUAL_TASKS:
+        raise ValueError(f"unknown continual task {name!r}; choose from {sorted(CONTINUAL_TASKS)}")
+    fn, marker = CONTINUAL_TASKS[name], chr(ord("A") + list(CONTINUAL_TASKS).index(name))
+    rng = random.Random(f"{name}:{seed}")  # str seeds hash with sha512: stable across processes
+    rows, scored = [], []
+    for _ in range(batch):
+        x = "".join(rng.choice(_ALPHA) for _ in range(n))
+        row = list((marker + x + "=" + fn(x)).encode())
+        rows.append(row)
+        scored.append(list(range(n + 2, 2 * n + 2)))
+    return _pack(rows, scored, task=name)
+
+
+def forgetting(acc: list[list[float]]) -> float:
+    """acc[i][j] = accuracy on task j after training task i. Mean over earlier tasks of best - final."""
+    n = len(acc)
+    if n < 2:
+        return 0.0
+    drops = [max(acc[i][j] for i in range(j, n)) - acc[n - 1][j] for j in range(n - 1)]
+    return sum(drops) / len(drops)
