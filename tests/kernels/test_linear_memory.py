@@ -1,0 +1,172 @@
+"""nlc::linear_memory: Triton kernels vs the per-token naive reference, forward and backward."""
+import pytest
+import torch
+from conftest import DEVICE
+
+from nlc.kernels import chunk_linear_memory, linear_memory, naive_linear_memory
+from nlc.kernels.linear_memory.fused import linear_memory_fwd
+from nlc.kernels.linear_memory.op import linear_memory_op
+from nlc.kernels.testing import assert_close, gates, qkv
+
+RATIO = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+NAMES = ("q", "k", "v", "lr", "decay", "mom", "W0", "S0")
+
+
+def make_inputs(B, H, T, Dk, Dv, dtype, device=DEVICE):
+    q, k, v = qkv(B, H, T, Dk, Dv, device, dtype)
+    lr, decay, mom = gates(B, H, T, device, dtype)
+    W0 = (0.1 * torch.randn(B, H, Dv, Dk)).to(device)
+    S0 = (0.1 * torch.randn(B, H, Dv, Dk)).to(device)
+    return [q, k, v, lr, decay, mom, W0, S0]
+
+
+def param(B, H, T, Dk, Dv, C, dgd, dtype, *marks):
+    return pytest.param(B, H, T, Dk, Dv, C, dgd, dtype, marks=marks,
+                        id=f"B{B}-H{H}-T{T}-Dk{Dk}-Dv{Dv}-C{C}-{'dgd' if dgd else 'titans'}-{str(dtype)[6:]}")
+
+
+CASES = [
+    param(1, 2, 1, 16, 16, 16, False, torch.float32),
+    param(1, 2, 63, 16, 32, 1, False, torch.float32),
+    param(1, 2, 63, 32, 32, 16, False, torch.float32),
+    param(2, 1, 100, 16, 16, 128, False, torch.float32),
+    param(1, 2, 1, 16, 16, 1, True, torch.float32),
+    param(1, 2, 63, 16, 16, 16, True, torch.float32),
+    param(1, 1, 100, 32, 16, 1, True, torch.float32),
+    param(1, 2, 63, 16, 16, 16, False, torch.bfloat16),
+    param(1, 2, 100, 16, 16, 16, True, torch.bfloat16),
+    param(2, 4, 256, 64, 64, 64, False, torch.float32, pytest.mark.slow),
+    param(2, 4, 256, 64, 64, 64, True, torch.float32, pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("B,H,T,Dk,Dv,C,dgd,dtype", CASES)
+def test_linear_memory_op(B, H, T, Dk, Dv, C, dgd, dtype, nan_poison):
+    xs = make_inputs(B, H, T, Dk, Dv, dtype)
+    ws = [torch.randn(B, H, T, Dv), torch.randn(B, H, Dv, Dk), torch.randn(B, H, Dv, Dk)]
+    ws = [w.to(DEVICE) for w in ws]
+
+    def run(fn, inputs):
+        inputs = [x.detach().clone().requires_grad_() for x in inputs]
+        outs = fn(*inputs, C, dgd)
+        loss = sum((o.float() * w).sum() for o, w in zip(outs, ws))
+        loss.backward()
+        return outs, [x.grad for x in inputs]
+
+    # the reference sees the same (rounded) inputs, upcast to fp32
+    ref_outs, ref_grads = run(naive_linear_memory, [x.float() for x in xs])
+    tri_outs, tri_grads = run(linear_memory_op, xs)
+    r = RATIO[dtype]
+    for name, ref, tri in zip(("o", "W_T", "S_T"), ref_outs, tri_outs):
+        assert_close(name, ref, tri, r)
+    for name, ref, tri in zip(NAMES, ref_grads, tri_grads):
+        assert_close(f"d{name}", ref, tri, r)
+
+
+@pytest.mark.parametrize("impl", ["recurrent", "chunk"])
+@pytest.mark.parametrize("T,C", [(1, 1), (63, 1), (63, 5), (100, 80), (100, 1000)])
+def test_linear_memory_kernels(impl, T, C, nan_poison):
+    """Both Triton kernels (forward only) against the naive loop, incl. chunks longer than a sub-block (C=80)."""
+    for dgd in ([False, True] if impl == "recurrent" else [False]):
+        xs = make_inputs(1, 1, T, 16, 32, torch.float32)
+        ref = naive_linear_memory(*xs, C, dgd)
+        tri = linear_memory_fwd(*xs, C, dgd, impl=impl)
+        for name, a, b in zip(("o", "W_T", "S_T"), ref, tri):
+            assert_close(f"{impl}-{name}", a, b, 1e-4)
+
+
+@pytest.mark.parametrize("impl", ["recurrent", "chunk"])
+def test_linear_memory_gate_edges(impl):
+    """Gates exactly at the ends of their ranges: mom = 0, decay = 1 (zero products in the closed form)."""
+    xs = make_inputs(1, 2, 40, 16, 16, torch.float32)
+    xs[4][0, 0, ::3] = 1.0
+    xs[5][0, 1, ::2] = 0.0
+    xs[5][0, 0, 7] = 1.0
+    ref = naive_linear_memory(*xs, 16, False)
+    tri = linear_memory_fwd(*xs, 16, False, impl=impl)
+    for name, a, b in zip(("o", "W_T", "S_T"), ref, tri):
+        assert_close(name, a, b, 1e-4)
+
+
+@pytest.mark.parametrize("dgd", [False, True])
+def test_chunk_reference_matches_naive(dgd):
+    xs = make_inputs(2, 2, 37, 16, 8, torch.float32)
+    for C in (1, 5, 16, 64):
+        for name, a, b in zip(("o", "W_T", "S_T"), naive_linear_memory(*xs, C, dgd), chunk_linear_memory(*xs, C, dgd)):
+            assert_close(name, a, b, 1e-5)
+
+
+@pytest.mark.parametrize("dgd", [False, True])
+def test_naive_matches_literal_autograd_loop(dgd):
+    """The naive reference against a literal per-(b,h) loop whose surprise u_t comes from autograd."""
+    B, H, T, D, C = 1, 2, 11, 4, 3
+    q, k, v, lr, decay, mom, W0, S0 = make_inputs(B, H, T, D, D, torch.float64, "cpu")
+    o_ref, W_ref, S_ref = naive_linear_memory(q, k, v, lr, decay, mom, W0.double(), S0.double(), C, dgd)
+    for b in range(B):
+        for h in range(H):
+            W, S = W0[b, h].double(), S0[b, h].double()
+            for t in range(T):
+                if t % C == 0:
+                    Wbar = W.clone()
+                assert torch.allclose(o_ref[b, h, t].double(), Wbar @ q[b, h, t], atol=1e-5)
+                Wg = Wbar.clone().requires_grad_()
+                (u,) = torch.autograd.grad(0.5 * ((Wg @ k[b, h, t] - v[b, h, t]) ** 2).sum(), Wg)
+                S = mom[b, h, t] * S - lr[b, h, t] * u
+                if dgd:
+                    A = (1 - decay[b, h, t]) * torch.eye(D, dtype=W.dtype) - lr[b, h, t] * torch.outer(k[b, h, t], k[b, h, t])
+                    W = W @ A + S
+                else:
+                    W = (1 - decay[b, h, t]) * W + S
+            assert torch.allclose(W_ref[b, h].double(), W, atol=1e-5)
+            assert torch.allclose(S_ref[b, h].double(), S, atol=1e-5)
+
+
+@pytest.mark.parametrize("dgd", [False, True])
+def test_linear_memory_compile_no_graph_break(dgd):
+    """torch.compile(fullgraph=True) through the custom op, forward and backward with a .sum() loss."""
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    xs = make_inputs(1, 2, 20, 16, 16, torch.float32)
+
+    def f(q, k, v, lr, decay, mom, W0, S0):
+        o, W, S = linear_memory(q, k, v, lr, decay, mom, W0, S0, chunk=8, dgd=dgd, backend="triton")
+        return o.sum() + W.sum() + S.sum()
+
+    def grads(fn):
+        inputs = [x.detach().clone().requires_grad_() for x in xs]
+        loss = fn(*inputs)
+        loss.backward()
+        return loss, [x.grad for x in inputs]
+
+    ref_loss, ref_grads = grads(f)
+    loss, tri_grads = grads(torch.compile(f, fullgraph=True))
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert_close("loss", ref_loss, loss, 1e-5)
+    for name, a, b in zip(NAMES, ref_grads, tri_grads):
+        assert_close(f"d{name}", a, b, 1e-5)
+
+
+def test_linear_memory_validation():
+    xs = make_inputs(1, 2, 5, 16, 16, torch.float32)
+    with pytest.raises(ValueError, match="k must have shape"):
+        linear_memory(xs[0], xs[1][..., :8], *xs[2:], chunk=2)
+    with pytest.raises(ValueError, match="chunk must be an int"):
+        linear_memory(*xs, chunk=0)
+    with pytest.raises(ValueError, match="lr must have shape"):
+        linear_memory(xs[0], xs[1], xs[2], xs[3][..., :4], *xs[4:], chunk=2)
+    with pytest.raises(ValueError, match="must be float32"):
+        linear_memory(*xs[:6], xs[6].double(), xs[7], chunk=2)
+    o, W, S = linear_memory(*xs[:6], chunk=2, backend="torch")
+    assert o.shape == (1, 2, 5, 16) and W.shape == S.shape == (1, 2, 16, 16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dgd", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_memory_gpu_large(dgd, dtype):
+    xs = make_inputs(2, 4, 2048, 64, 64, dtype, "cuda")
+    ref = chunk_linear_memory(*[x.float() for x in xs], 64, dgd)
+    tri = linear_memory_op(*xs, 64, dgd)
+    for name, a, b in zip(("o", "W_T", "S_T"), ref, tri):
+        assert_close(name, a, b, 1e-3 if dtype == torch.float32 else 3e-2)
