@@ -1,0 +1,82 @@
+"""The front half of the compiler as one flat, named list of stages.
+
+    load         parse the spec and its imports                   -> Unit
+    bind-params  pick the model, apply overrides, fold constants  -> dict
+    resolve      names, stream ops, levels, dimensions, clocks    -> ModelPlan
+    graph        the level graph (networkx MultiDiGraph)          -> nx.MultiDiGraph
+    check-graph  unread levels, optimizer clocks                  -> (same graph)
+
+Invariants after each stage are in passes/README.md. Every stage's artifact is printable
+(`nlc compile --emit STAGE`), and `NLC_DUMP=dir` writes all of them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nlc.graph.level_graph import build_graph, check_graph
+from nlc.passes.consts import bind_params, select_model
+from nlc.passes.load import load
+from nlc.passes.model import resolve_model
+
+
+@dataclass
+class Compilation:
+    source: str                      # a path, or spec text when `text` is set
+    overrides: dict[str, Any] = field(default_factory=dict)
+    model_name: str | None = None
+    text: str | None = None
+    unit: Any = None
+    model: Any = None
+    params: dict | None = None
+    plan: Any = None
+    graph: Any = None
+
+
+def _load(c: Compilation):
+    c.unit = load(c.source, text=c.text, file=None if c.text is None else "<spec>")
+
+
+def _bind(c: Compilation):
+    c.model = select_model(c.unit, c.model_name)
+    c.params = bind_params(c.model, c.overrides)
+
+
+def _resolve(c: Compilation):
+    c.plan = resolve_model(c.unit, c.model, c.params)
+
+
+def _graph(c: Compilation):
+    c.graph = build_graph(c.plan)
+
+
+def _check_graph(c: Compilation):
+    check_graph(c.plan, c.graph)
+
+
+PIPELINE = [
+    ("load", _load),
+    ("bind-params", _bind),
+    ("resolve", _resolve),
+    ("graph", _graph),
+    ("check-graph", _check_graph),
+]
+STAGES = [name for name, _ in PIPELINE]
+
+
+def run(source, overrides=None, model: str | None = None, *, text: str | None = None, until: str | None = None,
+        dump: str | None = None) -> Compilation:
+    """Run the pipeline up to and including stage `until`; raise NlcError on user mistakes."""
+    c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text)
+    dump = dump or os.environ.get("NLC_DUMP")
+    for i, (name, stage) in enumerate(PIPELINE):
+        stage(c)
+        if dump:
+            from nlc.passes.emit import emit
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            (Path(dump) / f"{i:02d}_{name}.txt").write_text(emit(c, name))
+        if name == until:
+            break
+    return c

@@ -263,7 +263,7 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                     if ctx.is_main:
                         bar.write(f"interrupted: saved a checkpoint at step {step}; continue with --resume")
                     break
-        D.barrier(ctx)
+        D.barrier(ctx)  # rank 0 may still be saving; nobody leaves before it is done
     except KeyboardInterrupt:
         if ctx.is_main:
             bar.write(f"aborted at step {step} by a second Ctrl-C; last checkpoint: {last_good or 'none'}")
@@ -280,6 +280,8 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
             plot_path = plot_run(out_dir, out_dir / "loss.png")
         except Exception as e:  # a plot must never lose a finished run
             print(f"note: could not draw the loss plot: {e}")
+    if dist_ctx is None:
+        D.cleanup(ctx)  # we opened the process group, so we close it
     wall = time.time() - t_start
     done = step - start
     return Report(out_dir, getattr(raw, "spec_name", None), step, last_loss, val_bpb,

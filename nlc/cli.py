@@ -1,0 +1,191 @@
+"""The `nlc` command line. One `fill_<cmd>` per subcommand; user errors exit 2, no traceback
+(`--debug` re-raises). torch is imported only by the subcommands that run models."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nlc.errors import NlcError, render
+
+EXIT_USER = 2
+
+
+class UserError(NlcError):
+    """A command-line mistake (bad flag value, missing output path, ...)."""
+
+
+def _overrides(pairs) -> dict:
+    from nlc.passes.consts import parse_override
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise UserError(f"--set {p}: expected KEY=VALUE", hint="e.g. --set dim=128")
+        k, v = p.split("=", 1)
+        out[k.strip()] = parse_override(v)
+    return out
+
+
+def _common(p):
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec parameter (repeatable)")
+    p.add_argument("--model", help="which model of the file (default: the first one)")
+
+
+# ---- check ---------------------------------------------------------------------
+def fill_check(sub):
+    p = sub.add_parser("check", help="check specs; print each model's level table")
+    p.add_argument("files", nargs="+", help=".nl spec files")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+    _common(p)
+    p.set_defaults(func=cmd_check)
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.1f}k" if n >= 1e3 else str(n))
+
+
+def level_table(c) -> str:
+    from nlc.graph.level_graph import level_rows
+    rows = level_rows(c.graph)
+    head = ("level", "tier", "clock", "params", "objective", "rule", "memory")
+    data = [(r["name"], str(r["tier"]), r["clock"], _fmt_params(r["params"]), r["objective"], r["rule"], r["memory"])
+            for r in rows]
+    widths = [max(len(h), *(len(d[i]) for d in data)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    total = sum(lv.params * b.repeat for b, lv in c.plan.all_levels())
+    out = [f"model {c.plan.name} ({c.plan.file}): {len(rows)} levels, {len(c.graph.graph['tiers'])} frequency tiers, "
+           f"{_fmt_params(total)} level parameters", line(head), line(["-" * w for w in widths])]
+    out += [line(d) for d in data]
+    return "\n".join(out)
+
+
+def cmd_check(a) -> int:
+    from nlc.passes import run
+    errors = []
+    for f in a.files:
+        try:
+            c = run(f, _overrides(a.set), a.model)
+            if not a.quiet:
+                print(level_table(c) + "\n")
+        except NlcError as e:
+            errors.append(e)
+    if errors:
+        for e in errors:
+            print(render(e), file=sys.stderr)
+        n = sum(len(getattr(e, "errors", [e])) for e in errors)
+        print(f"{n} error{'s' if n > 1 else ''}", file=sys.stderr)
+        return EXIT_USER
+    return 0
+
+
+# ---- fmt -----------------------------------------------------------------------
+def fill_fmt(sub):
+    p = sub.add_parser("fmt", help="format specs canonically (in place, or --check)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; change nothing")
+    p.add_argument("--stdout", action="store_true", help="print instead of rewriting")
+    p.set_defaults(func=cmd_fmt)
+
+
+def cmd_fmt(a) -> int:
+    from nlc.frontend.parse import parse_text, read_source
+    from nlc.ir.printer import program
+    changed = 0
+    for f in a.files:
+        text = read_source(f)
+        out = program(parse_text(text, f), text)
+        if a.stdout:
+            sys.stdout.write(out)
+        elif out != text:
+            changed += 1
+            if a.check:
+                print(f"would reformat {f}")
+            else:
+                Path(f).write_text(out, encoding="utf-8")
+                print(f"reformatted {f}")
+    return 1 if (a.check and changed) else 0
+
+
+# ---- graph ---------------------------------------------------------------------
+def fill_graph(sub):
+    p = sub.add_parser("graph", help="draw the level graph (.svg .png .pdf .dot .mmd)")
+    p.add_argument("file")
+    p.add_argument("-o", "--out", required=True, help="output path; the suffix picks the format")
+    _common(p)
+    p.set_defaults(func=cmd_graph)
+
+
+def cmd_graph(a) -> int:
+    from nlc.passes import run
+    from nlc import viz
+    c = run(a.file, _overrides(a.set), a.model)
+    try:
+        path = viz.render(c.graph, a.out)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+# ---- compile -------------------------------------------------------------------
+EMITS = ("load", "bind-params", "resolve", "graph", "plan", "py", "fx")
+
+
+def fill_compile(sub):
+    p = sub.add_parser("compile", help="run the compiler and print a stage")
+    p.add_argument("file")
+    p.add_argument("--emit", default="resolve", choices=EMITS, help="stage to print (default: resolve)")
+    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR")
+    _common(p)
+    p.set_defaults(func=cmd_compile)
+
+
+def cmd_compile(a) -> int:
+    from nlc.passes import STAGES, run
+    from nlc.passes.emit import emit
+    ov = _overrides(a.set)
+    if a.emit in STAGES:
+        c = run(a.file, ov, a.model, dump=a.dump, until=None if a.dump else a.emit)
+        sys.stdout.write(emit(c, a.emit))
+        return 0
+    from nlc.api import compile as nlc_compile
+    m = nlc_compile(a.file, backend=a.backend, model=a.model, **ov)
+    sys.stdout.write(m.emit(a.emit))
+    return 0
+
+
+# ---- entry point ---------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nlc", description="nlc: a compiler for Nested Learning (.nl specs)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for fill in (fill_check, fill_fmt, fill_graph, fill_compile):
+        fill(sub)
+    from nlc import cli_run
+    cli_run.fill_all(sub)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    try:
+        return a.func(a) or 0
+    except NlcError as e:
+        if a.debug:
+            raise
+        print(render(e), file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if a.debug:
+            print(f"[nlc] {a.cmd} took {time.time() - t0:.3f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

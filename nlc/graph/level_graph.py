@@ -1,0 +1,160 @@
+"""Pass `build-graph`: the level graph of a resolved model, and its checks.
+
+Nodes are levels (plus `input`, `output` and the outer optimizer); edges are typed:
+flow (a level's output feeds another's keys/values/queries), generates (a level
+produces another's lr/decay/momentum, or its own values: self-modification),
+optimizes / initializes (the outer optimizer trains parameters / meta-learns initial
+states), backprop (the task loss teaches a CMS block). Levels of a repeated block are
+one node with `repeat = N`. Tiers follow Nested Learning's ordering: faster = updated
+more often; token clocks are faster than step clocks.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from nlc.errors import Diagnostics, GraphError
+from nlc.ir.resolved import BlockPlan, LevelPlan, ModelPlan
+
+GATE_ROLES = ("lr", "decay", "momentum")
+
+
+def clock_str(lv: LevelPlan) -> str:
+    return "frozen" if lv.clock == "frozen" else f"{lv.clock}({lv.chunk})"
+
+
+def tier_key(unit: str, every: int | None) -> tuple:
+    # fastest first: tokens(1) < tokens(16) < ... < frozen (frequency 0 in context) < steps(C)
+    return {"tokens": (0, every or 1), "frozen": (1, 0), "steps": (2, every or 1)}[unit]
+
+
+def node_id(block: BlockPlan, lv: LevelPlan, nblocks: int) -> str:
+    return lv.name if nblocks == 1 else f"{block.name}.{lv.name}"
+
+
+def memory_str(lv: LevelPlan) -> str:
+    m = lv.memory
+    if m.kind == "attention":
+        extra = [f"window={m.window}"] if m.window else []
+        extra += [f"persistent={m.persistent}"] if m.persistent else []
+        return f"attention({', '.join(extra)})"
+    if m.kind == "linear":
+        return f"linear({lv.dk}x{lv.dv})"
+    return f"{m.kind}(h={lv.hidden})" + (f" x{lv.heads} heads" if lv.heads > 1 else "")
+
+
+def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
+    """For every stream: the set of level nodes (or 'input') whose output it depends on."""
+    deps: dict[str, frozenset] = {"x": x_deps}
+    for op in block.ops:
+        if op.op == "read":
+            deps[op.name] = frozenset({op.attrs["level"]})
+        elif op.op == "cms":
+            deps[op.name] = frozenset({op.attrs["levels"][-1]} if op.attrs.get("variant") != "independent" else op.attrs["levels"])
+        else:
+            deps[op.name] = frozenset().union(*(deps.get(i, frozenset()) for i in op.inputs))
+    return deps
+
+
+def build_graph(plan: ModelPlan) -> nx.MultiDiGraph:
+    G = nx.MultiDiGraph(model=plan.name)
+    G.add_node("input", kind="input", label="input", tier=-1)
+    edges: dict[tuple, list[str]] = {}  # (src, dst, kind) -> labels: parallel edges merged
+    nb = len(plan.blocks)
+    x_deps = frozenset({"input"})
+    for b in plan.blocks:
+        nid = {lv.name: node_id(b, lv, nb) for lv in b.levels}
+        for lv in b.levels:
+            label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
+            G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
+                       clock=clock_str(lv), chunk=lv.chunk, params=lv.params * b.repeat,
+                       objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
+                       rule=lv.rule, memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
+                       unit=lv.clock, role=lv.role)
+        deps = _deps(b, x_deps)
+
+        def link(srcs, dst, kind, label):
+            for s in srcs:
+                src = s if s == "input" or s not in nid else nid[s]
+                if s == dst:
+                    edges.setdefault((nid[dst], nid[dst], "generates"), []).append(label)
+                else:
+                    edges.setdefault((src, nid[dst], kind), []).append(label)
+
+        for op in b.ops:
+            if op.op == "read":
+                link(deps[op.inputs[0]], op.attrs["level"], "flow", "queries")
+            elif op.op == "cms":
+                names = op.attrs["levels"]
+                link(deps[op.inputs[0]], names[0], "flow", "input")
+                for a, c in zip(names, names[1:]):
+                    if op.attrs.get("variant") == "independent":
+                        link(deps[op.inputs[0]], c, "flow", "input")
+                    else:
+                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if op.attrs.get("variant") == "nested" else "")
+        for lv in b.levels:
+            for role in ("keys", "values", "context"):
+                s = getattr(lv, role)
+                if s:
+                    link(deps[s], lv.name, "generates" if (role == "values" and lv.self_values) else "flow", role)
+            for g, gate in lv.gates.items():
+                if gate.kind == "stream":
+                    link(deps[gate.stream], lv.name, "generates", g)
+        x_deps = frozenset(nid.get(d, d) for d in deps[b.out])
+    for (src, dst, kind), labels in edges.items():
+        G.add_edge(src, dst, kind=kind, label=", ".join(dict.fromkeys(x for x in labels if x)))
+    G.add_node("output", kind="output", label="output (loss)", tier=-1)
+    for s in x_deps - {"input"}:  # the residual path input -> output is implied
+        G.add_edge(s, "output", kind="flow", label="")
+    for n, d in list(G.nodes(data=True)):
+        if d.get("role") == "cms" and d.get("unit") != "frozen":
+            G.add_edge("output", n, kind="backprop", label="task loss")
+    if plan.optimizer is not None:
+        o = plan.optimizer
+        total = sum(lv.params * b.repeat for b, lv in plan.all_levels())
+        G.add_node(o.name, kind="optimizer", label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,
+                   objective="task-loss", rule=o.rule, memory="params(" + ", ".join(o.targets) + ")", repeat=1,
+                   unit="steps", role="optimizer")
+        for n, d in list(G.nodes(data=True)):
+            if d.get("kind") in ("level", "attention"):
+                kind = "initializes" if d.get("role") == "memory" else "optimizes"
+                G.add_edge(o.name, n, kind=kind, label="init" if kind == "initializes" else "")
+    tiers: dict[tuple, list[str]] = {}
+    for n, d in G.nodes(data=True):
+        if d.get("kind") in ("input", "output"):
+            continue
+        tiers.setdefault(tier_key(d["unit"], d.get("chunk")), []).append(n)
+    order = sorted(tiers)
+    for i, k in enumerate(order):
+        for n in tiers[k]:
+            G.nodes[n]["tier"] = i
+    G.graph["tiers"] = [tiers[k] for k in order]
+    return G
+
+
+def check_graph(plan: ModelPlan, G: nx.MultiDiGraph) -> None:
+    diags = Diagnostics()
+    for b in plan.blocks:
+        read = {op.attrs["level"] for op in b.ops if op.op == "read"}
+        for lv in b.levels:
+            if lv.role in ("memory", "attention") and lv.name not in read:
+                diags.error(GraphError, f"nothing reads level '{lv.name}'", lv.span,
+                            f"read it with `o = {lv.name}(q)` and use o, or remove the level")
+    o = plan.optimizer
+    if o is not None:
+        for b, lv in plan.all_levels():
+            if lv.clock == "steps" and lv.chunk % o.every:
+                diags.error(GraphError, f"optimizer '{o.name}' runs every {o.every} steps and cannot drive level "
+                            f"'{lv.name}' at steps({lv.chunk})", lv.span,
+                            f"make the level's period a multiple of {o.every}")
+    diags.check()
+
+
+def level_rows(G: nx.MultiDiGraph) -> list[dict]:
+    rows = []
+    for n, d in G.nodes(data=True):
+        if d.get("kind") in ("input", "output"):
+            continue
+        rows.append(dict(name=d.get("label", n), tier=d["tier"], clock=d["clock"], chunk=d.get("chunk"),
+                         params=d["params"], objective=d["objective"], rule=d["rule"], memory=d.get("memory", ""),
+                         repeat=d.get("repeat", 1)))
+    return sorted(rows, key=lambda r: (r["tier"], r["name"]))

@@ -1,0 +1,110 @@
+"""The resolved IR the passes produce and the lowering consumes.
+
+A `ModelPlan` is a model with every name bound, every constant evaluated, every
+expression flattened into named stream ops in dependency order, and every dimension
+known. Like the surface IR it is frozen and every node keeps its source span.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nlc.errors import Span
+
+
+class R(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    span: Span | None = Field(default=None, repr=False, exclude=True)
+
+
+class Op(R):
+    """One stream op: `name = op(inputs..., **attrs)`, a (B, T, width) tensor."""
+
+    name: str
+    op: str
+    inputs: list[str] = []
+    attrs: dict[str, Any] = {}
+    width: int
+
+
+class Gate(R):
+    """An update-rule hyperparameter: a constant, a learned scalar per head, or a stream."""
+
+    kind: Literal["const", "learned", "stream"]
+    value: float = 0.0          # const value, or the learned scalar's initial value
+    stream: str | None = None   # name of an op of width 1 or `heads`
+
+
+class MemoryPlan(R):
+    kind: Literal["linear", "mlp", "residual_mlp", "attention", "slot"]
+    depth: int = 1
+    expansion: float = 1.0
+    act: str = "silu"
+    window: int = 0
+    persistent: int = 0
+
+
+class LevelPlan(R):
+    name: str                       # unique within the block
+    block: str
+    role: Literal["memory", "attention", "cms"]
+    memory: MemoryPlan
+    heads: int = 1
+    dk: int = 0                     # per-head key width
+    dv: int = 0                     # per-head value width
+    hidden: int = 0                 # per-head hidden width of MLP memories
+    clock: Literal["tokens", "steps", "frozen"] = "tokens"
+    chunk: int | None = 1
+    objective: str = "l2"
+    objective_args: dict[str, float] = {}
+    rule: str = "gd"
+    gates: dict[str, Gate] = {}
+    rule_args: dict[str, Any] = {}
+    init: str = "meta"
+    init_args: dict[str, Any] = {}
+    keys: str | None = None
+    values: str | None = None
+    queries: str | None = None
+    context: str | None = None
+    self_values: bool = False
+    options: dict[str, Any] = {}
+    params: int = 0
+    cms_input: str | None = None    # role == cms: the stream the chain reads
+    cms_index: int = 0
+
+
+class BlockPlan(R):
+    name: str
+    repeat: int = 1
+    ops: list[Op] = []
+    levels: list[LevelPlan] = []
+    out: str = "x"
+
+    def level(self, name: str) -> LevelPlan:
+        return next(lv for lv in self.levels if lv.name == name)
+
+
+class OptimizerPlan(R):
+    name: str                      # the level's name, e.g. `outer`
+    rule: str                      # AdamW, SGD, or an `optimizer` definition's name
+    args: dict[str, Any] = {}
+    every: int = 1                 # steps(C)
+    targets: list[str] = ["all"]
+    options: dict[str, Any] = {}   # clip, warmup, schedule, ...
+    definition: Any = None         # the ir.Optimizer when the rule is written in .nl
+
+
+class ModelPlan(R):
+    name: str
+    file: str
+    params: dict[str, Any] = {}
+    dim: int
+    vocab: int
+    blocks: list[BlockPlan] = []
+    optimizer: OptimizerPlan | None = None
+
+    def all_levels(self):
+        for b in self.blocks:
+            for lv in b.levels:
+                yield b, lv

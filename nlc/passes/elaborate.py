@@ -1,0 +1,336 @@
+"""Passes `resolve-names` and `infer-dims`: flatten a block into named stream ops and levels.
+
+Inside a block, assignments are single-assignment and order-free (a dataflow graph):
+a name may be used before the line that defines it. Level *reads* `m(q)` see the
+level's chunk-start state, and level *writes* (keys, values, gates) happen after every
+read of the tick, so a level may read streams computed from its own reads (Hope's
+self-modification). A cycle among assignments themselves cannot be scheduled.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
+from nlc.ir import nodes as ir
+from nlc.ir.resolved import BlockPlan, Gate, LevelPlan, MemoryPlan, Op
+from nlc.passes.consts import did_you_mean, eval_const, eval_option
+
+ACTS = ("silu", "gelu", "relu", "sigmoid", "tanh", "softplus", "exp")
+# builtin stream ops: name -> (positional arity, allowed keyword arguments)
+BUILTINS = {
+    **{a: (1, ()) for a in ACTS},
+    "linear": (1, ("out",)), "rmsnorm": (1, ()), "layernorm": (1, ()), "l2norm": (1, ("groups",)),
+    "conv": (1, ("window",)), "head_mean": (1, ("groups",)), "gate": (2, ()),
+}
+MEMORY_KINDS = {
+    "linear": (), "mlp": ("depth", "expansion", "act"), "residual_mlp": ("expansion", "act"),
+    "attention": ("window", "persistent"), "slot": (),
+}
+OBJECTIVES = {"l2": (), "dot": (), "huber": ("delta",), "lp": ("p",)}
+RULES = {  # in-context update rules and their gates (defaults)
+    "gd": {"lr": 0.1, "decay": 0.0},
+    "momentum": {"lr": 0.1, "momentum": 0.9, "decay": 0.0},
+    "dgd": {"lr": 0.1, "decay": 0.0, "momentum": 0.0},
+}
+RULE_OPTIONS = {"dgd": {"layers": ("first", "all")}}
+INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
+MAX_CHUNK = 1 << 20
+
+
+class Elaborator:
+    """Elaborates one block of one model."""
+
+    def __init__(self, block: ir.Block, env: dict[str, Any], memories: dict[str, ir.MemoryDef], diags: Diagnostics):
+        self.block, self.env, self.diags = block, env, diags
+        self.memories = dict(memories)
+        self.dim = env.get("dim")
+        self.defs: dict[str, ir.Assign] = {}
+        self.leveldefs: dict[str, ir.LevelDef] = {}
+        self.ops: list[Op] = []
+        self.width: dict[str, int] = {"x": self.dim}
+        self.state: dict[str, str] = {"x": "done"}
+        self.stack: list[str] = []
+        self.levels: dict[str, LevelPlan] = {}
+        self.counter: dict[str, int] = {}
+        self.out: str | None = None
+
+    # ---- driver
+    def run(self) -> BlockPlan:
+        outs = []
+        for s in self.block.body:
+            if isinstance(s, ir.MemoryDef):
+                self.memories[s.name] = s
+            elif isinstance(s, ir.Assign):
+                self._define(s.name, s, self.defs)
+            elif isinstance(s, ir.LevelDef):
+                for n in s.names:
+                    self._define(n, s, self.leveldefs)
+            elif isinstance(s, ir.Out):
+                outs.append(s)
+        for n in self.defs:
+            if n in self.leveldefs:
+                self.diags.error(NameError_, f"'{n}' names both a stream and a level", self.defs[n].span)
+        if not outs:
+            self.diags.error(NameError_, f"block '{self.block.name}' has no `out` statement", self.block.span,
+                             "end the block with `out x + ...` (its output, added to the residual stream)")
+        for o in outs[1:]:
+            self.diags.error(NameError_, "a block has one `out` statement", o.span, f"the first is at {outs[0].span}")
+        for n in self.defs:
+            self._try(self.stream, n)
+        if outs:
+            r = self._try(self.expr, outs[0].value, "out")
+            if r is not None:
+                self.out = self._as_stream(r, outs[0].value, "out")
+                if self.out and self.width.get(self.out) not in (None, self.dim):
+                    self.diags.error(DimensionError, f"a block's output must have width dim = {self.dim}, "
+                                     f"this one has width {self.width[self.out]}", outs[0].value.span,
+                                     "project it with linear(...)")
+        for n, lv in list(self.leveldefs.items()):
+            self._try(self.level, n, lv)
+        return BlockPlan(name=self.block.name, ops=self.ops, levels=list(self.levels.values()),
+                         out=self.out or "x", span=self.block.span)
+
+    def _try(self, fn, *args):
+        try:
+            return fn(*args)
+        except NlcError as e:
+            self.diags.add(e)
+            return None
+
+    def _define(self, name, node, table):
+        if name == "x":
+            self.diags.error(NameError_, "'x' is the block's input and cannot be redefined", node.span,
+                             "pick another name, e.g. `h = ...`")
+        elif name in table:
+            self.diags.error(NameError_, f"'{name}' is defined twice in block '{self.block.name}'", node.span,
+                             f"the first definition is at {table[name].span}")
+        else:
+            table[name] = node
+
+    def _fresh(self, target: str) -> str:
+        self.counter[target] = self.counter.get(target, 0) + 1
+        return f"{target}__{self.counter[target]}"
+
+    def _emit(self, name, op, inputs, width, span, **attrs) -> str:
+        self.ops.append(Op(name=name, op=op, inputs=inputs, attrs=attrs, width=width, span=span))
+        self.width[name] = width
+        self.state[name] = "done"
+        return name
+
+    # ---- streams
+    def stream(self, name: str) -> str:
+        st = self.state.get(name)
+        if st == "done":
+            return name
+        if st == "pending":
+            cyc = self.stack[self.stack.index(name):] + [name]
+            raise CycleError(f"flow cycle inside one tick: {' -> '.join(cyc)}", self.defs[name].span,
+                             "a stream cannot depend on itself; to feed a value back, make it a level's keys/values "
+                             "(writes happen after the tick's reads)")
+        node = self.defs[name]
+        self.state[name] = "pending"
+        self.stack.append(name)
+        try:
+            r = self.expr(node.value, name, top=True)
+            if r[0] == "const":
+                self._emit(name, "const", [], 1, node.span, value=r[1])
+            elif r[1] != name:
+                self._emit(name, "alias", [r[1]], self.width[r[1]], node.span)
+        finally:
+            self.stack.pop()
+            if self.state.get(name) == "pending":
+                self.state[name] = "failed"
+        return name
+
+    def _as_stream(self, r, node, target) -> str:
+        if r[0] == "stream":
+            return r[1]
+        return self._emit(self._fresh(target), "const", [], 1, node.span, value=r[1])
+
+    def expr(self, e, target: str, top: bool = False):
+        """-> ("const", value) or ("stream", op name)."""
+        name = target if top else None
+        if isinstance(e, (ir.Num, ir.Str, ir.Bool)):
+            return ("const", eval_const(e, self.env))
+        if isinstance(e, ir.Name):
+            if e.id in self.defs or e.id == "x":
+                return ("stream", self.stream(e.id))
+            if e.id in self.env:
+                return ("const", self.env[e.id])
+            if e.id in self.leveldefs:
+                raise NameError_(f"'{e.id}' is a level; read it with {e.id}(query)", e.span)
+            raise NameError_(f"unknown name '{e.id}'", e.span,
+                             did_you_mean(e.id, list(self.defs) + list(self.env) + ["x"]) or "define it with `name = ...` in this block")
+        if isinstance(e, ir.Neg):
+            r = self.expr(e.operand, target)
+            if r[0] == "const":
+                return ("const", -r[1])
+            return ("stream", self._emit(name or self._fresh(target), "neg", [r[1]], self.width[r[1]], e.span))
+        if isinstance(e, ir.BinOp):
+            return self._binop(e, target, name)
+        if isinstance(e, ir.Call):
+            return self._call(e, target, name)
+        if isinstance(e, ir.Cms):
+            return self._cms(e, target, name)
+        raise NameError_("unsupported expression", e.span)
+
+    def _binop(self, e: ir.BinOp, target, name):
+        a, b = self.expr(e.left, target), self.expr(e.right, target)
+        if a[0] == "const" and b[0] == "const":
+            return ("const", eval_const(e, self.env))
+        wa = self.width[a[1]] if a[0] == "stream" else 1
+        wb = self.width[b[1]] if b[0] == "stream" else 1
+        if wa != wb and 1 not in (wa, wb):
+            raise DimensionError(f"'{e.op}' needs equal widths, got {wa} and {wb}", e.span,
+                                 "a width-1 stream or a constant broadcasts; otherwise project with linear(x, out = N)")
+        ins, attrs = [], {}
+        for side, r in (("left", a), ("right", b)):
+            if r[0] == "const":
+                attrs[side] = float(r[1])
+            else:
+                ins.append(r[1])
+        op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
+        return ("stream", self._emit(name or self._fresh(target), op, ins, max(wa, wb), e.span, **attrs))
+
+    def _call(self, e: ir.Call, target, name):
+        f = e.func
+        if f == "self":
+            lv = self.stack_level
+            if lv is None:
+                raise NameError_("`self(...)` is only meaningful inside a level", e.span)
+            return self._read(lv, e, target, name)
+        if f in self.leveldefs:
+            return self._read(f, e, target, name)
+        if f in BUILTINS:
+            return self._builtin(e, target, name)
+        if f in self.memories:
+            raise NameError_(f"'{f}' is a memory template, not a level", e.span,
+                             f"declare a level that learns it: `level m : {f} {{ ... }}`, then read m(q)")
+        raise NameError_(f"unknown function '{f}'", e.span,
+                         did_you_mean(f, list(BUILTINS) + list(self.leveldefs)) or
+                         f"builtins: {', '.join(sorted(BUILTINS))}")
+
+    stack_level: str | None = None
+
+    def _builtin(self, e: ir.Call, target, name):
+        arity, allowed = BUILTINS[e.func]
+        out = name or self._fresh(target)
+        if len(e.args) < arity:
+            raise NameError_(f"{e.func}() takes {arity} stream argument{'s' if arity > 1 else ''}", e.span)
+        extra_pos = e.args[arity:]
+        kw = {}
+        for k in e.kwargs:
+            if k.name not in allowed:
+                raise NameError_(f"{e.func}() has no argument '{k.name}'", k.span,
+                                 f"arguments: {', '.join(allowed) or 'none'}")
+            kw[k.name] = eval_const(k.value, self.env, f"{e.func}(..., {k.name} = ...)")
+        if extra_pos:
+            if not allowed or len(extra_pos) > 1:
+                raise NameError_(f"{e.func}() takes {arity} argument{'s' if arity > 1 else ''}", extra_pos[0].span)
+            kw.setdefault(allowed[0], eval_const(extra_pos[0], self.env, f"{e.func}(...)"))
+        ins = []
+        for a in e.args[:arity]:
+            r = self.expr(a, target)
+            if r[0] == "const":
+                raise DimensionError(f"{e.func}() needs a stream, got the constant {r[1]!r}", a.span)
+            ins.append(r[1])
+        w = self.width[ins[0]]
+        if e.func == "linear":
+            width = int(kw.get("out", self.dim))
+            if width <= 0:
+                raise DimensionError(f"linear(..., out = {width}): width must be positive", e.span)
+        elif e.func in ("l2norm", "head_mean"):
+            g = kw.get("groups", 1)
+            if not isinstance(g, int) or g <= 0 or w % g:
+                raise DimensionError(f"{e.func}: width {w} is not divisible into {g} groups", e.span,
+                                     "groups is usually `heads`; dim must be a multiple of it")
+            width = g if e.func == "head_mean" else w
+        elif e.func == "conv":
+            win = kw.setdefault("window", 4)
+            if not isinstance(win, int) or not 1 <= win <= 64:
+                raise DimensionError(f"conv window must be an integer in 1..64, got {win}", e.span)
+            width = w
+        elif e.func == "gate":
+            if self.width[ins[1]] != w:
+                raise DimensionError(f"gate() needs equal widths, got {w} and {self.width[ins[1]]}", e.span)
+            width = w
+        else:
+            width = w
+        return ("stream", self._emit(out, e.func, ins, width, e.span, **kw))
+
+    # ---- levels
+    def _read(self, lname: str, e: ir.Call, target, name):
+        if len(e.args) != 1 or e.kwargs:
+            raise NameError_(f"a level read takes one query stream: {lname}(q)", e.span)
+        r = self.expr(e.args[0], target)
+        if r[0] == "const":
+            raise DimensionError(f"{lname}(...) needs a stream, got a constant", e.args[0].span)
+        width = self._read_width(lname, self.width[r[1]], e)
+        return ("stream", self._emit(name or self._fresh(target), "read", [r[1]], width, e.span, level=lname))
+
+    def _memory_call(self, lv: ir.LevelDef) -> ir.Call:
+        t = lv.type
+        if t.form == "call":
+            return t.call
+        if t.form == "ref":
+            if t.ref in self.memories:
+                return self.memories[t.ref].memory
+            if t.ref in MEMORY_KINDS:
+                return ir.Call(func=t.ref, span=t.span)
+            raise NameError_(f"unknown memory '{t.ref}'", t.span,
+                             did_you_mean(t.ref, list(self.memories) + list(MEMORY_KINDS)) or
+                             "declare it with `memory Name = mlp(...)` or use linear(), mlp(), residual_mlp(), attention()")
+        raise NameError_("`params(...)` levels are outer optimizers; declare them in the model, not in a block", t.span)
+
+    def _read_width(self, lname, qwidth, e) -> int:
+        lv = self.leveldefs[lname]
+        kind = self._memory_call(lv).func
+        if kind in ("residual_mlp", "attention"):
+            return qwidth
+        vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "values"), None)
+        if vals is None:
+            raise DimensionError(f"level '{lname}' has no `values`, so its output width is unknown", lv.span)
+        prev, self.stack_level = self.stack_level, lname
+        try:
+            r = self.expr(vals.value, f"{lname}__values")
+        finally:
+            self.stack_level = prev
+        if r[0] != "stream":
+            raise DimensionError(f"`values` of level '{lname}' must be a stream", vals.span)
+        return self.width[r[1]]
+
+    def level(self, lname: str, lv: ir.LevelDef) -> None:
+        from nlc.passes.levels import build_level
+        self.levels[lname] = build_level(self, lname, lv)
+
+    def role_stream(self, lname: str, role: str, e) -> str:
+        prev, self.stack_level = self.stack_level, lname
+        try:
+            r = self.expr(e, f"{lname}__{role}")
+        finally:
+            self.stack_level = prev
+        return self._as_stream(r, e, f"{lname}__{role}")
+
+    # ---- CMS chains
+    def _cms(self, e: ir.Cms, target, name):
+        opts = e.options
+        if len(opts.args) != 1:
+            raise NameError_("cms(input, ...) takes one input stream", opts.span)
+        r = self.expr(opts.args[0], target)
+        if r[0] != "stream":
+            raise DimensionError("cms() needs a stream input", opts.args[0].span)
+        kw = {k.name: eval_option(k.value, self.env, f"cms({k.name} = ...)") for k in opts.kwargs}
+        bad = set(kw) - {"variant", "lr"}
+        if bad:
+            raise NameError_(f"cms() has no option '{sorted(bad)[0]}'", opts.span, "options: variant, lr")
+        variant = kw.get("variant", "sequential")
+        if variant not in ("sequential", "nested", "independent"):
+            raise NameError_(f"unknown CMS variant '{variant}'", opts.span, "variants: sequential, nested, independent")
+        out = name or self._fresh(target)
+        from nlc.passes.levels import build_cms_level
+        names = []
+        for i, st in enumerate(e.stages):
+            lname = f"{out}_cms{i}"
+            self.levels[lname] = build_cms_level(self, lname, st, self.width[r[1]], r[1], i, float(kw.get("lr", 1e-2)))
+            names.append(lname)
+        return ("stream", self._emit(out, "cms", [r[1]], self.width[r[1]], e.span, levels=names, variant=variant))

@@ -1,0 +1,222 @@
+"""Pass `check-levels`: a level's memory, dims, clock, objective, rule, gates and init.
+
+Clocks: `tokens(C)` needs an integer 1 <= C <= 2^20; `steps(C)` the same; `frozen`
+means frequency 0. Gates (lr, decay, momentum) are constants, `learned(init)` scalars
+per head, or streams of width 1 or `heads`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nlc.errors import ClockError, DimensionError, NameError_, NlcError
+from nlc.ir import nodes as ir
+from nlc.ir.resolved import Gate, LevelPlan, MemoryPlan
+from nlc.passes.consts import did_you_mean, eval_const, eval_option
+from nlc.passes.elaborate import INITS, MAX_CHUNK, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES
+
+
+def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
+    if clock.unit == "frozen":
+        return "frozen", None
+    v = eval_const(clock.every, env, f"{clock.unit}(...)")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ClockError(f"{clock.unit}(C) needs a number, got {v!r}", clock.span)
+    if isinstance(v, float) and not v.is_integer():
+        raise ClockError(f"{clock.unit}({v}): a clock counts whole {clock.unit}", clock.span,
+                         f"use {clock.unit}({int(v) or 1}) or {clock.unit}({int(v) + 1})")
+    v = int(v)
+    if v <= 0:
+        raise ClockError(f"{clock.unit}({v}): a clock period must be at least 1", clock.span,
+                         "use `clock frozen` for a level that never updates (frequency 0)")
+    if v > MAX_CHUNK:
+        raise ClockError(f"{clock.unit}({v}) is absurdly large (limit {MAX_CHUNK})", clock.span,
+                         "a level this slow is effectively frozen: use `clock frozen`")
+    return clock.unit, v
+
+
+def memory_plan(call: ir.Call, env) -> MemoryPlan:
+    allowed = MEMORY_KINDS.get(call.func)
+    if allowed is None:
+        raise NameError_(f"unknown memory kind '{call.func}'", call.span,
+                         did_you_mean(call.func, MEMORY_KINDS) or f"kinds: {', '.join(MEMORY_KINDS)}")
+    kw: dict[str, Any] = {}
+    for k in call.kwargs:
+        if k.name not in allowed:
+            raise NameError_(f"{call.func}() has no argument '{k.name}'", k.span, f"arguments: {', '.join(allowed) or 'none'}")
+        v = k.value
+        kw[k.name] = eval_option(v, env, k.name)
+    if call.args:
+        raise NameError_(f"{call.func}() takes keyword arguments only", call.args[0].span)
+    mp = MemoryPlan(kind=call.func, span=call.span, **kw)
+    if mp.kind == "mlp" and not 1 <= mp.depth <= 8:
+        raise DimensionError(f"mlp depth must be in 1..8, got {mp.depth}", call.span)
+    if mp.act not in ("silu", "gelu", "relu", "tanh"):
+        raise NameError_(f"unknown activation '{mp.act}'", call.span, "silu, gelu, relu or tanh")
+    if mp.expansion <= 0:
+        raise DimensionError(f"expansion must be positive, got {mp.expansion}", call.span)
+    return mp
+
+
+def _gate(el, lname, name, e, heads) -> Gate:
+    if isinstance(e, ir.Call) and e.func == "learned":
+        init = eval_const(e.args[0], el.env, "learned(init)") if e.args else 0.0
+        return Gate(kind="learned", value=float(init), span=e.span)
+    try:
+        v = eval_const(e, el.env, name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return Gate(kind="const", value=float(v), span=e.span)
+    except NlcError:
+        pass
+    s = el.role_stream(lname, name, e)
+    w = el.width[s]
+    if w not in (1, heads):
+        raise DimensionError(f"gate '{name}' of level '{lname}' has width {w}; it needs width 1 or heads = {heads}",
+                             e.span, f"reduce it, e.g. head_mean(x, groups = {heads}) or linear(x, out = {heads})")
+    return Gate(kind="stream", stream=s, span=e.span)
+
+
+def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
+    env = el.env
+    mcall = el._memory_call(lv)
+    mem = memory_plan(mcall, env)
+    if mem.kind == "slot":
+        raise NameError_("`slot` memories belong to optimizer definitions", lv.type.span)
+    heads = 1
+    if lv.per_head:
+        heads = eval_const(lv.heads, env, "per head(N)") if lv.heads is not None else env.get("heads")
+        if heads is None:
+            raise NameError_("`per head` needs a head count: add a `heads` parameter or write `per head(4)`", lv.span)
+        if not isinstance(heads, int) or heads <= 0:
+            raise DimensionError(f"head count must be a positive integer, got {heads!r}", lv.span)
+    seen: dict[str, ir.Node] = {}
+    for p in lv.props:
+        key = p.role if isinstance(p, ir.StreamProp) else (p.name if isinstance(p, ir.OptionProp) else p.kind)
+        if key in seen:
+            raise NameError_(f"level '{lname}' sets '{key.replace('_prop', '')}' twice", p.span, f"the first is at {seen[key].span}")
+        seen[key] = p
+    streams = {p.role: p for p in lv.props if isinstance(p, ir.StreamProp)}
+    clock_p = next((p for p in lv.props if isinstance(p, ir.ClockProp)), None)
+    unit, chunk = check_clock(clock_p.clock, env) if clock_p else ("tokens", 1)
+    options = {p.name: eval_option(p.value, env, p.name) for p in lv.props if isinstance(p, ir.OptionProp)}
+    common = dict(name=lname, block=el.block.name, heads=heads, options=options, span=lv.span)
+
+    if mem.kind == "attention":
+        for role in ("keys", "values", "queries"):
+            if role in streams:
+                raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
+                                 "read the level with attn(h); MAC's memory tokens go in `context`")
+        if unit != "tokens" or chunk != 1:
+            raise ClockError("an attention level sees every token: its clock is tokens(1)", clock_p.span if clock_p else lv.span)
+        if el.dim % heads:
+            raise DimensionError(f"dim = {el.dim} is not divisible by heads = {heads}", lv.span)
+        ctx = el.role_stream(lname, "context", streams["context"].value) if "context" in streams else None
+        if ctx and el.width[ctx] != el.dim:
+            raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
+        params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
+        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock="tokens", chunk=1,
+                         objective="l2", rule="nonparametric", init="none", context=ctx, params=params, **common)
+
+    for role in ("keys", "values"):
+        if role not in streams:
+            raise NameError_(f"level '{lname}' needs `{role}`", lv.span,
+                             "keys and values are the context the level learns from: e.g. `keys k; values v`")
+    keys = el.role_stream(lname, "keys", streams["keys"].value)
+    values = el.role_stream(lname, "values", streams["values"].value)
+    self_values = _uses_self(streams["values"].value, lname)
+    kw, vw = el.width[keys], el.width[values]
+    for role, w in (("keys", kw), ("values", vw)):
+        if w % heads:
+            raise DimensionError(f"{role} of level '{lname}' have width {w}, not divisible by heads = {heads}", streams[role].span)
+    dk, dv = kw // heads, vw // heads
+    if mem.kind == "residual_mlp" and dk != dv:
+        raise DimensionError(f"a residual memory maps keys to values of the same width; level '{lname}' has keys {kw} "
+                             f"and values {vw}", lv.span, "use mlp(...) for different widths")
+    hidden = max(1, int(round(mem.expansion * dk)))
+    # every read of this level must query with the key width
+    for op in el.ops:
+        if op.op == "read" and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
+            raise DimensionError(f"{lname}(...) is queried with width {el.width[op.inputs[0]]}, but its keys have width {kw}",
+                                 op.span, "queries and keys of a memory must have the same width")
+
+    learn = next((p for p in lv.props if isinstance(p, ir.LearnProp)), None)
+    obj = learn.objective if learn else ir.Call(func="l2")
+    if obj.func == "backprop":
+        raise NameError_("`learn backprop` (task loss) is for CMS chains; in-context levels learn a local objective",
+                         obj.span, "objectives: l2, dot, huber(delta), lp(p)")
+    if obj.func not in OBJECTIVES:
+        raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, OBJECTIVES) or "l2, dot, huber(delta), lp(p)")
+    oargs = {k.name: float(eval_const(k.value, env, k.name)) for k in obj.kwargs}
+    for k in oargs:
+        if k not in OBJECTIVES[obj.func]:
+            raise NameError_(f"{obj.func}() has no argument '{k}'", obj.span)
+    oargs = {"huber": {"delta": 1.0}, "lp": {"p": 3.0}}.get(obj.func, {}) | oargs
+    if obj.func == "lp" and oargs["p"] < 1:
+        raise DimensionError("lp objective needs p >= 1", obj.span)
+
+    rule_p = next((p for p in lv.props if isinstance(p, ir.RuleProp)), None)
+    rule = rule_p.rule if rule_p else ir.Call(func="gd")
+    if rule.func not in RULES:
+        raise NameError_(f"'{rule.func}' is not an in-context update rule", rule.span,
+                         (did_you_mean(rule.func, RULES) or "") + " in-context rules: gd, momentum, dgd; "
+                         "optimizer rules (adam, muon, m3, ...) drive steps-clock levels")
+    gates, rargs = {}, {}
+    for k in rule.kwargs:
+        if k.name in RULES[rule.func]:
+            gates[k.name] = _gate(el, lname, k.name, k.value, heads)
+        elif k.name in RULE_OPTIONS.get(rule.func, {}):
+            v = eval_option(k.value, env, k.name)
+            if v not in RULE_OPTIONS[rule.func][k.name]:
+                raise NameError_(f"{rule.func}({k.name} = {v}): choose one of {', '.join(RULE_OPTIONS[rule.func][k.name])}", k.span)
+            rargs[k.name] = v
+        else:
+            raise NameError_(f"{rule.func}() has no argument '{k.name}'", k.span,
+                             f"arguments: {', '.join(list(RULES[rule.func]) + list(RULE_OPTIONS.get(rule.func, {})))}")
+    for g, default in RULES[rule.func].items():
+        gates.setdefault(g, Gate(kind="const", value=default))
+    if rule.func == "dgd":
+        rargs.setdefault("layers", "first")
+
+    init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
+    init = init_p.init if init_p else ir.Call(func="meta")
+    if init.func not in INITS:
+        raise NameError_(f"unknown init '{init.func}'", init.span, "meta, zeros, const(v), pretrained(\"file.safetensors\")")
+    if len(init.args) != INITS[init.func]:
+        raise NameError_(f"init {init.func} takes {INITS[init.func]} argument(s)", init.span)
+    iargs = {"value": eval_const(init.args[0], env, "init")} if init.args else {}
+    queries = el.role_stream(lname, "queries", streams["queries"].value) if "queries" in streams else None
+
+    per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
+                "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
+    params = per_head * heads if init.func == "meta" else 0
+    params += sum(heads for g in gates.values() if g.kind == "learned")
+    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=unit, chunk=chunk,
+                     objective=obj.func, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
+                     init=init.func, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
+                     params=params, **common)
+
+
+def _uses_self(e, lname) -> bool:
+    if isinstance(e, ir.Call):
+        if e.func in ("self", lname):
+            return True
+        return any(_uses_self(a, lname) for a in e.args)
+    if isinstance(e, ir.BinOp):
+        return _uses_self(e.left, lname) or _uses_self(e.right, lname)
+    if isinstance(e, ir.Neg):
+        return _uses_self(e.operand, lname)
+    return False
+
+
+def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index: int, lr: float) -> LevelPlan:
+    mem = memory_plan(st.memory, el.env)
+    if mem.kind != "mlp":
+        raise NameError_("CMS stages are MLPs: mlp(expansion = 4, act = gelu)", st.memory.span)
+    unit, chunk = check_clock(st.clock, el.env)
+    if unit == "steps":
+        raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
+                         "the outer optimizer level already updates every parameter each step")
+    hidden = max(1, int(round(mem.expansion * width)))
+    return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
+                     clock=unit, chunk=chunk, objective="backprop", rule="gd" if unit == "tokens" else "none",
+                     gates={"lr": Gate(kind="const", value=lr)}, init="meta", params=2 * width * hidden + width,
+                     cms_input=inp, cms_index=index, span=st.span)

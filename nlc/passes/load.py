@@ -1,0 +1,90 @@
+"""Pass `load`: parse a spec and everything it imports; build the global scope.
+
+Imports resolve relative to the importing file, then to the built-in `specs/` folder
+(so `import "optim/adamw.nl"` works from anywhere). Missing and circular imports are errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nlc.errors import Diagnostics, ImportError_, NameError_, NlcError
+from nlc.frontend.parse import parse_file, parse_text
+from nlc.ir import nodes as ir
+
+SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
+
+
+@dataclass
+class Unit:
+    """A parsed spec with its imports: the global names it can see."""
+
+    program: ir.Program
+    text: str
+    models: dict[str, ir.Model] = field(default_factory=dict)
+    optimizers: dict[str, ir.Optimizer] = field(default_factory=dict)
+    memories: dict[str, ir.MemoryDef] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # file -> text, for error rendering
+    own_models: list[str] = field(default_factory=list)    # models defined in the file itself
+
+
+def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
+    for base in (Path(importer).parent, SPECS_DIR):
+        p = (base / imp.path)
+        if p.is_file():
+            return p.resolve()
+    return None
+
+
+def load(path_or_text: str | Path, *, text: str | None = None, file: str | None = None) -> Unit:
+    """Load a spec from a path (or from `text`, named `file`)."""
+    diags = Diagnostics()
+    if text is None:
+        from nlc.frontend.parse import read_source
+        file = str(path_or_text)
+        text = read_source(file)
+    else:
+        file = file or "<string>"
+    program = parse_text(text, file)
+    unit = Unit(program=program, text=text, sources={file: text})
+    _collect(unit, program, diags, stack=[str(Path(file).resolve()) if Path(file).exists() else file], own=True)
+    diags.check()
+    return unit
+
+
+def _collect(unit: Unit, program: ir.Program, diags: Diagnostics, stack: list[str], own: bool) -> None:
+    for it in program.items:
+        if isinstance(it, ir.Import):
+            _import(unit, it, program.file, diags, stack)
+    for it in program.items:
+        if isinstance(it, ir.Import):
+            continue
+        table = {ir.Model: unit.models, ir.Optimizer: unit.optimizers, ir.MemoryDef: unit.memories}[type(it)]
+        prev = table.get(it.name)
+        if prev is not None and own and prev.span and prev.span.file == program.file:
+            diags.error(NameError_, f"'{it.name}' is defined twice", it.span,
+                        f"the first definition is at {prev.span}")
+            continue
+        # a definition in the importing file shadows an imported one
+        table[it.name] = it
+        if own and isinstance(it, ir.Model):
+            unit.own_models.append(it.name)
+
+
+def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack: list[str]) -> None:
+    p = _resolve_path(imp, importer)
+    if p is None:
+        diags.error(ImportError_, f"cannot find import \"{imp.path}\"", imp.span,
+                    f"looked next to {Path(importer).name} and in {SPECS_DIR}")
+        return
+    if str(p) in stack:
+        chain = " -> ".join(Path(s).name for s in stack[stack.index(str(p)):] + [str(p)])
+        diags.error(ImportError_, f"circular import: {chain}", imp.span, "break the cycle by moving shared definitions to a third file")
+        return
+    try:
+        prog = parse_file(p)
+    except NlcError as e:
+        diags.add(e)
+        return
+    unit.sources[str(p)] = p.read_text(encoding="utf-8")
+    _collect(unit, prog, diags, stack + [str(p)], own=False)

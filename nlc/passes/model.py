@@ -1,0 +1,93 @@
+"""Pass `resolve-model`: elaborate every block and the outer optimizer level into a ModelPlan."""
+from __future__ import annotations
+
+from nlc.errors import ClockError, Diagnostics, DimensionError, NameError_, NlcError
+from nlc.ir import nodes as ir
+from nlc.ir.resolved import ModelPlan, OptimizerPlan
+from nlc.passes.consts import did_you_mean, eval_const
+from nlc.passes.elaborate import Elaborator
+from nlc.passes.levels import check_clock
+
+TORCH_OPTIMIZERS = ("AdamW", "Adam", "SGD")
+
+
+def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
+    diags = Diagnostics()
+    for need in ("dim", "vocab"):
+        v = env.get(need)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            diags.error(DimensionError, f"model {model.name} needs a positive integer parameter '{need}' (got {v!r})",
+                        model.span, f"add `{need} = ...` to `model {model.name}(...)`")
+    diags.check()
+    memories = {n: m for n, m in unit.memories.items()}
+    blocks, seen_blocks, optimizer = [], {}, None
+    for s in model.body:
+        if isinstance(s, ir.MemoryDef):
+            memories[s.name] = s
+    for s in model.body:
+        if isinstance(s, ir.Block):
+            if s.name in seen_blocks:
+                diags.error(NameError_, f"block '{s.name}' is defined twice", s.span, f"the first is at {seen_blocks[s.name].span}")
+                continue
+            seen_blocks[s.name] = s
+            try:
+                rep = eval_const(s.repeat, env, "repeat") if s.repeat is not None else 1
+                if not isinstance(rep, int) or isinstance(rep, bool) or not 1 <= rep <= 1024:
+                    raise DimensionError(f"repeat must be an integer in 1..1024, got {rep!r}", s.repeat.span)
+            except NlcError as e:
+                diags.add(e)
+                rep = 1
+            plan = Elaborator(s, env, memories, diags).run()
+            blocks.append(plan.model_copy(update={"repeat": rep}))
+        elif isinstance(s, ir.LevelDef):
+            if optimizer is not None:
+                diags.error(NameError_, "a model has one outer optimizer level", s.span)
+                continue
+            try:
+                optimizer = _optimizer_level(unit, s, env)
+            except NlcError as e:
+                diags.add(e)
+    if not blocks:
+        diags.error(NameError_, f"model {model.name} has no block", model.span, "add `block layer repeat layers { ... out x + ... }`")
+    diags.check()
+    return ModelPlan(name=model.name, file=unit.program.file, params=env, dim=env["dim"], vocab=env["vocab"],
+                     blocks=blocks, optimizer=optimizer, span=model.span)
+
+
+def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
+    if lv.type.form != "params":
+        raise NameError_("a level in the model body is the outer optimizer: `level outer : params(all) { ... }`", lv.span,
+                         "in-context levels go inside a block")
+    if len(lv.names) != 1:
+        raise NameError_("an optimizer level has one name", lv.span)
+    clock, rule, opts = ("steps", 1), None, {}
+    for p in lv.props:
+        if isinstance(p, ir.ClockProp):
+            clock = check_clock(p.clock, env)
+            if clock[0] != "steps":
+                raise ClockError(f"the outer optimizer runs on training steps; `clock {clock[0]}` cannot drive it",
+                                 p.clock.span, "use clock steps(1)")
+        elif isinstance(p, ir.RuleProp):
+            rule = p.rule
+        elif isinstance(p, ir.OptionProp):
+            opts[p.name] = eval_const(p.value, env, p.name)
+        else:
+            raise NameError_("an optimizer level takes clock, rule and options (clip = 1.0, warmup = 100)", p.span)
+    if rule is None:
+        raise NameError_(f"optimizer level '{lv.names[0]}' needs a rule", lv.span, "e.g. rule AdamW(lr = 3e-4)")
+    definition = unit.optimizers.get(rule.func)
+    if definition is None and rule.func not in TORCH_OPTIMIZERS:
+        raise NameError_(f"unknown optimizer '{rule.func}'", rule.span,
+                         (did_you_mean(rule.func, list(unit.optimizers) + list(TORCH_OPTIMIZERS)) or "") +
+                         " built in: AdamW, Adam, SGD; or import one: import \"optim/m3.nl\"")
+    if rule.args:
+        raise NameError_("optimizer arguments are named: AdamW(lr = 3e-4)", rule.args[0].span)
+    args = {k.name: eval_const(k.value, env, k.name) for k in rule.kwargs}
+    if definition is not None:
+        known = {p.name for p in definition.params}
+        for k in rule.kwargs:
+            if k.name not in known:
+                raise NameError_(f"optimizer {rule.func} has no parameter '{k.name}'", k.span,
+                                 did_you_mean(k.name, known) or f"parameters: {', '.join(sorted(known))}")
+    return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock[1], targets=lv.type.targets,
+                         options=opts, definition=definition, span=lv.span)
