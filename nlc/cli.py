@@ -65,9 +65,13 @@ def cmd_check(a) -> int:
     errors = []
     for f in a.files:
         try:
-            c = run(f, _overrides(a.set), a.model)
-            if not a.quiet:
-                print(level_table(c) + "\n")
+            first = run(f, _overrides(a.set), a.model)
+            # without --model, every model the file defines is checked
+            names = [a.model] if a.model else (first.unit.own_models or [first.plan.name])
+            for name in names:
+                c = first if name == first.plan.name else run(f, _overrides(a.set), name)
+                if not a.quiet:
+                    print(level_table(c) + "\n")
         except NlcError as e:
             errors.append(e)
     if errors:

@@ -23,7 +23,10 @@ _TOKEN_NAMES = {
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, strict=True, maybe_placeholders=True)
+    # strict: shift/reduce conflicts and regex collisions are errors. The parse table is
+    # cached on disk (keyed by the grammar's hash), so `nlc check` starts fast.
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, strict=True, maybe_placeholders=True,
+                cache=True)
 
 
 def _span(file: str, meta) -> Span | None:

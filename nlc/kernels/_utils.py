@@ -60,3 +60,8 @@ def gate_coeffs(lr: torch.Tensor, decay: torch.Tensor, mom: torch.Tensor):
         b = gam[..., t] * b + mh
     c = -lr * torch.stack(r, -1)
     return a, b, c, sm, torch.stack(sd, -1)
+
+
+def upcast(*xs):
+    """Half-precision tensors to fp32; fp32 and fp64 stay as they are (references compute at >= fp32)."""
+    return [x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in xs]

@@ -3,18 +3,18 @@
 `naive_linear_memory` is the contract: a per-token loop, written to be read, not to be fast.
 `chunk_linear_memory` is the same math with each chunk as matmuls (closed-form gate coefficients);
 it is what the fused op's backward recomputes through, and the torch.compile baseline in the benchmark.
-Both compute in fp32 and return outputs in the input dtypes.
+Both compute in fp32 (fp64 stays fp64) and return outputs in the input dtypes.
 """
 import torch
 
-from .._utils import gate_coeffs
+from .._utils import gate_coeffs, upcast
 
 
 def naive_linear_memory(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool = False):
     """q,k: (B,H,T,Dk); v: (B,H,T,Dv); lr, decay, mom: (B,H,T); W0, S0: (B,H,Dv,Dk).
     Returns o (B,H,T,Dv), W_T, S_T (B,H,Dv,Dk)."""
     dt, sdt = q.dtype, W0.dtype
-    q, k, v, lr, decay, mom, W, S = (x.float() for x in (q, k, v, lr, decay, mom, W0, S0))
+    q, k, v, lr, decay, mom, W, S = upcast(q, k, v, lr, decay, mom, W0, S0)
     T = q.shape[2]
     eye = torch.eye(k.shape[-1], dtype=W.dtype, device=W.device)
     o = []
@@ -49,7 +49,7 @@ def chunk_linear_memory(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool =
     (the k k^T term uses the running state), the reads and surprises are still one matmul per chunk.
     """
     dt, sdt = q.dtype, W0.dtype
-    q, k, v, lr, decay, mom, W, S = (x.float() for x in (q, k, v, lr, decay, mom, W0, S0))
+    q, k, v, lr, decay, mom, W, S = upcast(q, k, v, lr, decay, mom, W0, S0)
     T = q.shape[2]
     os_ = []
     for s, e_ in _chunks(T, chunk):

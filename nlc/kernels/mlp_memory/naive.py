@@ -2,13 +2,13 @@
 
 `naive_mlp_memory` is the contract (per-token loop); `chunk_mlp_memory` does each chunk as matmuls with
 the closed-form gate coefficients and is what the fused op's backward recomputes through.
-Both compute in fp32 and return outputs in the input dtypes.
+Both compute in fp32 (fp64 stays fp64) and return outputs in the input dtypes.
 """
 import math
 
 import torch
 
-from .._utils import gate_coeffs
+from .._utils import gate_coeffs, upcast
 
 ACTS = ("silu", "gelu", "relu")
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -46,7 +46,7 @@ def naive_mlp_memory(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int
     """q,k: (B,H,T,Dk); v: (B,H,T,Dv); gates (B,H,T); W1,S1: (B,H,Dh,Dk); W2,S2: (B,H,Dv,Dh).
     Returns o (B,H,T,Dv), W1_T, W2_T, S1_T, S2_T."""
     dt, sdt = q.dtype, W1_0.dtype
-    q, k, v, lr, decay, mom, W1, W2, S1, S2 = (x.float() for x in (q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0))
+    q, k, v, lr, decay, mom, W1, W2, S1, S2 = upcast(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0)
     T = q.shape[2]
     o = []
     for t in range(T):
@@ -69,7 +69,7 @@ def chunk_mlp_memory(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int
     """Chunk-parallel torch form of `naive_mlp_memory` (same signature and results):
     W_end = a W + b S + sum_t c_t g_t = a W + b S + (c*E)^T A (W2) or (c*Delta)^T K (W1)."""
     dt, sdt = q.dtype, W1_0.dtype
-    q, k, v, lr, decay, mom, W1, W2, S1, S2 = (x.float() for x in (q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0))
+    q, k, v, lr, decay, mom, W1, W2, S1, S2 = upcast(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0)
     T = q.shape[2]
     os_ = []
     for s in range(0, T, chunk):
