@@ -1,0 +1,55 @@
+"""Train the fake model from the command line: the subprocess half of the resume, SIGINT and DDP tests.
+
+    python tests/train/run_train.py --out /tmp/r --steps 30 --save-every 5 [--resume] [--delay 0.05]
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/train/run_train.py --out /tmp/d ...
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from fake_model import FakeModel  # noqa: E402
+
+from nlc.train.loop import train  # noqa: E402
+
+
+def corpus() -> bytes:
+    # this package's own source: a fixed, hermetic text of ~60 KB
+    root = Path(__file__).resolve().parents[2] / "nlc" / "train"
+    return b"\n".join(p.read_bytes() for p in sorted(root.glob("*.py")))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--save-every", type=int, default=5)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=1)
+    p.add_argument("--delay", type=float, default=0.0, help="seconds of sleep per training step")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--weights-out", default=None, help="write the final weights (rank 0) to this .safetensors")
+    a = p.parse_args()
+    torch.set_num_threads(1)  # same arithmetic in every process that is compared
+    data = corpus()
+    cut = len(data) * 9 // 10
+    model = FakeModel(delay=a.delay, dropout=a.dropout)
+    report = train(model, data[:cut], val_data=data[cut:], steps=a.steps, batch=a.batch, seq_len=a.seq_len,
+                   out_dir=a.out, resume=a.resume, save_every=a.save_every, eval_every=a.eval_every,
+                   log_every=a.log_every, progress=False, plot=False, seed=1)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(report.format(), flush=True)
+        if a.weights_out:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.weights_out)
+
+
+if __name__ == "__main__":
+    main()
