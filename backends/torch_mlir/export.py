@@ -13,6 +13,7 @@ stablehlo or tosa dialect.
 from __future__ import annotations
 
 import re
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -110,7 +111,9 @@ def export_module(
     """
     dialect = check_dialect(dialect)
     step, _, inputs = step_function(model, batch, seq_len, with_state)
-    with _eval_mode(model), torch.no_grad():
+    with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        # torch's own pytree deprecation, raised while torch.export copies specs
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         program = _torch_export(step, inputs)
         return str(_import(program, dialect, func_name))
 

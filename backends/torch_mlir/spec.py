@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import time
 from pathlib import Path
 
@@ -18,9 +17,13 @@ TARGETS = ("mlir", "vmfb")
 
 
 def _nlc_api(name: str, what: str):
-    if importlib.util.find_spec("nlc.api") is None:
-        raise ExportError(f"{what} needs nlc.api.{name}, which this nlc does not have yet")
-    fn = getattr(importlib.import_module("nlc.api"), name, None)
+    try:
+        api = importlib.import_module("nlc.api")
+    except ModuleNotFoundError as e:
+        if e.name not in ("nlc", "nlc.api"):
+            raise  # nlc.api exists but is broken: show the real error
+        api = None
+    fn = getattr(api, name, None)
     if fn is None:
         raise ExportError(f"{what} needs nlc.api.{name}, which this nlc does not have yet")
     return fn
