@@ -10,12 +10,48 @@ more often; token clocks are faster than step clocks.
 """
 from __future__ import annotations
 
-import networkx as nx
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
 from nlc.ir.resolved import BlockPlan, LevelPlan, ModelPlan
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 GATE_ROLES = ("lr", "decay", "momentum")
+
+
+@dataclass
+class LevelLayout:
+    """The level graph as plain data: what `nlc check` needs, without importing networkx.
+
+    `to_networkx()` turns it into the MultiDiGraph the rest of nlc uses (the `graph` stage).
+    """
+
+    model: str
+    nodes: dict[str, dict] = field(default_factory=dict)        # id -> attributes, in insertion order
+    edges: list[tuple[str, str, dict]] = field(default_factory=list)
+    tiers: list[list[str]] = field(default_factory=list)         # node ids, fastest tier first
+
+    def add_node(self, n: str, **attrs) -> None:
+        self.nodes.setdefault(n, {}).update(attrs)
+
+    def add_edge(self, u: str, v: str, **attrs) -> None:
+        self.nodes.setdefault(u, {})
+        self.nodes.setdefault(v, {})
+        self.edges.append((u, v, attrs))
+
+    def to_networkx(self) -> "nx.MultiDiGraph":
+        # NOTE: networkx costs ~0.1 s to import, so only the stages that need the graph import it
+        import networkx as nx
+        G = nx.MultiDiGraph(model=self.model)
+        for n, d in self.nodes.items():
+            G.add_node(n, **d)
+        for u, v, d in self.edges:
+            G.add_edge(u, v, **d)
+        G.graph["tiers"] = [list(t) for t in self.tiers]
+        return G
 
 
 def clock_str(lv: LevelPlan) -> str:
@@ -55,8 +91,12 @@ def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
     return deps
 
 
-def build_graph(plan: ModelPlan) -> nx.MultiDiGraph:
-    G = nx.MultiDiGraph(model=plan.name)
+def build_graph(plan: ModelPlan) -> "nx.MultiDiGraph":
+    return build_layout(plan).to_networkx()
+
+
+def build_layout(plan: ModelPlan) -> LevelLayout:
+    G = LevelLayout(model=plan.name)
     G.add_node("input", kind="input", label="input", tier=-1)
     edges: dict[tuple, list[str]] = {}  # (src, dst, kind) -> labels: parallel edges merged
     nb = len(plan.blocks)
@@ -105,7 +145,7 @@ def build_graph(plan: ModelPlan) -> nx.MultiDiGraph:
     G.add_node("output", kind="output", label="output (loss)", tier=-1)
     for s in x_deps - {"input"}:  # the residual path input -> output is implied
         G.add_edge(s, "output", kind="flow", label="")
-    for n, d in list(G.nodes(data=True)):
+    for n, d in list(G.nodes.items()):
         if d.get("role") == "cms" and d.get("unit") != "frozen":
             G.add_edge("output", n, kind="backprop", label="task loss")
     if plan.optimizer is not None:
@@ -114,12 +154,12 @@ def build_graph(plan: ModelPlan) -> nx.MultiDiGraph:
         G.add_node(o.name, kind="optimizer", label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,
                    objective="task-loss", rule=o.rule, memory="params(" + ", ".join(o.targets) + ")", repeat=1,
                    unit="steps", role="optimizer")
-        for n, d in list(G.nodes(data=True)):
+        for n, d in list(G.nodes.items()):
             if d.get("kind") in ("level", "attention"):
                 kind = "initializes" if d.get("role") == "memory" else "optimizes"
                 G.add_edge(o.name, n, kind=kind, label="init" if kind == "initializes" else "")
     tiers: dict[tuple, list[str]] = {}
-    for n, d in G.nodes(data=True):
+    for n, d in G.nodes.items():
         if d.get("kind") in ("input", "output"):
             continue
         tiers.setdefault(tier_key(d["unit"], d.get("chunk")), []).append(n)
@@ -127,11 +167,12 @@ def build_graph(plan: ModelPlan) -> nx.MultiDiGraph:
     for i, k in enumerate(order):
         for n in tiers[k]:
             G.nodes[n]["tier"] = i
-    G.graph["tiers"] = [tiers[k] for k in order]
+    G.tiers = [tiers[k] for k in order]
     return G
 
 
-def check_graph(plan: ModelPlan, G: nx.MultiDiGraph) -> None:
+def check_graph(plan: ModelPlan, G=None) -> None:
+    """Checks on the resolved model that need the whole graph (G, a LevelLayout or graph, is unused so far)."""
     diags = Diagnostics()
     for b in plan.blocks:
         read = {op.attrs["level"] for op in b.ops if op.op == "read"}
@@ -149,9 +190,11 @@ def check_graph(plan: ModelPlan, G: nx.MultiDiGraph) -> None:
     diags.check()
 
 
-def level_rows(G: nx.MultiDiGraph) -> list[dict]:
+def level_rows(G) -> list[dict]:
+    """One row per level (not input/output), fastest tier first; G is a LevelLayout or a graph."""
     rows = []
-    for n, d in G.nodes(data=True):
+    items = G.nodes.items() if isinstance(G, LevelLayout) else G.nodes(data=True)
+    for n, d in items:
         if d.get("kind") in ("input", "output"):
             continue
         rows.append(dict(name=d.get("label", n), tier=d["tier"], clock=d["clock"], chunk=d.get("chunk"),

@@ -1,37 +1,18 @@
-"""The surface IR: frozen pydantic models, one per construct of the language.
+"""The surface IR: frozen records (nlc.ir.base), one per construct of the language.
 
 Every node carries the `Span` it came from. Equality ignores spans, so that
-`parse(fmt(x)) == x` holds although formatting moves text around. Node kinds are
-discriminated unions on the `kind` field.
+`parse(fmt(x)) == x` holds although formatting moves text around. Every node has a
+`kind` tag.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
-
-from nlc.errors import Span
+from nlc.ir.base import Record
 
 
-class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-    span: Span | None = Field(default=None, repr=False)
-
-    @field_serializer("span")
-    def _ser_span(self, v, info):
-        if v is None or (info.context and info.context.get("nospan")):
-            return None
-        return str(v)
-
-    def key(self):
-        """A structural key without spans (what equality compares)."""
-        return self.model_dump(context={"nospan": True})
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.key() == other.key()
-
-    def __hash__(self):
-        return hash(repr(self.key()))
+class Node(Record):
+    """A surface IR node: frozen, keyword-only, with a span; equality ignores spans."""
 
 
 # ---- expressions ---------------------------------------------------------------
@@ -107,7 +88,7 @@ class Cms(Node):
     stages: list[CmsStage]
 
 
-Expr = Annotated[Union[Num, Str, Bool, Name, Call, BinOp, Neg, Cms], Field(discriminator="kind")]
+Expr = Union[Num, Str, Bool, Name, Call, BinOp, Neg, Cms]
 
 
 # ---- level properties ----------------------------------------------------------
@@ -143,7 +124,7 @@ class OptionProp(Node):
     value: Expr
 
 
-Prop = Annotated[Union[ClockProp, StreamProp, LearnProp, RuleProp, InitProp, OptionProp], Field(discriminator="kind")]
+Prop = Union[ClockProp, StreamProp, LearnProp, RuleProp, InitProp, OptionProp]
 
 
 class MemoryType(Node):
@@ -201,7 +182,7 @@ class Block(Node):
     kind: Literal["block"] = "block"
     name: str
     repeat: Expr | None = None
-    body: list[Annotated[Union[Assign, LevelDef, MemoryDef, Out], Field(discriminator="kind")]] = []
+    body: list[Union[Assign, LevelDef, MemoryDef, Out]] = []
 
 
 class Param(Node):
@@ -214,17 +195,17 @@ class Model(Node):
     kind: Literal["model"] = "model"
     name: str
     params: list[Param] = []
-    body: list[Annotated[Union[MemoryDef, Block, LevelDef], Field(discriminator="kind")]] = []
+    body: list[Union[MemoryDef, Block, LevelDef]] = []
 
 
 class Optimizer(Node):
     kind: Literal["optimizer"] = "optimizer"
     name: str
     params: list[Param] = []
-    body: list[Annotated[Union[LevelDef, Assign, Step], Field(discriminator="kind")]] = []
+    body: list[Union[LevelDef, Assign, Step]] = []
 
 
-Item = Annotated[Union[Import, Model, Optimizer, MemoryDef], Field(discriminator="kind")]
+Item = Union[Import, Model, Optimizer, MemoryDef]
 
 
 class Program(Node):
@@ -237,8 +218,3 @@ class Program(Node):
         d = super().key()
         d.pop("file", None)
         return d
-
-
-for _cls in (KwArg, Call, BinOp, Neg, Clock, CmsStage, Cms, StreamProp, OptionProp, LevelDef, Block, Param, Model,
-             Optimizer, Program, Assign, Out, Step, MemoryType, MemoryDef):
-    _cls.model_rebuild()

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from nlc.errors import Span
+from nlc.ir.base import Record
 
 
-class R(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
-    span: Span | None = Field(default=None, repr=False, exclude=True)
+class R(Record):
+    dump_span = False
 
 
 class Op(R):

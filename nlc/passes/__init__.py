@@ -3,7 +3,7 @@
     load         parse the spec and its imports                   -> Unit
     bind-params  pick the model, apply overrides, fold constants  -> dict
     resolve      names, stream ops, levels, dimensions, clocks    -> ModelPlan
-    graph        the level graph (networkx MultiDiGraph)          -> nx.MultiDiGraph
+    graph        the level graph (`c.layout`; `c.graph` is it as a networkx MultiDiGraph)
     check-graph  unread levels, optimizer clocks                  -> (same graph)
 
 Invariants after each stage are in passes/README.md. Every stage's artifact is printable
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nlc.graph.level_graph import build_graph, check_graph
+from nlc.graph.level_graph import build_layout, check_graph
 from nlc.passes.consts import bind_params, select_model
 from nlc.passes.load import load
 from nlc.passes.model import resolve_model
@@ -32,7 +32,15 @@ class Compilation:
     model: Any = None
     params: dict | None = None
     plan: Any = None
-    graph: Any = None
+    layout: Any = None               # the level graph as plain data (no networkx import)
+    _graph: Any = field(default=None, repr=False)
+
+    @property
+    def graph(self):
+        """The level graph as a networkx MultiDiGraph, built on first use."""
+        if self._graph is None and self.layout is not None:
+            self._graph = self.layout.to_networkx()
+        return self._graph
 
 
 def _load(c: Compilation):
@@ -49,11 +57,11 @@ def _resolve(c: Compilation):
 
 
 def _graph(c: Compilation):
-    c.graph = build_graph(c.plan)
+    c.layout = build_layout(c.plan)
 
 
 def _check_graph(c: Compilation):
-    check_graph(c.plan, c.graph)
+    check_graph(c.plan, c.layout)
 
 
 PIPELINE = [
