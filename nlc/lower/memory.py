@@ -1,0 +1,233 @@
+"""In-context memory levels: parametric memories learned at test time (Titans, Hope).
+
+A memory is a stack of per-head weight matrices W_l (B, H, out_l, in_l): `linear`
+(y = W k), `mlp` (y = W_L act(... act(W_1 k))) or `residual_mlp` (y = k + W_2 act(W_1 k),
+NL eq. 89). Its fast state per sequence is
+    Wbar_l  the chunk-start weights: every read and every gradient of a chunk uses them
+            (Titans eqs. 16-18, Hope eqs. 90-91);
+    W_l     the running weights, updated token by token inside the chunk;
+    S_l     the momentum (surprise) buffer, for rules with momentum.
+At a chunk boundary Wbar <- W. Per token t of a chunk, with u_t = grad of the objective at Wbar:
+    momentum/gd:  S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = (1 - alpha_t) W_{t-1} + S_t    (Titans 13-14)
+    dgd:          S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = W_{t-1}((1 - alpha_t) I - theta_t k~ k~^T) + S_t
+                  (Hope eq. 88; k~ is the layer's input; `layers = first` applies the k k^T term
+                  only to the layer that consumes k, `all` to every layer with its own input)
+(gd is momentum with eta = 0.) Two implementations of one semantics:
+    ChunkMemory      closed-form per-token gradients (rank-1 per layer) as batched matmuls, the
+                     scalar recurrences as a log-space coefficient matrix (a parallel scan);
+    ReferenceMemory  the equations literally: autograd for u_t, a loop over tokens, d x d matrices.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from nlc.lower.ops import ACTS, act_grad
+
+
+def layer_shapes(lv) -> list[tuple[int, int]]:
+    m, dk, dv, h = lv.memory, lv.dk, lv.dv, lv.hidden
+    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+        return [(dv, dk)]
+    if m.kind == "residual_mlp":
+        return [(h, dk), (dv, h)]
+    return [(h, dk)] + [(h, h)] * (m.depth - 2) + [(dv, h)]
+
+
+def forward_layers(lv, Ws, k):
+    """y = M(k) with per-(b,h) weights Ws[l] (B,H,o,i), k (B,H,n,i). Returns y and (z_l, a_l) per layer."""
+    act = ACTS[lv.memory.act]
+    a, acts = k, []
+    for i, W in enumerate(Ws):
+        z = torch.einsum("bhoi,bhni->bhno", W, a)
+        acts.append((z, a))
+        a = act(z) if i < len(Ws) - 1 else z
+    if lv.memory.kind == "residual_mlp":
+        a = a + k
+    return a, acts
+
+
+def objective_grad(lv, y, v):
+    """d objective / d y for l2 (1/2 ||y - v||^2), dot (-<y, v>), huber(delta), lp(p)."""
+    e = y - v
+    o = lv.objective
+    if o == "l2":
+        return e
+    if o == "dot":
+        return -v
+    if o == "huber":
+        d = lv.objective_args["delta"]
+        return e.clamp(-d, d)
+    if o == "lp":
+        p = lv.objective_args["p"]
+        return p * e.abs().pow(p - 1) * torch.sign(e)
+    raise ValueError(o)
+
+
+def objective_value(lv, y, v):
+    e = y - v
+    o = lv.objective
+    if o == "l2":
+        return 0.5 * (e * e).sum()
+    if o == "dot":
+        return -(y * v).sum()
+    if o == "huber":
+        d = lv.objective_args["delta"]
+        a = e.abs()
+        return torch.where(a <= d, 0.5 * e * e, d * (a - 0.5 * d)).sum()
+    if o == "lp":
+        return e.abs().pow(lv.objective_args["p"]).sum()
+    raise ValueError(o)
+
+
+def closed_form_grads(lv, Ws, k, v):
+    """Per-token gradients of the objective at weights Ws, as rank-1 factors per layer:
+    u_{t,l} = delta_{t,l} a_{t,l}^T. Returns [(delta (B,H,n,o), a (B,H,n,i))], surprise."""
+    y, acts = forward_layers(lv, Ws, k)
+    d = objective_grad(lv, y, v)
+    out = [None] * len(Ws)
+    for li in range(len(Ws) - 1, -1, -1):
+        z, a = acts[li]
+        out[li] = (d, a)
+        if li:
+            d = torch.einsum("bhoi,bhno->bhni", Ws[li], d) * act_grad(lv.memory.act, acts[li - 1][0])
+    return out, objective_value(lv, y, v).detach()
+
+
+class MemoryLevel(nn.Module):
+    """Parameters of one memory level (meta-learned initial weights, learned gates)."""
+
+    def __init__(self, lv):
+        super().__init__()
+        self.lv = lv
+        shapes = layer_shapes(lv)
+        self.init = nn.ParameterList()
+        self.fixed: list[torch.Tensor] = []
+        for o, i in shapes:
+            w = torch.randn(lv.heads, o, i) / math.sqrt(i)
+            if lv.memory.kind == "residual_mlp" and o == lv.dv:
+                w = w * 0.1  # the residual branch starts small: M(x) ~ x
+            if lv.init == "meta":
+                self.init.append(nn.Parameter(w))
+            elif lv.init == "zeros":
+                self.fixed.append(torch.zeros(lv.heads, o, i))
+            elif lv.init == "const":
+                self.fixed.append(torch.full((lv.heads, o, i), float(lv.init_args["value"])))
+            else:  # pretrained: filled by nlc.api from the file named in the spec
+                self.fixed.append(w)
+        self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
+                                         for g, gate in lv.gates.items() if gate.kind == "learned"})
+        self.momentum = lv.rule == "momentum" or (lv.rule == "dgd" and not _zero_gate(lv, "momentum"))
+
+    def initial(self, B, device, dtype):
+        ws = list(self.init) if self.lv.init == "meta" else [w.to(device, dtype) for w in self.fixed]
+        return [w.unsqueeze(0).expand(B, *w.shape) for w in ws]
+
+    def gate(self, name, streams, B, n, ref):
+        g = self.lv.gates[name]
+        if g.kind == "const":
+            return torch.full((B, self.lv.heads, n), g.value, device=ref.device, dtype=ref.dtype)
+        if g.kind == "learned":
+            return self.learned[name].view(1, -1, 1).expand(B, -1, n)
+        s = streams[g.stream]  # (B, n, 1 or H)
+        return s.transpose(1, 2).expand(B, self.lv.heads, n)
+
+
+def _zero_gate(lv, name):
+    g = lv.gates.get(name)
+    return g is None or (g.kind == "const" and g.value == 0.0)
+
+
+def split_heads(x, H):
+    """(B, n, H*d) -> (B, H, n, d)"""
+    return x.unflatten(-1, (H, -1)).transpose(1, 2)
+
+
+def merge_heads(x):
+    return x.transpose(1, 2).flatten(-2)
+
+
+def read(lv, Wbar, q):
+    """o = M_Wbar(q): a read at the chunk-start state. q (B, n, H*dk) -> (B, n, H*dv)."""
+    y, _ = forward_layers(lv, Wbar, split_heads(q, lv.heads))
+    return merge_heads(y)
+
+
+def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
+    """Apply n tokens of the rule to running weights Ws (and momenta Ss) in closed form.
+    u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n)."""
+    n = theta.shape[-1]
+    tiny = torch.finfo(theta.dtype).tiny
+    la = torch.log((1 - alpha).clamp_min(tiny))          # log retention
+    le = torch.log(eta.clamp_min(tiny)) if eta is not None else None
+    cla = torch.cumsum(la, -1)                            # sum_{j<=t} log(1 - alpha_j)
+    tot = cla[..., -1:]
+    if le is None:  # S_t = -theta_t u_t: W_n = P_n W_0 - sum_i (P_n / P_i) theta_i u_i
+        c = theta * torch.exp(tot - cla)
+        new_W = [torch.exp(tot)[..., None] * W - torch.einsum("bhn,bhno,bhni->bhoi", c, d, a)
+                 for W, (d, a) in zip(Ws, u)]
+        return new_W, Ss
+    cle = torch.cumsum(le, -1)
+    # M[t, i] = (P_n / P_t) (E_t / E_i) for t >= i: how much of theta_i u_i reaches W_n through S_t
+    idx = torch.arange(n, device=theta.device)
+    causal = idx[:, None] >= idx[None, :]
+    logm = (tot[..., None] - cla[..., :, None]) + (cle[..., :, None] - cle[..., None, :])
+    M = torch.where(causal, torch.exp(logm.clamp(max=0.0)), torch.zeros((), dtype=theta.dtype, device=theta.device))
+    c = theta * M.sum(-2)                                  # coefficient of u_i in W_n
+    s0 = torch.exp(tot - cla + cle).sum(-1)                # coefficient of S_0 in W_n
+    cs = theta * torch.exp(cle[..., -1:] - cle)            # coefficient of u_i in S_n
+    new_W, new_S = [], []
+    for W, S, (d, a) in zip(Ws, Ss, u):
+        new_W.append(torch.exp(tot)[..., None] * W + s0[..., None, None] * S - torch.einsum("bhn,bhno,bhni->bhoi", c, d, a))
+        new_S.append(torch.exp(cle[..., -1:])[..., None] * S - torch.einsum("bhn,bhno,bhni->bhoi", cs, d, a))
+    return new_W, new_S
+
+
+def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
+    """DGD, token by token inside the segment (gradients still batched at the chunk start):
+    W <- W (a I - theta k~ k~^T) + S, with the k~k~^T term applied via W k~ (no d x d matrix)."""
+    layers = lv.rule_args.get("layers", "first")
+    Ws, Ss = list(Ws), list(Ss) if Ss is not None else None
+    for t in range(theta.shape[-1]):
+        th, ret = theta[..., t, None, None], (1 - alpha[..., t])[..., None, None]
+        for li, (d, a) in enumerate(u):
+            dt, at = d[:, :, t], a[:, :, t]
+            step = -th * torch.einsum("bho,bhi->bhoi", dt, at)
+            if Ss is not None:
+                Ss[li] = eta[..., t, None, None] * Ss[li] + step
+                step = Ss[li]
+            W = Ws[li]
+            if li == 0 or layers == "all":
+                Wk = torch.einsum("bhoi,bhi->bho", W, at)
+                Ws[li] = ret * W - th * torch.einsum("bho,bhi->bhoi", Wk, at) + step
+            else:
+                Ws[li] = ret * W + step
+    return Ws, Ss
+
+
+# ---- the reference: the equations, literally -------------------------------------------
+def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
+    """One token of the rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar."""
+    H = lv.heads
+    leaves = [w if w.requires_grad else w.detach().requires_grad_() for w in Wbar]
+    with torch.enable_grad():
+        y, acts = forward_layers(lv, leaves, k[:, :, None])
+        loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
+        grads = torch.autograd.grad(loss, leaves, create_graph=torch.is_grad_enabled() and loss.requires_grad)
+    th, ret = theta[..., None, None], (1 - alpha)[..., None, None]
+    new_W, new_S = [], []
+    for li, (W, g) in enumerate(zip(Ws, grads)):
+        step = -th * g                                                      # -theta_t grad l(M_tbar; x_t)
+        if Ss is not None:
+            step = eta[..., None, None] * Ss[li] + step                     # S_t = eta S_{t-1} - theta u_t
+            new_S.append(step)
+        if lv.rule == "dgd" and (li == 0 or lv.rule_args.get("layers") == "all"):
+            kt = acts[li][1][:, :, 0]                                       # the layer's input k~
+            eye = torch.eye(kt.shape[-1], dtype=kt.dtype, device=kt.device).expand(*kt.shape[:2], -1, -1)
+            P = ret * eye - th * kt[..., :, None] * kt[..., None, :]        # (alpha I - eta k k^T), eq. 88
+            new_W.append(W @ P + step)
+        else:
+            new_W.append(ret * W + step)                                    # W_t = (1 - a_t) W_{t-1} + S_t
+    return new_W, (new_S if Ss is not None else None), loss.detach()

@@ -1,0 +1,286 @@
+"""The lowered program: a ModelPlan as an nn.Module that runs segment by segment.
+
+A forward pass walks the sequence in segments whose ends fall on every chunk boundary of
+every token-clock level (segment length = gcd of the chunk sizes). In a segment, every
+block runs its stream ops token-parallel, its levels are read at their chunk-start state,
+then each level takes the segment's writes; at a level's chunk boundary its chunk-start
+state moves on. The fast state (weights, momenta, conv and attention caches, position) is a
+flat dict of batch-first tensors, so a sequence streamed in segments equals it at once.
+
+mode="chunk": closed-form gradients and scans (nlc.lower.memory), segments of gcd length.
+mode="reference": segments of one token and the literal per-token equations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nlc.lower import memory as mem
+from nlc.lower.attention import AttentionLevel
+from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    state: dict
+    loss: torch.Tensor | None = None
+    stats: dict = field(default_factory=dict)
+
+
+class CMSLevel(nn.Module):
+    """One CMS stage: an MLP h -> W_out act(W_in h) (NL eq. 70), meta-learned initial weights."""
+
+    def __init__(self, lv):
+        super().__init__()
+        self.lv = lv
+        d, h = lv.dk, lv.hidden
+        self.w_in = nn.Parameter(torch.randn(h, d) / math.sqrt(d))
+        self.w_out = nn.Parameter(torch.zeros(d, h))  # zero: a fresh chain is the identity
+
+    @property
+    def learns(self):
+        return self.lv.clock == "tokens"
+
+
+class Layer(nn.Module):
+    """One instance of a block (a repeated block has `repeat` of these)."""
+
+    def __init__(self, block, dim: int):
+        super().__init__()
+        self.block = block
+        widths = {"x": dim, **{op.name: op.width for op in block.ops}}
+        self.mods = nn.ModuleDict()
+        for op in block.ops:
+            m = make_module(op, widths)
+            if m is not None:
+                self.mods[op.name] = m
+        self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv) for lv in block.levels if lv.role == "memory"})
+        self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == "attention"})
+        self.cms = nn.ModuleDict({lv.name: CMSLevel(lv) for lv in block.levels if lv.role == "cms"})
+        self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
+                                     for op in block.ops if op.op == "cms" and op.attrs["variant"] == "independent"})
+
+    # ---- fast state
+    def init_state(self, st, key, B, device, dtype):
+        for name, m in self.mems.items():
+            ws = m.initial(B, device, dtype)
+            for i, w in enumerate(ws):
+                st[f"{key}.{name}.Wbar{i}"] = w
+                st[f"{key}.{name}.W{i}"] = w
+                if m.momentum:
+                    st[f"{key}.{name}.S{i}"] = torch.zeros_like(w)
+        for op in self.block.ops:
+            if op.op == "conv":
+                st[f"{key}.{op.name}.conv"] = torch.zeros(B, op.attrs["window"] - 1, op.width, device=device, dtype=dtype)
+        for name, c in self.cms.items():
+            st[f"{key}.{name}.w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
+            st[f"{key}.{name}.w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
+            if c.learns:
+                st[f"{key}.{name}.g_in"] = torch.zeros(B, *c.w_in.shape, device=device, dtype=dtype)
+                st[f"{key}.{name}.g_out"] = torch.zeros(B, *c.w_out.shape, device=device, dtype=dtype)
+
+    # ---- one segment
+    def segment(self, x, st, key, ends, mode, leaves, stats):
+        B, n, _ = x.shape
+        v = {"x": x}
+        for op in self.block.ops:
+            ins = [v[i] for i in op.inputs]
+            if op.op == "const":
+                v[op.name] = torch.full((B, n, 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
+            elif op.op == "conv":
+                v[op.name], st[f"{key}.{op.name}.conv"] = self.mods[op.name](ins[0], st[f"{key}.{op.name}.conv"])
+            elif op.op == "read":
+                v[op.name] = self._read(op, ins[0], v, st, key)
+            elif op.op == "cms":
+                v[op.name] = self._cms(op, ins[0], st, key, leaves)
+            else:
+                v[op.name] = apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins, None)
+        for name, m in self.mems.items():
+            self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats)
+        return v[self.block.out]
+
+    def _read(self, op, q, v, st, key):
+        name = op.attrs["level"]
+        if name in self.attns:
+            lv = self.attns[name].lv
+            ctx = v[lv.context] if lv.context else None
+            return self.attns[name](q, ctx, st, f"{key}.{name}")
+        m = self.mems[name]
+        Wbar = [st[f"{key}.{name}.Wbar{i}"] for i in range(len(mem.layer_shapes(m.lv)))]
+        return mem.read(m.lv, Wbar, q)
+
+    def _write(self, m, v, st, key, at_end, n, mode, stats):
+        lv = m.lv
+        if lv.clock != "tokens":
+            return  # frozen or outer-clock levels do not learn in context
+        L = len(mem.layer_shapes(lv))
+        Wbar = [st[f"{key}.Wbar{i}"] for i in range(L)]
+        Ws = [st[f"{key}.W{i}"] for i in range(L)]
+        Ss = [st[f"{key}.S{i}"] for i in range(L)] if m.momentum else None
+        B = Ws[0].shape[0]
+        k, val = mem.split_heads(v[lv.keys], lv.heads), mem.split_heads(v[lv.values], lv.heads)
+        theta, alpha = m.gate("lr", v, B, n, k), m.gate("decay", v, B, n, k)
+        eta = m.gate("momentum", v, B, n, k) if m.momentum else None
+        if mode == "reference":
+            surprise = 0.0
+            for t in range(n):
+                Ws, Ss, loss = mem.reference_token(lv, Wbar, Ws, Ss, k[:, :, t], val[:, :, t], theta[..., t],
+                                                   alpha[..., t], eta[..., t] if eta is not None else None)
+                surprise = surprise + loss
+        else:
+            u, surprise = mem.closed_form_grads(lv, Wbar, k, val)
+            upd = mem.dgd_update if lv.rule == "dgd" else mem.chunk_update
+            Ws, Ss = upd(lv, Ws, Ss, u, theta, alpha, eta)
+        for i in range(L):
+            st[f"{key}.W{i}"] = Ws[i]
+            if Ss is not None:
+                st[f"{key}.S{i}"] = Ss[i]
+        _acc(stats, f"{key}/surprise", surprise / (B * n))
+        if at_end:  # chunk boundary: the chunk-start state moves on
+            _acc(stats, f"{key}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
+            for i in range(L):
+                st[f"{key}.Wbar{i}"] = Ws[i]
+
+    def _cms(self, op, x, st, key, leaves):
+        names, variant = op.attrs["levels"], op.attrs["variant"]
+        h, outs = x, []
+        for i, name in enumerate(names):
+            c = self.cms[name]
+            w_in, w_out = st[f"{key}.{name}.w_in"], st[f"{key}.{name}.w_out"]
+            if c.learns and leaves is not None:
+                li = leaves.setdefault(f"{key}.{name}", (torch.zeros_like(w_in, requires_grad=True),
+                                                          torch.zeros_like(w_out, requires_grad=True)))
+                w_in, w_out = w_in + li[0], w_out + li[1]
+            inp = x if variant == "independent" else h
+            y = torch.einsum("bdh,bnh->bnd", w_out, ACTS[c.lv.memory.act](torch.einsum("bhd,bnd->bnh", w_in, inp)))
+            outs.append(y)
+            h = h + y
+        if variant == "independent":
+            return sum(w * y for w, y in zip(self.agg[op.name], outs))
+        return h - x
+
+
+def _acc(stats, k, val):
+    stats[k] = stats.get(k, 0.0) + (val.detach() if torch.is_tensor(val) else val)
+
+
+class NLModel(nn.Module):
+    """A compiled .nl model: embedding -> blocks -> norm -> head; fast state per sequence."""
+
+    def __init__(self, plan, mode: str = "chunk"):
+        super().__init__()
+        self.plan, self.mode = plan, mode
+        self.embed = nn.Embedding(plan.vocab, plan.dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.blocks = nn.ModuleDict({b.name: nn.ModuleList(Layer(b, plan.dim) for _ in range(b.repeat)) for b in plan.blocks})
+        self.norm = RMSNorm(plan.dim)
+        self.head = nn.Linear(plan.dim, plan.vocab, bias=False)
+        chunks = [lv.chunk for _, lv in plan.all_levels() if lv.clock == "tokens" and lv.role != "attention"]
+        self.seg = 1 if mode == "reference" else (math.gcd(*chunks) if chunks else 1 << 30)
+        self._compiled = None
+        self.cms_learns = any(lv.role == "cms" and lv.clock == "tokens" for _, lv in plan.all_levels())
+
+    def layers(self):
+        for b in self.plan.blocks:
+            for i, layer in enumerate(self.blocks[b.name]):
+                yield f"{b.name}.{i}", layer
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        device = device or self.embed.weight.device
+        dtype = dtype or self.embed.weight.dtype
+        st = {"pos": torch.zeros(batch_size, dtype=torch.long, device=device)}
+        for key, layer in self.layers():
+            layer.init_state(st, key, batch_size, device, dtype)
+        return st
+
+    def forward(self, tokens=None, state=None, targets=None, embeddings=None) -> ModelOutput:
+        x_all = self.embed(tokens) if embeddings is None else embeddings
+        B, T, _ = x_all.shape
+        st = dict(state) if state is not None else self.init_state(B, x_all.device, x_all.dtype)
+        pos0 = int(st["pos"][0]) if st["pos"].numel() else 0
+        stats: dict = {}
+        logits, losses = [], []
+        learn_cms = self.cms_learns and targets is not None
+        leaves: dict | None = {} if learn_cms else None
+        s = 0
+        with torch.enable_grad() if learn_cms else _null():
+            while s < T:
+                pos = pos0 + s
+                e = min(T, s + self.seg - pos % self.seg) if self.seg < (1 << 30) else T
+                x = x_all[:, s:e]
+                for key, layer in self.layers():
+                    x = self._segment(layer, x, st, key, pos, e - s, leaves, stats)
+                lg = self.head(self.norm(x))
+                logits.append(lg)
+                if targets is not None:
+                    tok_loss = F.cross_entropy(lg.flatten(0, 1).float(), targets[:, s:e].flatten(), reduction="none")
+                    losses.append(tok_loss)
+                    if learn_cms:
+                        self._cms_step(st, leaves, tok_loss.sum(), pos + (e - s))
+                s = e
+        st["pos"] = st["pos"] + T
+        logits = torch.cat(logits, 1)
+        loss = torch.cat(losses).mean() if losses else None
+        nseg = max(1, math.ceil(T / min(self.seg, T)))
+        return ModelOutput(logits=logits, state=st, loss=loss,
+                           stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
+
+    def _segment(self, layer, x, st, key, pos, n, leaves, stats):
+        # which levels reach a chunk boundary at the end of this segment (decided here, in
+        # Python, so the compiled segment program sees plain flags, not positions)
+        ends = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and (pos + n) % lv.chunk == 0)
+        fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
+        return fn(x, st, key, ends, self.mode, leaves, stats)
+
+    def compile_segments(self, **kw):
+        """torch.compile each block's segment program (fullgraph: no graph break allowed)."""
+        self._compiled = {id(layer): torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
+        return self
+
+    def _cms_step(self, st, leaves, seg_loss, end):
+        """Task-loss teaching signal for CMS stages (NL eq. 71): accumulate the gradient of this
+        segment's loss w.r.t. each stage's chunk-start weights; apply it at the stage's boundary."""
+        keys = list(leaves)
+        flat = [t for k in keys for t in leaves[k]]
+        grads = torch.autograd.grad(seg_loss, flat, retain_graph=True, allow_unused=True)
+        for j, k in enumerate(keys):
+            g_in, g_out = grads[2 * j], grads[2 * j + 1]
+            if g_in is not None:
+                st[k + ".g_in"] = st[k + ".g_in"] + g_in.detach()
+            if g_out is not None:
+                st[k + ".g_out"] = st[k + ".g_out"] + g_out.detach()
+        for key, layer in self.layers():
+            for name, c in layer.cms.items():
+                k = f"{key}.{name}"
+                if not c.learns or end % c.lv.chunk:
+                    continue
+                lr = c.lv.gates["lr"].value
+                st[k + ".w_in"] = st[k + ".w_in"] - lr * st[k + ".g_in"]
+                st[k + ".w_out"] = st[k + ".w_out"] - lr * st[k + ".g_out"]
+                st[k + ".g_in"], st[k + ".g_out"] = torch.zeros_like(st[k + ".g_in"]), torch.zeros_like(st[k + ".g_out"])
+                leaves.pop(k, None)  # the next chunk gets a fresh teaching leaf
+                self._nested_reset(st, key, layer, name)
+
+    def _nested_reset(self, st, key, layer, name):
+        # nested CMS (eq. 72): the next-faster... stage s+1 restarts from its meta-learned init
+        for op in layer.block.ops:
+            if op.op == "cms" and op.attrs["variant"] == "nested" and name in op.attrs["levels"]:
+                i = op.attrs["levels"].index(name)
+                if i + 1 < len(op.attrs["levels"]):
+                    nxt = layer.cms[op.attrs["levels"][i + 1]]
+                    B = st[f"{key}.{name}.w_in"].shape[0]
+                    st[f"{key}.{nxt.lv.name}.w_in"] = nxt.w_in.unsqueeze(0).expand(B, -1, -1)
+                    st[f"{key}.{nxt.lv.name}.w_out"] = nxt.w_out.unsqueeze(0).expand(B, -1, -1)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
