@@ -65,11 +65,18 @@ def cmd_check(a) -> int:
     errors = []
     for f in a.files:
         try:
-            first = run(f, _overrides(a.set), a.model)
+            ov = _overrides(a.set)
+            unit = run(f, ov, a.model, until="load").unit
+            if not a.model and not unit.own_models and unit.own_optimizers:
+                # a file of optimizer definitions (specs/optim/*.nl): check each one
+                from nlc.passes.optimizer import check_file_optimizers, optimizer_table
+                for spec in check_file_optimizers(unit, ov):
+                    if not a.quiet:
+                        print(optimizer_table(spec) + "\n")
+                continue
             # without --model, every model the file defines is checked
-            names = [a.model] if a.model else (first.unit.own_models or [first.plan.name])
-            for name in names:
-                c = first if name == first.plan.name else run(f, _overrides(a.set), name)
+            for name in [a.model] if a.model else (unit.own_models or [None]):
+                c = run(f, ov, name, unit=unit)
                 if not a.quiet:
                     print(level_table(c) + "\n")
         except NlcError as e:

@@ -90,6 +90,7 @@ class OptimizerPlan(R):
     targets: list[str] = ["all"]
     options: dict[str, Any] = {}   # clip, warmup, schedule, ...
     definition: Any = None         # the ir.Optimizer when the rule is written in .nl
+    spec: Any = None               # ...and its checked form (passes.optimizer.OptimizerSpec)
 
 
 class ModelPlan(R):

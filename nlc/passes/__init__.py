@@ -44,6 +44,8 @@ class Compilation:
 
 
 def _load(c: Compilation):
+    if c.unit is not None:  # loaded already (run(..., unit=...))
+        return
     c.unit = load(c.source, text=c.text, file=None if c.text is None else "<spec>")
 
 
@@ -75,9 +77,12 @@ STAGES = [name for name, _ in PIPELINE]
 
 
 def run(source, overrides=None, model: str | None = None, *, text: str | None = None, until: str | None = None,
-        dump: str | None = None) -> Compilation:
-    """Run the pipeline up to and including stage `until`; raise NlcError on user mistakes."""
-    c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text)
+        dump: str | None = None, unit=None) -> Compilation:
+    """Run the pipeline up to and including stage `until`; raise NlcError on user mistakes.
+
+    `unit` is the result of an earlier `load` of the same source, to check several models of one file.
+    """
+    c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text, unit=unit)
     dump = dump or os.environ.get("NLC_DUMP")
     for i, (name, stage) in enumerate(PIPELINE):
         stage(c)

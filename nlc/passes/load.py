@@ -26,6 +26,7 @@ class Unit:
     memories: dict[str, ir.MemoryDef] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # file -> text, for error rendering
     own_models: list[str] = field(default_factory=list)    # models defined in the file itself
+    own_optimizers: list[str] = field(default_factory=list)  # optimizer definitions in the file itself
 
 
 def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
@@ -69,6 +70,8 @@ def _collect(unit: Unit, program: ir.Program, diags: Diagnostics, stack: list[st
         table[it.name] = it
         if own and isinstance(it, ir.Model):
             unit.own_models.append(it.name)
+        if own and isinstance(it, ir.Optimizer):
+            unit.own_optimizers.append(it.name)
 
 
 def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack: list[str]) -> None:

@@ -89,5 +89,9 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
             if k.name not in known:
                 raise NameError_(f"optimizer {rule.func} has no parameter '{k.name}'", k.span,
                                  did_you_mean(k.name, known) or f"parameters: {', '.join(sorted(known))}")
+    spec = None
+    if definition is not None:
+        from nlc.passes.optimizer import check_optimizer
+        spec = check_optimizer(definition, args)
     return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock[1], targets=lv.type.targets,
-                         options=opts, definition=definition, span=lv.span)
+                         options=opts, definition=definition, spec=spec, span=lv.span)
