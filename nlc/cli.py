@@ -80,6 +80,8 @@ def cmd_check(a) -> int:
                 if not a.quiet:
                     print(level_table(c) + "\n")
         except NlcError as e:
+            if a.debug:
+                raise
             errors.append(e)
     if errors:
         for e in errors:

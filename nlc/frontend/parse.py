@@ -219,6 +219,8 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         msg = f"unexpected character {ch!r}"
         hint = label or "names are letters, digits and '_'; comments start with '#'"
+        if ch == '"':
+            msg, hint = "unterminated string", "a string ends with '\"' on the same line"
         return ParseError(msg, Span(file, line, col, line, col + 1), hint)
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         lines = text.splitlines() or [""]

@@ -37,6 +37,10 @@ INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
 MAX_CHUNK = 1 << 20
 
 
+class _Poisoned(NlcError):
+    """A stream whose definition already failed: its users stay silent (the error is reported once)."""
+
+
 class Elaborator:
     """Elaborates one block of one model."""
 
@@ -93,6 +97,8 @@ class Elaborator:
     def _try(self, fn, *args):
         try:
             return fn(*args)
+        except _Poisoned:
+            return None
         except NlcError as e:
             self.diags.add(e)
             return None
@@ -122,6 +128,8 @@ class Elaborator:
         st = self.state.get(name)
         if st == "done":
             return name
+        if st == "failed":
+            raise _Poisoned(f"'{name}' failed", self.defs[name].span)
         if st == "pending":
             cyc = self.stack[self.stack.index(name):] + [name]
             raise CycleError(f"flow cycle inside one tick: {' -> '.join(cyc)}", self.defs[name].span,

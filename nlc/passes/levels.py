@@ -47,14 +47,22 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
         kw[k.name] = eval_option(v, env, k.name)
     if call.args:
         raise NameError_(f"{call.func}() takes keyword arguments only", call.args[0].span)
-    mp = MemoryPlan(kind=call.func, span=call.span, **kw)
-    if mp.kind == "mlp" and not 1 <= mp.depth <= 8:
-        raise DimensionError(f"mlp depth must be in 1..8, got {mp.depth}", call.span)
-    if mp.act not in ("silu", "gelu", "relu", "tanh"):
-        raise NameError_(f"unknown activation '{mp.act}'", call.span, "silu, gelu, relu or tanh")
-    if mp.expansion <= 0:
-        raise DimensionError(f"expansion must be positive, got {mp.expansion}", call.span)
-    return mp
+    # NOTE: the IR records do not validate types, so every argument is checked here
+    def _int(name, lo, hi):
+        v = kw.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+            raise DimensionError(f"{call.func}({name} = {v!r}): {name} must be an integer in {lo}..{hi}", call.span)
+    _int("depth", 1, 8)
+    _int("window", 0, MAX_CHUNK)
+    _int("persistent", 0, 4096)
+    e = kw.get("expansion", 1.0)
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or e <= 0:
+        raise DimensionError(f"{call.func}(expansion = {e!r}): expansion must be a positive number", call.span)
+    kw["expansion"] = float(e)
+    if kw.get("act", "silu") not in ("silu", "gelu", "relu", "tanh"):
+        raise NameError_(f"unknown activation '{kw['act']}'", call.span,
+                         did_you_mean(str(kw["act"]), ("silu", "gelu", "relu", "tanh")) or "silu, gelu, relu or tanh")
+    return MemoryPlan(kind=call.func, span=call.span, **kw)
 
 
 def _gate(el, lname, name, e, heads) -> Gate:

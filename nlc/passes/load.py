@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlc.errors import Diagnostics, ImportError_, NameError_, NlcError
-from nlc.frontend.parse import parse_file, parse_text
+from nlc.frontend.parse import parse_text, read_source
 from nlc.ir import nodes as ir
 
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
@@ -29,6 +29,14 @@ class Unit:
     own_optimizers: list[str] = field(default_factory=list)  # optimizer definitions in the file itself
 
 
+def display_path(p: Path) -> str:
+    """How an imported file is named in diagnostics: relative to the working directory when inside it."""
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
 def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
     for base in (Path(importer).parent, SPECS_DIR):
         p = (base / imp.path)
@@ -41,7 +49,6 @@ def load(path_or_text: str | Path, *, text: str | None = None, file: str | None 
     """Load a spec from a path (or from `text`, named `file`)."""
     diags = Diagnostics()
     if text is None:
-        from nlc.frontend.parse import read_source
         file = str(path_or_text)
         text = read_source(file)
     else:
@@ -84,10 +91,12 @@ def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack
         chain = " -> ".join(Path(s).name for s in stack[stack.index(str(p)):] + [str(p)])
         diags.error(ImportError_, f"circular import: {chain}", imp.span, "break the cycle by moving shared definitions to a third file")
         return
+    name = display_path(p)
     try:
-        prog = parse_file(p)
+        text = read_source(p)
+        prog = parse_text(text, name)
     except NlcError as e:
         diags.add(e)
         return
-    unit.sources[str(p)] = p.read_text(encoding="utf-8")
+    unit.sources[name] = text
     _collect(unit, prog, diags, stack + [str(p)], own=False)

@@ -70,6 +70,7 @@ def check_optimizer(opt: ir.Optimizer, env: dict[str, Any] | None = None) -> Opt
     diags = Diagnostics()
     params = _bind(opt, dict(env or {}), diags)
     levels: dict[str, SlotLevel] = {}
+    declared: set[str] = set()  # level names, also of levels that failed (so the step does not cascade)
     defs: dict[str, ir.Assign] = {}
     steps: list[ir.Step] = []
     taken = set(params) | set(INPUTS)
@@ -85,6 +86,7 @@ def check_optimizer(opt: ir.Optimizer, env: dict[str, Any] | None = None) -> Opt
         elif isinstance(s, ir.Assign) and s.name not in defs:
             defs[s.name] = s
         elif isinstance(s, ir.LevelDef):
+            declared.update(s.names)
             for n in s.names:
                 try:
                     levels.setdefault(n, _slot_level(n, s, params))
@@ -102,7 +104,7 @@ def check_optimizer(opt: ir.Optimizer, env: dict[str, Any] | None = None) -> Opt
         except NlcError as e:
             diags.add(e)
     if step is not None:
-        _check_expr(step, params, set(levels), diags, "step")
+        _check_expr(step, params, declared, diags, "step")
         used = _names(step)
         for n, lv in levels.items():
             if n not in used:
