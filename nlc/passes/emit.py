@@ -25,6 +25,12 @@ def plan_text(plan) -> str:
     if plan.optimizer:
         o = plan.optimizer
         out.append(f"  optimizer {o.name}: {o.rule}({o.args}) every {o.every} steps options={o.options}")
+        if o.spec is not None:
+            from nlc.ir.printer import expr
+            out.append("    params: " + ", ".join(f"{k}={v}" for k, v in o.spec.params.items()))
+            for lv in o.spec.levels:
+                out.append(f"    slot {lv.name}: every {lv.every} steps rule={lv.rule}{lv.rule_args} keys={expr(lv.keys)}")
+            out.append(f"    step {expr(o.spec.step)}")
     return "\n".join(out) + "\n"
 
 
