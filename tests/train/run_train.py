@@ -22,7 +22,7 @@ def corpus() -> bytes:
     return b"\n".join(p.read_bytes() for p in sorted(root.glob("*.py")))
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=30)
@@ -35,7 +35,7 @@ def main():
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--weights-out", default=None, help="write the final weights (rank 0) to this .safetensors")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(1)  # same arithmetic in every process that is compared
     data = corpus()
     cut = len(data) * 9 // 10
@@ -49,6 +49,7 @@ def main():
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.weights_out)
+    return model, report
 
 
 if __name__ == "__main__":

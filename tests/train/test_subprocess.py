@@ -1,0 +1,99 @@
+"""Real processes: SIGKILL then --resume (bit-identical weights), Ctrl-C, and DDP over 2 CPU ranks."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from nlc.train.checkpoint import list_checkpoints, load_checkpoint
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = str(HERE / "run_train.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_here(*args):
+    """The same script's main() in this process (saves a process start; same 1-thread arithmetic)."""
+    from run_train import main
+
+    return main([str(a) for a in args])
+
+
+def run(*args, timeout=120):
+    p = subprocess.run([sys.executable, SCRIPT, *map(str, args)], env=ENV, capture_output=True, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(cond, proc, timeout=60.0):
+    t = time.time()
+    while not cond():
+        assert proc.poll() is None, "the run ended before the test could interrupt it: " + proc.stderr.read()
+        assert time.time() - t < timeout, "timed out"
+        time.sleep(0.005)
+
+
+def assert_same_weights(a, b):
+    wa, wb = load_file(a), load_file(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    steps = ["--steps", 30, "--save-every", 5]
+    run_here("--out", tmp_path / "ref", *steps, "--weights-out", tmp_path / "ref.safetensors")
+
+    out = tmp_path / "killed"
+    p = start("--out", out, *steps, "--delay", 0.04)
+    wait_for(lambda: (out / "latest").exists(), p)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+    done = list_checkpoints(out)
+    assert done and int(done[-1].name[5:]) < 30, "killed too late to test resuming"
+
+    r = run("--out", out, *steps, "--resume", "--weights-out", tmp_path / "resumed.safetensors")
+    assert "resumed from step" in r.stdout
+    assert_same_weights(tmp_path / "ref.safetensors", tmp_path / "resumed.safetensors")
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    p = start("--out", out, "--steps", 500, "--save-every", 1000, "--delay", 0.02)
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, p)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 0, stderr
+    assert "interrupted" in stdout and "--resume" in stdout + stderr
+    ck = load_checkpoint(out)
+    assert 0 < ck.step < 500
+    # and the run continues from there
+    _, report = run_here("--out", out, "--steps", ck.step + 2, "--resume")
+    assert report.resumed_from == ck.step and report.steps == ck.step + 2
+
+
+def test_ddp_two_cpu_ranks_match_one_process(tmp_path):
+    common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3]
+    run_here("--out", tmp_path / "one", *common, "--weights-out", tmp_path / "one.safetensors")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", SCRIPT,
+           "--out", str(tmp_path / "ddp"), *map(str, common), "--weights-out", str(tmp_path / "ddp.safetensors")]
+    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    a, b = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "ddp.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), (k, (a[k] - b[k]).abs().max())
+    # rank 0 alone wrote the run: one metrics log, checkpoints at 3 and 6
+    assert [c.name for c in list_checkpoints(tmp_path / "ddp")] == ["ckpt-0000003", "ckpt-0000006"]
