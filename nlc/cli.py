@@ -95,7 +95,7 @@ def cmd_check(a) -> int:
 # ---- fmt -----------------------------------------------------------------------
 def fill_fmt(sub):
     p = sub.add_parser("fmt", help="format specs canonically (in place, or --check)")
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", help=".nl files, or folders (every .nl file below them)")
     p.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; change nothing")
     p.add_argument("--stdout", action="store_true", help="print instead of rewriting")
     p.set_defaults(func=cmd_fmt)
@@ -105,7 +105,10 @@ def cmd_fmt(a) -> int:
     from nlc.frontend.parse import parse_text, read_source
     from nlc.ir.printer import program
     changed = 0
+    files = []
     for f in a.files:
+        files += sorted(map(str, Path(f).rglob("*.nl"))) if Path(f).is_dir() else [f]
+    for f in files:
         text = read_source(f)
         out = program(parse_text(text, f), text)
         if a.stdout:
