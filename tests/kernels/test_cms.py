@@ -1,11 +1,12 @@
 """nlc::cms_update: Triton segmented sum + apply (forward and backward) vs the torch reference."""
 import pytest
 import torch
-from conftest import DEVICE
 
 from nlc.kernels import cms_update, naive_cms_update
 from nlc.kernels.cms.op import cms_update_op
 from nlc.kernels.testing import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.mark.parametrize("N,P,C", [(1, 5, 4), (37, 300, 5), (40, 7, 8), (10, 600, 100), (63, 257, 1)])

@@ -1,12 +1,13 @@
 """nlc::linear_memory: Triton kernels vs the per-token naive reference, forward and backward."""
 import pytest
 import torch
-from conftest import DEVICE
 
 from nlc.kernels import chunk_linear_memory, linear_memory, naive_linear_memory
 from nlc.kernels.linear_memory.fused import linear_memory_fwd
 from nlc.kernels.linear_memory.op import linear_memory_op
 from nlc.kernels.testing import assert_close, gates, qkv
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 RATIO = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 NAMES = ("q", "k", "v", "lr", "decay", "mom", "W0", "S0")

@@ -2,11 +2,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICE
+
 
 from nlc.kernels import chunk_mlp_memory, mlp_memory, naive_mlp_memory
 from nlc.kernels.mlp_memory.op import mlp_memory_op
 from nlc.kernels.testing import assert_close, gates, qkv
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 RATIO = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 NAMES = ("q", "k", "v", "lr", "decay", "mom", "W1_0", "W2_0", "S1_0", "S2_0")
