@@ -51,7 +51,7 @@ def level_table(c) -> str:
     head = ("level", "tier", "clock", "params", "objective", "rule", "memory")
     data = [(r["name"], str(r["tier"]), r["clock"], _fmt_params(r["params"]), r["objective"], r["rule"], r["memory"])
             for r in rows]
-    widths = [max(len(h), *(len(d[i]) for d in data)) for i, h in enumerate(head)]
+    widths = [max([len(h)] + [len(d[i]) for d in data]) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     total = sum(lv.params * b.repeat for b, lv in c.plan.all_levels())
     out = [f"model {c.plan.name} ({c.plan.file}): {len(rows)} levels, {len(c.layout.tiers)} frequency tiers, "
