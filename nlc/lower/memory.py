@@ -211,11 +211,15 @@ def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
 def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
     """One token of the rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar."""
     H = lv.heads
-    leaves = [w if w.requires_grad else w.detach().requires_grad_() for w in Wbar]
+    outer = torch.is_grad_enabled()
     with torch.enable_grad():
-        y, acts = forward_layers(lv, leaves, k[:, :, None])
+        # differentiate w.r.t. a zero perturbation of Wbar: the target v (self-generated values
+        # are functions of Wbar too) stays a constant of the inner objective, while the gradient
+        # remains a differentiable function of Wbar, k and v for the outer loop
+        deltas = [torch.zeros_like(w, requires_grad=True) for w in Wbar]
+        y, acts = forward_layers(lv, [w + d for w, d in zip(Wbar, deltas)], k[:, :, None])
         loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
-        grads = torch.autograd.grad(loss, leaves, create_graph=torch.is_grad_enabled() and loss.requires_grad)
+        grads = torch.autograd.grad(loss, deltas, create_graph=outer)
     th, ret = theta[..., None, None], (1 - alpha)[..., None, None]
     new_W, new_S = [], []
     for li, (W, g) in enumerate(zip(Ws, grads)):
