@@ -81,6 +81,20 @@ def _collect(unit: Unit, program: ir.Program, diags: Diagnostics, stack: list[st
             unit.own_optimizers.append(it.name)
 
 
+# NOTE: one `nlc check a.nl b.nl ...` parses optim/adamw.nl once, not once per importer;
+# programs are immutable, and the key changes when the file does
+_PARSED: dict[tuple, tuple[str, ir.Program]] = {}
+
+
+def _parse_import(p: Path, name: str) -> tuple[str, ir.Program]:
+    st = p.stat()
+    key = (str(p), name, st.st_mtime_ns, st.st_size)
+    if key not in _PARSED:
+        text = read_source(p)
+        _PARSED[key] = (text, parse_text(text, name))
+    return _PARSED[key]
+
+
 def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack: list[str]) -> None:
     p = _resolve_path(imp, importer)
     if p is None:
@@ -93,8 +107,7 @@ def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack
         return
     name = display_path(p)
     try:
-        text = read_source(p)
-        prog = parse_text(text, name)
+        text, prog = _parse_import(p, name)
     except NlcError as e:
         diags.add(e)
         return
