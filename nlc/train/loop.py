@@ -97,17 +97,26 @@ def make_optimizer(model, lr: float | None):
     return opt
 
 
+def level_of(key: str, levels: set[str]) -> str:
+    """The level a state/stat key belongs to: `"<level>/stat"`, or `"<level>.<tensor>"` for state."""
+    if "/" in key:
+        return key.split("/")[0]
+    owners = [lv for lv in levels if key.startswith(lv + ".")]
+    return max(owners, key=len) if owners else key.rsplit(".", 1)[0]
+
+
 def diagnose(step: int, what: str, value: float, out, model, last_good) -> TrainError:
     """A TrainError naming the level whose fast state or stats went non-finite (or grew largest)."""
     bad = lambda v: isinstance(v, torch.Tensor) and not torch.isfinite(v.detach()).all()  # noqa: E731
-    keys = [k for k, v in (getattr(out, "state", None) or {}).items() if bad(v)]
-    keys += [k for k, v in (getattr(out, "stats", None) or {}).items() if bad(v)]
-    levels = list(dict.fromkeys(k.split("/")[0] for k in keys))
+    stats, state = getattr(out, "stats", None) or {}, getattr(out, "state", None) or {}
+    known = {k.split("/")[0] for k in stats if "/" in k}
+    keys = [k for k, v in state.items() if bad(v)] + [k for k, v in stats.items() if bad(v)]
+    levels = list(dict.fromkeys(level_of(k, known) for k in keys))
     if levels:
         where = f"level {levels[0]!r} blew up: non-finite {', '.join(keys[:4])}"
     else:
         params = [n for n, p in unwrap(model).named_parameters() if not torch.isfinite(p.detach()).all()]
-        norms = {k: to_float(v) for k, v in (getattr(out, "stats", None) or {}).items() if k.endswith("update_norm")}
+        norms = {k: to_float(v) for k, v in stats.items() if k.endswith("update_norm")}
         if params:
             where = f"parameters {', '.join(params[:4])} are non-finite"
         elif norms:
@@ -181,6 +190,11 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         last_good = ck.path
         if ck.rng is not None:
             set_rng_state(ck.rng)
+        was = {**ck.record.get("train_args", {}), "seed": ck.record.get("seed", seed)}
+        changed = [f"{k}={v} (run used {was[k]})" for k, v in {**a, "seed": seed}.items()
+                   if k in ("batch", "seq_len", "seed", "steps", "warmup") and k in was and was[k] != v]
+        if changed and ctx.is_main:  # allowed, but the run no longer matches an uninterrupted one
+            print(f"note: resuming {ck.path.name} with {', '.join(changed)}")
     else:
         if list_checkpoints(out_dir):
             raise TrainError(f"{out_dir} already holds a run ({list_checkpoints(out_dir)[-1].name})",

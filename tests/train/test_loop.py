@@ -6,7 +6,7 @@ import torch
 
 from nlc.train import checkpoint as C
 from nlc.train.errors import TrainError
-from nlc.train.loop import lr_multiplier, resolve_args, train
+from nlc.train.loop import level_of, lr_multiplier, resolve_args, train
 from nlc.train.metrics import read_metrics
 
 KW = dict(batch=4, seq_len=32, progress=False, log_every=1, seed=1)
@@ -91,3 +91,11 @@ def test_lr_override_scales_groups(tmp_path, fake, text):
     assert rec["train_args"]["lr"] == 1e-2
     rows = [x for x in read_metrics(tmp_path) if "lr" in x]
     assert rows[0]["lr"] == pytest.approx(1e-2)
+
+
+def test_level_of_state_and_stat_keys():
+    levels = {"lmm.0.mem", "hope.0.mk"}
+    assert level_of("lmm.0.mem/surprise", levels) == "lmm.0.mem"
+    assert level_of("lmm.0.mem.W0", levels) == "lmm.0.mem"
+    assert level_of("hope.0.mk.Wbar1", levels) == "hope.0.mk"
+    assert level_of("other.S", levels) == "other"
