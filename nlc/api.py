@@ -105,6 +105,23 @@ def program_text(m, what) -> str:
 
 
 def load(run_dir, backend: str = "torch"):
-    """Rebuild a trained model from a run directory written by `nlc train`."""
-    from nlc.train.checkpoint import load_model
-    return load_model(run_dir, backend=backend)
+    """Rebuild a trained model from a run directory written by `nlc train` (its spec copy,
+    model name and --set values), with the weights of its latest checkpoint."""
+    run = Path(run_dir)
+    rec_path, spec_path = run / "spec.json", run / "spec.nl"
+    if not run.is_dir():
+        raise NlcError(f"no such run directory: {run}", hint="nlc train SPEC --out DIR writes one")
+    if not rec_path.is_file() or not spec_path.is_file():
+        raise NlcError(f"{run} is not an nlc run (spec.json / spec.nl missing)", hint="pass the --out folder of nlc train")
+    try:
+        rec = json.loads(rec_path.read_text())
+    except (OSError, ValueError) as e:
+        raise NlcError(f"{rec_path} is unreadable or corrupt: {e}") from None
+    text = spec_path.read_text(encoding="utf-8")
+    # imports resolve next to the original spec when it still exists, else in specs/
+    origin = rec.get("spec_path")
+    src = origin if origin and Path(origin).is_file() and Path(origin).read_text(encoding="utf-8") == text else None
+    m = compile(src or text, backend=backend, model=rec.get("model"), **rec.get("overrides", {}))
+    from nlc.train.checkpoint import load_checkpoint
+    load_checkpoint(run, m)
+    return m

@@ -1,6 +1,203 @@
-"""Subcommands that run models (train, eval, generate, plot, export, bench): they import torch."""
+"""Subcommands that run models: train, eval, generate, plot, export, bench. They import torch
+(lazily, inside each command) so `nlc check` and `nlc graph` stay fast."""
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from nlc.errors import NlcError
+
+
+class RunError(NlcError):
+    pass
+
+
+def _ov(a):
+    from nlc.cli import _overrides
+    return _overrides(getattr(a, "set", None))
 
 
 def fill_all(sub):
-    pass
+    for fill in (fill_train, fill_eval, fill_generate, fill_plot, fill_export, fill_bench):
+        fill(sub)
+
+
+# ---- train ---------------------------------------------------------------------
+def fill_train(sub):
+    p = sub.add_parser("train", help="train a model from a spec (default: the embedded stdlib corpus)")
+    p.add_argument("spec", help=".nl spec file")
+    p.add_argument("--data", help="a text file or a folder of text files (default: Python's stdlib source)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the spec's, else 300)")
+    p.add_argument("--batch", type=int, help="sequences per step (global batch under torchrun)")
+    p.add_argument("--seq-len", type=int, help="tokens (bytes) per sequence")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's optimizer lr)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<spec name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
+    p.add_argument("--save-every", type=int, help="steps between checkpoints")
+    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec parameter")
+    p.add_argument("--model", help="which model of the spec file")
+    p.set_defaults(func=cmd_train)
+
+
+# CPU-sized defaults for `nlc train SPEC` with no flags: a few minutes on 2 cores
+TRAIN_DEFAULTS = dict(steps=300, batch=8, seq_len=128)
+
+
+def cmd_train(a) -> int:
+    import torch
+    from nlc.api import compile as nlc_compile
+    from nlc.train.data import default_corpus, load_data
+    from nlc.train.loop import train
+    ov = _ov(a)
+    if a.steps is not None and a.steps <= 0:
+        raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
+    torch.manual_seed(a.seed)
+    model = nlc_compile(a.spec, backend=a.backend, model=a.model, **ov)
+    out = Path(a.out or f"runs/{model.spec_name.lower()}")
+    spec_file = out / "spec.json"
+    if a.resume and spec_file.exists():
+        rec = json.loads(spec_file.read_text())
+        if rec.get("spec_hash") != model.spec_hash:
+            raise RunError(f"cannot resume {out}: it was trained from spec {rec.get('spec_name')} "
+                           f"(hash {rec.get('spec_hash')}), not {model.spec_name} (hash {model.spec_hash})",
+                           hint="use the same spec and --set values, or a new --out")
+    data = load_data(a.data) if a.data else default_corpus(verbose=True)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_spec_record(out, model, a)
+    d = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in model.train_defaults}
+    report = train(model, data, steps=a.steps or d.get("steps"), batch=a.batch or d.get("batch"),
+                   seq_len=a.seq_len or d.get("seq_len"), lr=a.lr, seed=a.seed, out_dir=str(out), resume=a.resume,
+                   eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
+                   progress=not a.no_progress, tensorboard=a.tensorboard)
+    print(report.format())
+    return 0
+
+
+def _write_spec_record(out: Path, model, a):
+    from nlc.train.checkpoint import _write_bytes
+    rec = dict(spec_name=model.spec_name, spec_hash=model.spec_hash, model=a.model or model.spec_name,
+               overrides=model.overrides, spec_path=model.spec_path)
+    _write_bytes(out / "spec.nl", model.spec_text.encode())
+    _write_bytes(out / "spec.json", json.dumps(rec, indent=2).encode())
+
+
+# ---- eval ----------------------------------------------------------------------
+def fill_eval(sub):
+    p = sub.add_parser("eval", help="evaluate a trained run: bpb, mqar, niah, continual")
+    p.add_argument("run", help="run directory written by nlc train")
+    p.add_argument("--task", default="bpb", choices=("bpb", "mqar", "niah", "continual"))
+    p.add_argument("--data", help="text data for bpb (default: the stdlib corpus's validation split)")
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lengths", default="128,256,512", help="NIAH context lengths, comma separated")
+    p.add_argument("-o", "--out", help="NIAH heatmap PNG path")
+    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(a) -> int:
+    from nlc.api import load
+    from nlc.train import evaluate as E
+    model = load(a.run, backend=a.backend)
+    model.eval()
+    if a.task == "bpb":
+        from nlc.train.data import default_corpus, load_data
+        data = load_data(a.data) if a.data else default_corpus().val
+        print(f"validation bpb: {E.eval_bpb(model, data, seq_len=a.seq_len):.4f}")
+    elif a.task == "mqar":
+        print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
+    elif a.task == "niah":
+        lengths = tuple(int(x) for x in a.lengths.split(","))
+        res = E.eval_niah(model, lengths=lengths)
+        print(res.format() if hasattr(res, "format") else res)
+        png = E.plot_niah(res, a.out or str(Path(a.run) / "niah.png"))
+        print(f"heatmap {png}")
+    else:
+        res = E.eval_continual(model)
+        print(res.format() if hasattr(res, "format") else res)
+    return 0
+
+
+# ---- generate ------------------------------------------------------------------
+def fill_generate(sub):
+    p = sub.add_parser("generate", help="sample text; in-context levels keep learning as they read")
+    p.add_argument("run")
+    p.add_argument("--prompt", default="def ")
+    p.add_argument("--max-new", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(a) -> int:
+    from nlc.api import load
+    from nlc.train.evaluate import generate
+    model = load(a.run)
+    model.eval()
+    sys.stdout.write(a.prompt)
+
+    def emit(b):
+        sys.stdout.write(bytes([b]).decode("utf-8", errors="replace"))
+        sys.stdout.flush()
+    generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
+             callback=emit)
+    sys.stdout.write("\n")
+    return 0
+
+
+# ---- plot ----------------------------------------------------------------------
+def fill_plot(sub):
+    p = sub.add_parser("plot", help="loss curves and per-level statistics of a run")
+    p.add_argument("run")
+    p.add_argument("-o", "--out", help="PNG path (default: RUN/loss.png)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(a) -> int:
+    from nlc.train.plot import plot_run
+    print(f"wrote {plot_run(a.run, a.out)}")
+    return 0
+
+
+# ---- export --------------------------------------------------------------------
+def fill_export(sub):
+    p = sub.add_parser("export", help="export the forward step to MLIR (torch-mlir), optionally run it in IREE")
+    p.add_argument("spec", help="a .nl spec or a run directory")
+    p.add_argument("--to", default="mlir", choices=("mlir", "vmfb"))
+    p.add_argument("--dialect", default="linalg", choices=("torch", "linalg", "stablehlo"))
+    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir)")
+    p.add_argument("--seq-len", type=int, default=64, help="the fixed sequence length of the exported step")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--run-iree", action="store_true", help="run the module in IREE and compare with PyTorch")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a) -> int:
+    from nlc.backends.torch_mlir import export_spec
+    res = export_spec(a.spec, to=a.to, dialect=a.dialect, out_path=a.out, seq_len=a.seq_len, batch=a.batch,
+                      overrides=_ov(a), run_iree=a.run_iree)
+    print(res.format() if hasattr(res, "format") else res)
+    return 0
+
+
+# ---- bench ---------------------------------------------------------------------
+def fill_bench(sub):
+    p = sub.add_parser("bench", help="benchmarks that print figures: layer, hope, kernels")
+    p.add_argument("what", choices=("layer", "hope", "kernels"))
+    p.add_argument("rest", nargs="*", help="arguments passed to the benchmark")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(a) -> int:
+    if a.what == "kernels":
+        from nlc.kernels.bench import main
+        return main(a.rest) or 0
+    from nlc import bench
+    return bench.main(a.what, a.rest) or 0
