@@ -41,6 +41,12 @@ class _Poisoned(NlcError):
     """A stream whose definition already failed: its users stay silent (the error is reported once)."""
 
 
+def _number(v, span, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DimensionError(f"{what} must be a number, got {v!r}", span)
+    return float(v)
+
+
 class Elaborator:
     """Elaborates one block of one model."""
 
@@ -194,7 +200,7 @@ class Elaborator:
         ins, attrs = [], {}
         for side, r in (("left", a), ("right", b)):
             if r[0] == "const":
-                attrs[side] = float(r[1])
+                attrs[side] = _number(r[1], (e.left if side == "left" else e.right).span, f"an operand of '{e.op}'")
             else:
                 ins.append(r[1])
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
@@ -244,9 +250,9 @@ class Elaborator:
             ins.append(r[1])
         w = self.width[ins[0]]
         if e.func == "linear":
-            width = int(kw.get("out", self.dim))
-            if width <= 0:
-                raise DimensionError(f"linear(..., out = {width}): width must be positive", e.span)
+            width = kw.get("out", self.dim)
+            if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
+                raise DimensionError(f"linear(..., out = {width!r}): the width must be a positive integer", e.span)
         elif e.func in ("l2norm", "head_mean"):
             g = kw.get("groups", 1)
             if not isinstance(g, int) or g <= 0 or w % g:
@@ -331,6 +337,7 @@ class Elaborator:
         bad = set(kw) - {"variant", "lr"}
         if bad:
             raise NameError_(f"cms() has no option '{sorted(bad)[0]}'", opts.span, "options: variant, lr")
+        lr = _number(kw.get("lr", 1e-2), opts.span, "cms(lr = ...)")
         variant = kw.get("variant", "sequential")
         if variant not in ("sequential", "nested", "independent"):
             raise NameError_(f"unknown CMS variant '{variant}'", opts.span, "variants: sequential, nested, independent")
@@ -339,6 +346,6 @@ class Elaborator:
         names = []
         for i, st in enumerate(e.stages):
             lname = f"{out}_cms{i}"
-            self.levels[lname] = build_cms_level(self, lname, st, self.width[r[1]], r[1], i, float(kw.get("lr", 1e-2)))
+            self.levels[lname] = build_cms_level(self, lname, st, self.width[r[1]], r[1], i, lr)
             names.append(lname)
         return ("stream", self._emit(out, "cms", [r[1]], self.width[r[1]], e.span, levels=names, variant=variant))

@@ -3,6 +3,7 @@ random IR (hypothesis), fmt is idempotent, and random damage to a spec's text on
 produces an NlcError or success, never another exception."""
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 
@@ -144,13 +145,22 @@ TOKENS = ["{", "}", "(", ")", "=", ",", ":", "->", "@", "level", "block", "out",
           "import \"hope.nl\"", "model M() {}", "* 0", "/ 0", "\x00", "\u00e9"]
 
 
+# semantic damage: a name or number replaced by something plausible but wrong
+VOCAB = ["x", "h", "k", "v", "q", "dim", "heads", "0", "-1", "2.5", "1e9", "\"s\"", "true", "self(v)", "mem", "memory",
+         "attn", "linear(h)", "linear(h, out = 1)", "learned(0.1)", "frozen", "mlp()", "slot", "grad", "param", "m", "4",
+         "gate(h, h)", "cms(h) -> mlp() @ tokens(2)", "l2norm(h, groups = 3)", "head_mean(h, groups = 4)", "Fast", "all",
+         "first", "nested", "(", "AdamW", "params(all)", "tokens(1)", "steps(2)", "conv(h, window = 0)"]
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9.]+(?:e-?[0-9]+)?")
+
+
 @st.composite
 def damaged(draw):
     path = draw(st.sampled_from(sorted(TEXTS)))
     text = TEXTS[path]
     for _ in range(draw(st.integers(1, 3))):
         lines = text.split("\n")
-        op = draw(st.sampled_from(["delete", "insert", "replace", "token", "swap", "dup", "truncate", "delline"]))
+        op = draw(st.sampled_from(["delete", "insert", "replace", "token", "swap", "dup", "truncate", "delline",
+                                   "word", "word", "word"]))
         i = draw(st.integers(0, max(len(text) - 1, 0)))
         if op == "delete":
             text = text[:i] + text[i + draw(st.integers(1, 8)):]
@@ -170,6 +180,11 @@ def damaged(draw):
             else:
                 del lines[a]
             text = "\n".join(lines)
+        elif op == "word":
+            words = list(WORD.finditer(text))
+            if words:
+                m = words[draw(st.integers(0, len(words) - 1))]
+                text = text[:m.start()] + draw(st.sampled_from(VOCAB)) + text[m.end():]
         elif op == "truncate":
             text = text[:i]
     return path, text
