@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from nlc.train import distributed as D
 from nlc.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state, unwrap
-from nlc.train.data import Corpus, as_array, check_length, get_batch
+from nlc.train.data import Corpus, as_array, check_length, get_batch, load_data
 from nlc.train.errors import TrainError
 from nlc.train.evaluate import eval_loss
 from nlc.train.metrics import LN2, METRICS, MetricsLog, to_float
@@ -157,7 +157,7 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
           out_dir="runs/run", resume=False, log_every=None, eval_every=None, save_every=None, val_data=None,
           backend_label="torch", keep=3, eval_batches=16, progress=True, tensorboard=False, plot=True,
           dist_ctx=None) -> Report:
-    """Train `model` on byte data (a Corpus, uint8 array, bytes or tensor); see the module docstring.
+    """Train `model` on byte data (a Corpus, a path, a uint8 array, bytes or a tensor); see the module docstring.
 
     None means "the spec's train_defaults, else DEFAULTS". eval_every / save_every <= 0
     disable periodic eval / saves (a final checkpoint is always written). Raises TrainError,
@@ -169,6 +169,8 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                      log_every=log_every, eval_every=eval_every, save_every=save_every)
     steps, batch, seq_len = a["steps"], a["batch"], a["seq_len"]
     D.check_batch(batch, ctx)
+    if isinstance(data, (str, Path)):  # a path: the same reading and checks as --data
+        data = load_data(data)
     if val_data is None and isinstance(data, Corpus):
         val_data = data.val
     train_arr = as_array(data)

@@ -72,13 +72,16 @@ def test_single_file_tail_split(tmp_path):
     assert len(c.train) == 950 and len(c.val) == 50
 
 
-def test_too_short_for_one_batch(fake):
+def test_too_short_for_one_batch(fake, tmp_path):
     with pytest.raises(DataError, match="seq_len \\+ 1 = 65"):
         D.check_length(b"abc", 64)
     from nlc.train.loop import train
 
     with pytest.raises(DataError, match="needs seq_len"):
-        train(fake(), b"short text", steps=2, seq_len=64, progress=False, out_dir="/nonexistent-never-made")
+        train(fake(), b"short text", steps=2, seq_len=64, progress=False, out_dir=tmp_path)
+    (tmp_path / "tiny.txt").write_text("a few bytes")
+    with pytest.raises(DataError, match="11 bytes"):
+        train(fake(), str(tmp_path / "tiny.txt"), steps=2, seq_len=64, progress=False, out_dir=tmp_path / "r")
 
 
 def test_stdlib_split_deterministic_and_disjoint():
