@@ -63,6 +63,7 @@ class Elaborator:
         self.levels: dict[str, LevelPlan] = {}
         self.counter: dict[str, int] = {}
         self.out: str | None = None
+        self.widening: set[str] = set()  # levels whose read width is being computed (to catch self-reference)
 
     # ---- driver
     def run(self) -> BlockPlan:
@@ -304,11 +305,16 @@ class Elaborator:
         vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "values"), None)
         if vals is None:
             raise DimensionError(f"level '{lname}' has no `values`, so its output width is unknown", lv.span)
+        if lname in self.widening:
+            raise DimensionError(f"the output width of level '{lname}' depends on itself (its values read it)", vals.span,
+                                 "self-generated values need a memory whose output has the query width: residual_mlp")
         prev, self.stack_level = self.stack_level, lname
+        self.widening.add(lname)
         try:
             r = self.expr(vals.value, f"{lname}__values")
         finally:
             self.stack_level = prev
+            self.widening.discard(lname)
         if r[0] != "stream":
             raise DimensionError(f"`values` of level '{lname}' must be a stream", vals.span)
         return self.width[r[1]]
