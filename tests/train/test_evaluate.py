@@ -26,8 +26,8 @@ def test_eval_does_not_touch_rng(fake, text):
 
 
 def test_eval_mqar_and_niah_heatmap(fake, tmp_path):
-    r = E.eval_mqar(fake(), num_pairs=4, batch=8, n_batches=2)
-    assert 0.0 <= r["accuracy"] <= 1.0 and r["seq_len"] == 16
+    acc = E.eval_mqar(fake(), num_pairs=4, batch=8, n_batches=2)
+    assert isinstance(acc, float) and 0.0 <= acc <= 1.0
     res = E.eval_niah(fake(), lengths=[150, 200], depths=[0.0, 0.5, 1.0], n_samples=2, out_png=tmp_path / "niah.png")
     assert set(res.acc) == {(n, d) for n in (150, 200) for d in (0.0, 0.5, 1.0)}
     assert res.png.exists() and res.png.stat().st_size > 5000
