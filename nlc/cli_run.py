@@ -107,7 +107,7 @@ def cmd_eval(a) -> int:
     model.eval()
     if a.task == "bpb":
         from nlc.train.data import default_corpus, load_data
-        data = load_data(a.data) if a.data else default_corpus().val
+        data = (load_data(a.data) if a.data else default_corpus()).val
         print(f"validation bpb: {E.eval_bpb(model, data, seq_len=a.seq_len):.4f}")
     elif a.task == "mqar":
         print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
@@ -140,10 +140,12 @@ def cmd_generate(a) -> int:
     from nlc.train.evaluate import generate
     model = load(a.run)
     model.eval()
+    import codecs
     sys.stdout.write(a.prompt)
+    dec = codecs.getincrementaldecoder("utf-8")(errors="replace")  # multi-byte characters arrive byte by byte
 
     def emit(b):
-        sys.stdout.write(bytes([b]).decode("utf-8", errors="replace"))
+        sys.stdout.write(dec.decode(bytes([b])))
         sys.stdout.flush()
     generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
              callback=emit)

@@ -95,7 +95,7 @@ class Layer(nn.Module):
             elif op.op == "conv":
                 v[op.name], st[f"{key}.{op.name}.conv"] = self.mods[op.name](ins[0], st[f"{key}.{op.name}.conv"])
             elif op.op == "read":
-                v[op.name] = self._read(op, ins[0], v, st, key)
+                v[op.name] = self._read(op, ins, st, key)
             elif op.op == "cms":
                 v[op.name] = self._cms(op, ins[0], st, key, leaves)
             else:
@@ -104,11 +104,10 @@ class Layer(nn.Module):
             self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats)
         return v[self.block.out]
 
-    def _read(self, op, q, v, st, key):
-        name = op.attrs["level"]
+    def _read(self, op, ins, st, key):
+        name, q = op.attrs["level"], ins[0]
         if name in self.attns:
-            lv = self.attns[name].lv
-            ctx = v[lv.context] if lv.context else None
+            ctx = ins[1] if len(ins) > 1 else None  # MAC: the memory tokens join the keys
             return self.attns[name](q, ctx, st, f"{key}.{name}")
         m = self.mems[name]
         Wbar = [st[f"{key}.{name}.Wbar{i}"] for i in range(len(mem.layer_shapes(m.lv)))]
@@ -218,7 +217,8 @@ class NLModel(nn.Module):
                 lg = self.head(self.norm(x))
                 logits.append(lg)
                 if targets is not None:
-                    tok_loss = F.cross_entropy(lg.flatten(0, 1).float(), targets[:, s:e].flatten(), reduction="none")
+                    lf = lg.float() if lg.dtype in (torch.float16, torch.bfloat16) else lg  # low precision: loss in fp32
+                    tok_loss = F.cross_entropy(lf.flatten(0, 1), targets[:, s:e].flatten(), reduction="none")
                     losses.append(tok_loss)
                     if learn_cms:
                         self._cms_step(st, leaves, tok_loss.sum(), pos + (e - s))

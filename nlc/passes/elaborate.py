@@ -281,7 +281,13 @@ class Elaborator:
         if r[0] == "const":
             raise DimensionError(f"{lname}(...) needs a stream, got a constant", e.args[0].span)
         width = self._read_width(lname, self.width[r[1]], e)
-        return ("stream", self._emit(name or self._fresh(target), "read", [r[1]], width, e.span, level=lname))
+        inputs = [r[1]]
+        lv = self.leveldefs[lname]
+        ctx = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "context"), None)
+        if ctx is not None and self._memory_call(lv).func == "attention":
+            # an attention read also attends to the context tokens (MAC): they must exist first
+            inputs.append(self.role_stream(lname, "context", ctx.value))
+        return ("stream", self._emit(name or self._fresh(target), "read", inputs, width, e.span, level=lname))
 
     def _memory_call(self, lv: ir.LevelDef) -> ir.Call:
         t = lv.type
@@ -305,6 +311,11 @@ class Elaborator:
         vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "values"), None)
         if vals is None:
             raise DimensionError(f"level '{lname}' has no `values`, so its output width is unknown", lv.span)
+        # the width alone, without building the values' ops: the values may be computed from
+        # this very read (MAC writes its memory from attention that attends to the memory's read)
+        w = self._static_width(vals.value, set())
+        if w is not None:
+            return w
         if lname in self.widening:
             raise DimensionError(f"the output width of level '{lname}' depends on itself (its values read it)", vals.span,
                                  "self-generated values need a memory whose output has the query width: residual_mlp")
@@ -318,6 +329,46 @@ class Elaborator:
         if r[0] != "stream":
             raise DimensionError(f"`values` of level '{lname}' must be a stream", vals.span)
         return self.width[r[1]]
+
+    def _static_width(self, e, seen: set) -> int | None:
+        """The width of an expression from its shape alone (None when it needs elaboration)."""
+        if isinstance(e, ir.Name):
+            if self.state.get(e.id) == "done":
+                return self.width[e.id]
+            if e.id in self.defs and e.id not in seen:
+                return self._static_width(self.defs[e.id].value, seen | {e.id})
+            return None
+        if isinstance(e, ir.BinOp):
+            a, b = self._static_width(e.left, seen), self._static_width(e.right, seen)
+            return None if a is None or b is None else max(a, b)
+        if isinstance(e, ir.Neg):
+            return self._static_width(e.operand, seen)
+        if isinstance(e, (ir.Num, ir.Bool)):
+            return 1
+        if isinstance(e, ir.Call) and e.args:
+            if e.func == "linear":
+                out = e.kw("out") or (e.args[1] if len(e.args) > 1 else None)
+                try:
+                    return int(eval_const(out, self.env)) if out is not None else self.dim
+                except NlcError:
+                    return None
+            if e.func == "head_mean":
+                g = e.kw("groups")
+                try:
+                    return int(eval_const(g, self.env)) if g is not None else 1
+                except NlcError:
+                    return None
+            if e.func in BUILTINS:
+                return self._static_width(e.args[0], seen)
+            lname = self.stack_level if e.func == "self" else e.func
+            if lname in self.leveldefs and lname not in seen:
+                kind = self._memory_call(self.leveldefs[lname]).func
+                if kind in ("residual_mlp", "attention"):
+                    return self._static_width(e.args[0], seen)
+                vals = next((p for p in self.leveldefs[lname].props
+                             if isinstance(p, ir.StreamProp) and p.role == "values"), None)
+                return self._static_width(vals.value, seen | {lname}) if vals else None
+        return None
 
     def level(self, lname: str, lv: ir.LevelDef) -> None:
         from nlc.passes.levels import build_level
