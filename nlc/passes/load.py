@@ -99,7 +99,7 @@ def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack
     p = _resolve_path(imp, importer)
     if p is None:
         diags.error(ImportError_, f"cannot find import \"{imp.path}\"", imp.span,
-                    f"looked next to {Path(importer).name} and in {SPECS_DIR}")
+                    f"looked next to {Path(importer).name} and in the built-in specs/ folder")
         return
     if str(p) in stack:
         chain = " -> ".join(Path(s).name for s in stack[stack.index(str(p)):] + [str(p)])
