@@ -59,6 +59,10 @@ class ExportResult:
     state_keys: list[str] = field(default_factory=list)
     # per output ("logits", then each state key): max |iree - torch|
     diffs: dict[str, float] = field(default_factory=dict)
+    # tokens after which the chunk schedule repeats (None: unknown, 1: no schedule)
+    period: int | None = None
+    # things the caller should tell the user (e.g. seq_len not a multiple of period)
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_dialect(dialect: str) -> str:

@@ -12,6 +12,7 @@ stablehlo or tosa dialect.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from contextlib import contextmanager
@@ -36,24 +37,58 @@ class StepFunction(nn.Module):
 
     ``state_keys`` (sorted) names the state tensors; with ``with_state=False`` the step
     starts from ``model.init_state`` and returns the logits alone.
+
+    ``pinned`` maps integer state (nlc's position counter ``pos``) to its example value.
+    The model's chunk schedule is Python control flow on it, so the trace is specialized
+    to that value: the model sees it as a constant, and the exported step advances the
+    counter it is given by the same amount the model advanced the constant.
     """
 
-    def __init__(self, model: nn.Module, state_keys: list[str], with_state: bool = True):
+    def __init__(self, model: nn.Module, state_keys: list[str], with_state: bool = True, pinned=None):
         super().__init__()
         self.model = model
         self.state_keys = list(state_keys)
         self.with_state = with_state
+        self.pinned = dict(pinned or {})  # key -> (nested list of values, dtype)
+
+    def _pin(self, state: dict, device) -> dict:
+        call = dict(state)
+        for k, (values, dtype) in self.pinned.items():
+            call[k] = torch.tensor(values, dtype=dtype, device=device)
+        return call
 
     def forward(self, tokens: torch.Tensor, *state: torch.Tensor):
-        if self.with_state:
-            logits, new = _unpack(self.model(tokens, dict(zip(self.state_keys, state))))
-        else:
-            logits, new = _unpack(self.model(tokens))
-            return logits
+        if not self.with_state:
+            if not self.pinned:
+                return _unpack(self.model(tokens))[0]
+            start = self._pin(self.model.init_state(tokens.shape[0]), tokens.device)
+            return _unpack(self.model(tokens, start))[0]
+        given = dict(zip(self.state_keys, state))
+        call = self._pin(given, tokens.device)
+        logits, new = _unpack(self.model(tokens, call))
         missing = [k for k in self.state_keys if k not in new]
         if missing:
             raise ExportError(f"model returned no new state for {', '.join(missing)}")
-        return (logits, *[new[k] for k in self.state_keys])
+        out = [given[k] + (new[k] - call[k]) if k in self.pinned else new[k] for k in self.state_keys]
+        return (logits, *out)
+
+
+def clock_period(model: nn.Module) -> int | None:
+    """Tokens after which the model's chunk schedule repeats (lcm of its ``tokens(C)`` clocks).
+
+    A step exported at position p is exact at every position p + k * period. None: unknown.
+    """
+    period = getattr(model, "clock_period", None)
+    if isinstance(period, int):
+        return period
+    try:
+        chunks = [int(lv.chunk) for _, lv in model.plan.all_levels() if lv.clock == "tokens"]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    seg = getattr(model, "seg", None)
+    if isinstance(seg, int) and 0 < seg < (1 << 30):
+        chunks.append(seg)
+    return math.lcm(*chunks) if chunks else 1
 
 
 def vocab_size(model: nn.Module) -> int:
@@ -67,16 +102,18 @@ def vocab_size(model: nn.Module) -> int:
     return 2
 
 
-def example_inputs(model: nn.Module, batch: int, seq_len: int, seed: int = 0, with_state: bool = True):
-    """``(state_keys, inputs)``: random tokens and ``model.init_state(batch)`` sorted by key."""
+def example_inputs(model, batch: int, seq_len: int, seed: int = 0, with_state: bool = True, state=None):
+    """``(state_keys, inputs)``: random tokens and the state (default ``model.init_state``)
+    sorted by key."""
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, vocab_size(model), (batch, seq_len), generator=g)
-    if not with_state:
-        return [], [tokens]
-    if not hasattr(model, "init_state"):
-        raise ExportError("model has no init_state(batch); export it with with_state=False")
-    with torch.no_grad():
-        state = model.init_state(batch)
+    if state is None:
+        if not hasattr(model, "init_state"):
+            if with_state:
+                raise ExportError("model has no init_state(batch); export it with with_state=False")
+            return [], [tokens]
+        with torch.no_grad():
+            state = model.init_state(batch)
     keys = sorted(state)
     return keys, [tokens, *[state[k].detach().clone() for k in keys]]
 
@@ -91,10 +128,17 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def step_function(model, batch, seq_len, with_state=True, seed=0):
-    """``(step, state_keys, example_inputs)`` for ``model``."""
-    keys, inputs = example_inputs(model, batch, seq_len, seed, with_state)
-    return StepFunction(model, keys, with_state), keys, inputs
+def step_function(model, batch, seq_len, with_state=True, seed=0, state=None):
+    """``(step, state_keys, example_inputs)``; state keys are ``[]`` without state."""
+    keys, inputs = example_inputs(model, batch, seq_len, seed, with_state, state)
+    pinned = {
+        k: (t.tolist(), t.dtype)
+        for k, t in zip(keys, inputs[1:])
+        if not (t.is_floating_point() or t.is_complex())
+    }
+    if not with_state:
+        return StepFunction(model, [], False, pinned), [], inputs[:1]
+    return StepFunction(model, keys, True, pinned), keys, inputs
 
 
 def export_module(
@@ -104,13 +148,16 @@ def export_module(
     dialect: str = "linalg",
     with_state: bool = True,
     func_name: str = "forward",
+    state: dict | None = None,
 ) -> str:
     """MLIR text of ``model``'s step at ``(batch, seq_len)`` in ``dialect``.
 
+    ``state`` (default ``model.init_state(batch)``) gives the example state; its integer
+    entries (the position) are pinned into the trace (see ``StepFunction``).
     Raises ExportError (one line) naming the unsupported op or the data-dependent branch.
     """
     dialect = check_dialect(dialect)
-    step, _, inputs = step_function(model, batch, seq_len, with_state)
+    step, _, inputs = step_function(model, batch, seq_len, with_state, state=state)
     with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
         # torch's own pytree deprecation, raised while torch.export copies specs
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)

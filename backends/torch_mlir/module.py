@@ -3,7 +3,8 @@
 Same call interface as the PyTorch model (``model(tokens, state=None, targets=None)``
 returning ``.logits``, ``.state``, ``.loss``; ``init_state(batch)``), so it drops in
 wherever the model is used for inference: this is the ``mlir`` backend. One step is
-exported and compiled per ``(batch, seq_len)``, on first use.
+exported and compiled per ``(batch, seq_len)`` and state shapes, and per phase of the
+chunk schedule (position modulo the clock period), on first use.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import ExportError, check_dialect
-from .export import export_module
+from .export import clock_period, export_module
 from .iree import IreeFunction, compile_vmfb
 
 
@@ -30,16 +31,22 @@ class IreeModule:
         self.model = model
         self.dialect = check_dialect(dialect)
         self.func_name = func_name
-        self._steps: dict[tuple[int, int], IreeFunction] = {}
+        self.period = clock_period(model)
+        self._steps: dict[tuple, IreeFunction] = {}
 
     def init_state(self, batch: int) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             return {k: v.detach() for k, v in self.model.init_state(batch).items()}
 
-    def step(self, batch: int, seq_len: int) -> IreeFunction:
-        key = (batch, seq_len)
+    def step(self, batch: int, seq_len: int, state: dict) -> IreeFunction:
+        """The compiled step for this shape and chunk-schedule phase (integer state)."""
+        ints = {k: v for k, v in state.items() if not v.is_floating_point()}
+        phase = tuple(
+            (k, tuple((v % self.period if self.period else v).flatten().tolist())) for k, v in sorted(ints.items())
+        )
+        key = (batch, seq_len, tuple((k, tuple(v.shape)) for k, v in sorted(state.items())), phase)
         if key not in self._steps:
-            text = export_module(self.model, batch, seq_len, self.dialect, True, self.func_name)
+            text = export_module(self.model, batch, seq_len, self.dialect, True, self.func_name, state)
             self._steps[key] = IreeFunction(compile_vmfb(text, self.dialect), self.func_name)
         return self._steps[key]
 
@@ -49,7 +56,7 @@ class IreeModule:
         batch, seq_len = tokens.shape
         state = self.init_state(batch) if state is None else state
         keys = sorted(state)
-        out = self.step(batch, seq_len)(tokens.long(), *[state[k] for k in keys])
+        out = self.step(batch, seq_len, state)(tokens.long(), *[state[k] for k in keys])
         logits, new = out[0], dict(zip(keys, out[1:]))
         loss = None
         if targets is not None:

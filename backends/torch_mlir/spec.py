@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from ._common import ExportError, ExportResult, check_dialect
-from .export import _eval_mode, export_module, step_function
+from .export import _eval_mode, clock_period, export_module, step_function
 from .iree import IreeFunction, compile_vmfb, max_abs_diffs
 
 TARGETS = ("mlir", "vmfb")
@@ -61,13 +61,15 @@ def compare_with_torch(
 ):
     """``{output: max |IREE - PyTorch|}`` for one segment that starts from a non-trivial state.
 
-    The state is the one left by a first segment, so state-in is exercised as well.
+    The float state is the one left by a first segment, so state-in is exercised too; the
+    integer state (position) keeps the value the step was exported at.
     """
     step, keys, first = step_function(model, batch, seq_len, with_state, seed=0)
-    _, second = step_function(model, batch, seq_len, with_state, seed=1)[1:]
+    second = step_function(model, batch, seq_len, with_state, seed=1)[2]
     with _eval_mode(model), torch.no_grad():
         if with_state:
-            second = [second[0], *step(*first)[1:]]
+            warm = step(*first)[1:]
+            second = [second[0], *[w if w.is_floating_point() else f for w, f in zip(warm, first[1:])]]
         expected = step(*second)
     expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
     vmfb = vmfb if vmfb is not None else compile_vmfb(mlir_text, dialect)
@@ -87,14 +89,15 @@ def export_spec(
     run_iree: bool = False,
     with_state: bool = True,
     func_name: str = "forward",
-    model: nn.Module | None = None,
+    module: nn.Module | None = None,
 ) -> ExportResult:
     """Export the forward step of a spec or run to ``out_path``; optionally check it in IREE.
 
     ``to="mlir"`` writes MLIR text in ``dialect``; ``to="vmfb"`` writes the IREE
     flatbuffer compiled from it (llvm-cpu). With ``run_iree`` the exported step runs in
     IREE and ``max_abs_diff`` is its largest distance from PyTorch (logits and state).
-    ``model`` skips loading (tests, or a module already in hand).
+    ``module`` skips loading (tests, or a model already in hand). ``overrides`` go to
+    ``nlc.compile`` (spec parameters, and ``model=`` to pick one model of a spec file).
     """
     start = time.perf_counter()
     dialect = check_dialect(dialect)
@@ -102,9 +105,9 @@ def export_spec(
         raise ExportError(f"unknown export target {to!r}: expected one of {', '.join(TARGETS)}")
     if seq_len < 1 or batch < 1:
         raise ExportError(f"seq_len and batch must be >= 1 (got seq_len={seq_len}, batch={batch})")
-    if model is None:
-        model = load_model(spec_or_run, overrides)
+    model = module if module is not None else load_model(spec_or_run, overrides)
     keys = step_function(model, batch, seq_len, with_state)[1]
+    period = clock_period(model)
     text = export_module(model, batch, seq_len, dialect, with_state, func_name)
     out = Path(out_path) if out_path is not None else default_out_path(spec_or_run, to)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,4 +126,16 @@ def export_spec(
         func_name=func_name,
         state_keys=keys,
         diffs=diffs,
+        period=period,
+        warnings=_streaming_warnings(period, seq_len, with_state),
     )
+
+
+def _streaming_warnings(period, seq_len, with_state) -> list[str]:
+    if not with_state or period is None or seq_len % period == 0:
+        return []
+    return [
+        f"seq_len {seq_len} is not a multiple of the clock period {period}: the step is exact for "
+        f"a segment that starts at position 0 (mod {period}), so feeding it segment after "
+        f"segment drifts off the chunk schedule; use --seq-len {period * max(1, round(seq_len / period))}"
+    ]

@@ -164,7 +164,7 @@ def test_unknown_dialect(model):
 
 
 def test_export_spec_writes_file(model, tmp_path):
-    r = export_spec("standin.nl", model=model, dialect="stablehlo", out_path=tmp_path / "m.mlir", seq_len=T, batch=B)
+    r = export_spec("standin.nl", module=model, dialect="stablehlo", out_path=tmp_path / "m.mlir", seq_len=T, batch=B)
     assert r.path.read_text().startswith("module") and r.bytes == r.path.stat().st_size
     assert r.dialect == "stablehlo" and r.max_abs_diff is None and r.state_keys == ["mem.S", "mem.W"]
     assert r.seconds > 0
@@ -224,7 +224,7 @@ def test_iree_matches_pytorch(model, exported, dialect):
 @needs_iree
 def test_export_spec_run_iree_and_vmfb(model, tmp_path):
     # T=10 is not a multiple of the chunk (4): the last chunk is partial
-    r = export_spec("standin.nl", model=model, to="vmfb", out_path=tmp_path / "m.vmfb", seq_len=10, run_iree=True)
+    r = export_spec("standin.nl", module=model, to="vmfb", out_path=tmp_path / "m.vmfb", seq_len=10, run_iree=True)
     assert r.path.stat().st_size == r.bytes > 0
     assert set(r.diffs) == {"logits", "mem.S", "mem.W"} and r.max_abs_diff < 1e-4
 

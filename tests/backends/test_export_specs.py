@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"dim": 32, "heads": 2, "layers": 1, "vocab": 64}
 SPECS = {
     "titans": {**SMALL, "chunk": 4},
-    "cms": dict(SMALL),
+    "cms": {**SMALL, "fast": 4, "mid": 8, "slow": 16},
     "hope": {**SMALL, "chunk": 4, "mem_chunk": 8},
 }
 
