@@ -241,3 +241,10 @@ def test_iree_module_carries_state_across_segments(model):
     torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits, rtol=0, atol=1e-4)
     for k, v in whole.state.items():
         torch.testing.assert_close(second.state[k], v, rtol=0, atol=1e-4)
+
+
+def test_export_spec_warns_when_seq_len_breaks_the_schedule(tmp_path):
+    model = make_standin(vocab=V, d_model=H * DH, heads=H, chunk=4)
+    model.clock_period = 8
+    r = export_spec("standin.nl", module=model, dialect="torch", out_path=tmp_path / "m.mlir", seq_len=4)
+    assert r.period == 8 and len(r.warnings) == 1 and "--seq-len 8" in r.warnings[0]
