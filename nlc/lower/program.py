@@ -151,9 +151,8 @@ class Layer(nn.Module):
         for i, name in enumerate(names):
             c = self.cms[name]
             w_in, w_out = st[f"{key}.{name}.w_in"], st[f"{key}.{name}.w_out"]
-            if c.learns and leaves is not None:
-                li = leaves.setdefault(f"{key}.{name}", (torch.zeros_like(w_in, requires_grad=True),
-                                                          torch.zeros_like(w_out, requires_grad=True)))
+            li = leaves.get(f"{key}.{name}") if leaves is not None else None
+            if c.learns and li is not None:
                 w_in, w_out = w_in + li[0], w_out + li[1]
             inp = x if variant == "independent" else h
             y = torch.einsum("bdh,bnh->bnd", w_out, ACTS[c.lv.memory.act](torch.einsum("bhd,bnd->bnh", w_in, inp)))
@@ -234,11 +233,22 @@ class NLModel(nn.Module):
         # which levels reach a chunk boundary at the end of this segment (decided here, in
         # Python, so the compiled segment program sees plain flags, not positions)
         ends = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and (pos + n) % lv.chunk == 0)
+        if leaves is not None:
+            # teaching leaves of the CMS stages (created here, outside any compiled program)
+            for name, c in layer.cms.items():
+                k = f"{key}.{name}"
+                if c.learns and k not in leaves:
+                    leaves[k] = (torch.zeros_like(st[k + ".w_in"], requires_grad=True),
+                                 torch.zeros_like(st[k + ".w_out"], requires_grad=True))
         fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
         return fn(x, st, key, ends, self.mode, leaves, stats)
 
     def compile_segments(self, **kw):
         """torch.compile each block's segment program (fullgraph: no graph break allowed)."""
+        if self.cms_learns:
+            # CMS teaching signals backprop through a segment's graph more than once (retain_graph)
+            import torch._functorch.config as fc
+            fc.donated_buffer = False
         self._compiled = {id(layer): torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
         return self
 
