@@ -186,6 +186,45 @@ def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
 
 
 def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
+    """DGD without momentum in closed form: the layers with the k k^T term by the WY/UT
+    triangular solve (`dgd_wy`), the others by the scalar scan. With momentum: token by token."""
+    if Ss is not None:
+        return dgd_loop(lv, Ws, Ss, u, theta, alpha, eta)
+    layers = lv.rule_args.get("layers", "first")
+    out = []
+    for li, (W, (d, a)) in enumerate(zip(Ws, u)):
+        if li == 0 or layers == "all":
+            out.append(dgd_wy(W, d, a, theta, alpha))
+        else:
+            out.append(chunk_update(lv, [W], None, [(d, a)], theta, alpha, None)[0][0])
+    return out, None
+
+
+def dgd_wy(W0, d, k, theta, alpha):
+    """n tokens of W_t = a_t W_{t-1} - b_t (W_{t-1} k_t + d_t) k_t^T  (a = 1 - alpha, b = theta).
+
+    With u_t = W_{t-1} k_t + d_t:  W_n = A_{1..n} W_0 - sum_t A_{t+1..n} b_t u_t k_t^T, and the u_t
+    solve the unit lower-triangular system (I + L) U = R,
+        L[t, s] = A_{s+1..t-1} b_s (k_s . k_t)  (s < t),   R_t = A_{1..t-1} W_0 k_t + d_t,
+    the UT/WY form of a product of (a I - b k k^T) factors (as fla's delta rule): matmuls only."""
+    n = theta.shape[-1]
+    tiny = torch.finfo(theta.dtype).tiny
+    la = torch.log((1 - alpha).clamp_min(tiny))
+    cla = torch.cumsum(la, -1)                      # log A_{1..t}
+    excl = cla - la                                 # log A_{1..t-1}
+    idx = torch.arange(n, device=theta.device)
+    lower = idx[:, None] > idx[None, :]
+    gram = torch.einsum("bhti,bhsi->bhts", k, k)
+    decay = torch.exp((excl[..., :, None] - cla[..., None, :]).clamp(max=0.0))   # A_{s+1..t-1}
+    L = torch.where(lower, decay * theta[..., None, :] * gram, torch.zeros((), dtype=k.dtype, device=k.device))
+    R = torch.exp(excl)[..., None] * torch.einsum("bhoi,bhti->bhto", W0, k) + d
+    eye = torch.eye(n, dtype=k.dtype, device=k.device)
+    U = torch.linalg.solve_triangular(eye + L, R, upper=False, unitriangular=True)
+    c = theta * torch.exp(cla[..., -1:] - cla)      # A_{t+1..n} b_t
+    return torch.exp(cla[..., -1])[..., None, None] * W0 - torch.einsum("bht,bhto,bhti->bhoi", c, U, k)
+
+
+def dgd_loop(lv, Ws, Ss, u, theta, alpha, eta):
     """DGD, token by token inside the segment (gradients still batched at the chunk start):
     W <- W (a I - theta k~ k~^T) + S, with the k~k~^T term applied via W k~ (no d x d matrix)."""
     layers = lv.rule_args.get("layers", "first")
