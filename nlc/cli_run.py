@@ -39,6 +39,7 @@ def fill_train(sub):
     p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec parameter")
     p.add_argument("--model", help="which model of the spec file")
@@ -57,6 +58,8 @@ def cmd_train(a) -> int:
     ov = _ov(a)
     if a.steps is not None and a.steps <= 0:
         raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = nlc_compile(a.spec, backend=a.backend, model=a.model, **ov)
     out = Path(a.out or f"runs/{model.spec_name.lower()}")

@@ -85,7 +85,7 @@ class Layer(nn.Module):
                 st[f"{key}.{name}.g_out"] = torch.zeros(B, *c.w_out.shape, device=device, dtype=dtype)
 
     # ---- one segment
-    def segment(self, x, st, key, ends, mode, leaves, stats):
+    def segment(self, x, st, key, ends, mode, leaves, stats, starts=frozenset()):
         B, n, _ = x.shape
         v = {"x": x}
         for op in self.block.ops:
@@ -101,7 +101,7 @@ class Layer(nn.Module):
             else:
                 v[op.name] = apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins, None)
         for name, m in self.mems.items():
-            self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats)
+            self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats, at_start=name in starts)
         return v[self.block.out]
 
     def _read(self, op, ins, st, key):
@@ -113,7 +113,7 @@ class Layer(nn.Module):
         Wbar = [st[f"{key}.{name}.Wbar{i}"] for i in range(len(mem.layer_shapes(m.lv)))]
         return mem.read(m.lv, Wbar, q)
 
-    def _write(self, m, v, st, key, at_end, n, mode, stats):
+    def _write(self, m, v, st, key, at_end, n, mode, stats, at_start=False):
         lv = m.lv
         if lv.clock != "tokens":
             return  # frozen or outer-clock levels do not learn in context
@@ -125,7 +125,11 @@ class Layer(nn.Module):
         k, val = mem.split_heads(v[lv.keys], lv.heads), mem.split_heads(v[lv.values], lv.heads)
         theta, alpha = m.gate("lr", v, B, n, k), m.gate("decay", v, B, n, k)
         eta = m.gate("momentum", v, B, n, k) if m.momentum else None
-        if mode == "reference":
+        if getattr(m, "kernel", None) and at_start:
+            from nlc.lower.triton_plan import fused_write
+            Ws, Ss = fused_write(lv, m.kernel, Ws, Ss, k, val, theta, alpha, eta)
+            surprise = mem.objective_value(lv, mem.forward_layers(lv, Wbar, k)[0], val).detach()
+        elif mode == "reference":
             surprise = 0.0
             for t in range(n):
                 Ws, Ss, loss = mem.reference_token(lv, Wbar, Ws, Ss, k[:, :, t], val[:, :, t], theta[..., t],
@@ -233,6 +237,7 @@ class NLModel(nn.Module):
         # which levels reach a chunk boundary at the end of this segment (decided here, in
         # Python, so the compiled segment program sees plain flags, not positions)
         ends = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and (pos + n) % lv.chunk == 0)
+        starts = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and pos % lv.chunk == 0)
         if leaves is not None:
             # teaching leaves of the CMS stages (created here, outside any compiled program)
             for name, c in layer.cms.items():
@@ -241,7 +246,7 @@ class NLModel(nn.Module):
                     leaves[k] = (torch.zeros_like(st[k + ".w_in"], requires_grad=True),
                                  torch.zeros_like(st[k + ".w_out"], requires_grad=True))
         fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
-        return fn(x, st, key, ends, self.mode, leaves, stats)
+        return fn(x, st, key, ends, self.mode, leaves, stats, starts)
 
     def compile_segments(self, **kw):
         """torch.compile each block's segment program (fullgraph: no graph break allowed)."""

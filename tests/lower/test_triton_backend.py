@@ -1,0 +1,64 @@
+"""The triton backend (fused kernels, here in the Triton interpreter) equals the torch backend."""
+import os
+
+if not os.environ.get("TRITON_INTERPRET"):
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            os.environ["TRITON_INTERPRET"] = "1"  # must be set before triton is imported
+    except ImportError:
+        pass
+
+import pytest
+import torch
+
+import nlc
+
+pytest.importorskip("triton")
+
+SPEC = """
+model K(dim = 16, heads = 2, vocab = 256) {{
+  block b {{
+    h = rmsnorm(x)
+    k = l2norm(linear(h), groups = heads)
+    level m : {memory} per head {{
+      keys k
+      values linear(h)
+      learn l2
+      rule {rule}
+      clock tokens(4)
+    }}
+    out x + linear(m(l2norm(linear(h), groups = heads)))
+  }}
+}}"""
+
+CASES = [("linear()", "gd(lr = 0.3, decay = 0.1)"),
+         ("linear()", "momentum(lr = 0.3, momentum = 0.8, decay = sigmoid(linear(h, out = heads)))"),
+         ("linear()", "dgd(lr = 0.2 * sigmoid(linear(h, out = heads)), decay = 0.05)"),
+         ("mlp(depth = 2, expansion = 2, act = silu)", "momentum(lr = 0.3, momentum = 0.5, decay = 0.1)")]
+
+
+@pytest.mark.parametrize("memory,rule", CASES)
+def test_triton_equals_torch(memory, rule):
+    text = SPEC.format(memory=memory, rule=rule)
+    torch.manual_seed(0)
+    ref = nlc.compile(text, backend="torch")
+    tri = nlc.compile(text, backend="triton")
+    tri.load_state_dict(ref.state_dict())
+    assert tri.fused_levels and all("fallback" not in v for v in tri.fused_levels.values())
+    x = torch.randint(0, 256, (2, 10))
+    o1, o2 = ref(x, targets=x), tri(x, targets=x)
+    torch.testing.assert_close(o2.logits, o1.logits, rtol=1e-4, atol=1e-5)
+    for k in o1.state:
+        torch.testing.assert_close(o2.state[k], o1.state[k], rtol=1e-4, atol=1e-5)
+    g1 = torch.autograd.grad(o1.loss, list(ref.parameters()))
+    g2 = torch.autograd.grad(o2.loss, list(tri.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+
+
+def test_plan_names_fused_levels(capsys):
+    from nlc.cli import main
+    assert main(["compile", "specs/titans.nl", "--backend", "triton", "--emit", "plan"]) == 0
+    out = capsys.readouterr().out
+    assert "lmm.0.mem: triton mlp_memory" in out
