@@ -64,6 +64,19 @@ class ExportResult:
     # things the caller should tell the user (e.g. seq_len not a multiple of period)
     warnings: list[str] = field(default_factory=list)
 
+    def format(self) -> str:
+        """What the CLI prints: the file, its size and time, the IREE check, warnings."""
+        size = f"{self.bytes / 1e6:.1f} MB" if self.bytes >= 1e5 else f"{self.bytes} bytes"
+        lines = [
+            f"wrote {self.path} ({self.dialect}, {size}, {self.seconds:.1f} s): "
+            f"func @{self.func_name}(tokens, {len(self.state_keys)} state tensors)"
+        ]
+        if self.max_abs_diff is not None:
+            worst = max(self.diffs, key=self.diffs.get) if self.diffs else "-"
+            lines.append(f"IREE (llvm-cpu) vs PyTorch: max |diff| = {self.max_abs_diff:.3g} (at {worst})")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
 
 def check_dialect(dialect: str) -> str:
     d = {"linalg-on-tensors": "linalg"}.get(dialect, dialect)

@@ -191,7 +191,10 @@ def _import(program, dialect: str, func_name: str):
     fx, utils = import_torch_mlir()
     from torch_mlir import ir
     from torch_mlir.dialects import torch as torch_d
+    from torch_mlir.extras.fx_decomp_util import get_decomposition_table
     from torch_mlir.extras.fx_importer import FxImporter
+
+    from .decompositions import decomposition_table
 
     context = ir.Context()
     torch_d.register_dialect(context)
@@ -207,6 +210,7 @@ def _import(program, dialect: str, func_name: str):
             program,
             output_type=DIALECTS[dialect],
             fx_importer=FxImporter(context=context),
+            decomposition_table=decomposition_table(get_decomposition_table()),
             func_name=func_name,
         )
     except utils.TorchMlirCompilerError as e:

@@ -67,3 +67,19 @@ def test_only_this_backend_imports_torch_mlir_and_iree():
             if _IMPORT.search(path.read_text(errors="replace")):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == [], f"only backends/torch_mlir may import torch_mlir/iree: {offenders}"
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 16, 17])
+@pytest.mark.parametrize("upper, left, unit", [(False, True, True), (True, True, False), (False, False, False)])
+def test_solve_triangular_decomposition(n, upper, left, unit):
+    import torch
+
+    from nlc.backends.torch_mlir.decompositions import solve_triangular
+
+    g = torch.Generator().manual_seed(42)
+    A = torch.randn(2, 3, n, n, generator=g) * 0.3 + torch.eye(n) * (1 if unit else 2)
+    A = A.triu() if upper else A.tril()
+    B = torch.randn(2, 3, n, 5, generator=g) if left else torch.randn(2, 3, 5, n, generator=g)
+    want = torch.linalg.solve_triangular(A, B, upper=upper, left=left, unitriangular=unit)
+    got = solve_triangular(A, B, upper=upper, left=left, unitriangular=unit)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
