@@ -198,6 +198,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nlc check ... | head`
+        sys.stderr.close()
+        return 0
     finally:
         if a.debug:
             print(f"[nlc] {a.cmd} took {time.time() - t0:.3f}s", file=sys.stderr)

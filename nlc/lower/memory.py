@@ -11,7 +11,9 @@ At a chunk boundary Wbar <- W. Per token t of a chunk, with u_t = grad of the ob
     momentum/gd:  S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = (1 - alpha_t) W_{t-1} + S_t    (Titans 13-14)
     dgd:          S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = W_{t-1}((1 - alpha_t) I - theta_t k~ k~^T) + S_t
                   (Hope eq. 88; k~ is the layer's input; `layers = first` applies the k k^T term
-                  only to the layer that consumes k, `all` to every layer with its own input)
+                  only to the layer that consumes k, `all` to every layer with its own input;
+                  `normalize` (default) takes the exact proximal step of NL eqs. 56-57 via
+                  Sherman-Morrison: theta' = theta / (1 + theta ||k~||^2) on those layers)
 (gd is momentum with eta = 0.) Two implementations of one semantics:
     ChunkMemory      closed-form per-token gradients (rank-1 per layer) as batched matmuls, the
                      scalar recurrences as a log-space coefficient matrix (a parallel scan);
@@ -194,10 +196,17 @@ def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
     out = []
     for li, (W, (d, a)) in enumerate(zip(Ws, u)):
         if li == 0 or layers == "all":
-            out.append(dgd_wy(W, d, a, theta, alpha))
+            out.append(dgd_wy(W, d, a, dgd_lr(lv, theta, a), alpha))
         else:
             out.append(chunk_update(lv, [W], None, [(d, a)], theta, alpha, None)[0][0])
     return out, None
+
+
+def dgd_lr(lv, theta, k):
+    """The DGD step size on a layer with input k: theta, or theta / (1 + theta ||k||^2) (Sherman-Morrison)."""
+    if not lv.rule_args.get("normalize", True):
+        return theta
+    return theta / (1 + theta * (k * k).sum(-1))
 
 
 def dgd_wy(W0, d, k, theta, alpha):
@@ -233,12 +242,14 @@ def dgd_loop(lv, Ws, Ss, u, theta, alpha, eta):
         th, ret = theta[..., t, None, None], (1 - alpha[..., t])[..., None, None]
         for li, (d, a) in enumerate(u):
             dt, at = d[:, :, t], a[:, :, t]
+            dgd_layer = li == 0 or layers == "all"
+            th = dgd_lr(lv, theta[..., t], at)[..., None, None] if dgd_layer else theta[..., t, None, None]
             step = -th * torch.einsum("bho,bhi->bhoi", dt, at)
             if Ss is not None:
                 Ss[li] = eta[..., t, None, None] * Ss[li] + step
                 step = Ss[li]
             W = Ws[li]
-            if li == 0 or layers == "all":
+            if dgd_layer:
                 Wk = torch.einsum("bhoi,bhi->bho", W, at)
                 Ws[li] = ret * W - th * torch.einsum("bho,bhi->bhoi", Wk, at) + step
             else:
@@ -259,15 +270,20 @@ def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
         y, acts = forward_layers(lv, [w + d for w, d in zip(Wbar, deltas)], k[:, :, None])
         loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
         grads = torch.autograd.grad(loss, deltas, create_graph=outer)
-    th, ret = theta[..., None, None], (1 - alpha)[..., None, None]
+    ret = (1 - alpha)[..., None, None]
     new_W, new_S = [], []
     for li, (W, g) in enumerate(zip(Ws, grads)):
+        dgd_layer = lv.rule == "dgd" and (li == 0 or lv.rule_args.get("layers") == "all")
+        kt = acts[li][1][:, :, 0]                                           # the layer's input k~
+        lr = theta
+        if dgd_layer and lv.rule_args.get("normalize", True):
+            lr = theta / (1 + theta * (kt * kt).sum(-1))                    # eta' = eta / (1 + eta ||k||^2)
+        th = lr[..., None, None]
         step = -th * g                                                      # -theta_t grad l(M_tbar; x_t)
         if Ss is not None:
             step = eta[..., None, None] * Ss[li] + step                     # S_t = eta S_{t-1} - theta u_t
             new_S.append(step)
-        if lv.rule == "dgd" and (li == 0 or lv.rule_args.get("layers") == "all"):
-            kt = acts[li][1][:, :, 0]                                       # the layer's input k~
+        if dgd_layer:
             eye = torch.eye(kt.shape[-1], dtype=kt.dtype, device=kt.device).expand(*kt.shape[:2], -1, -1)
             P = ret * eye - th * kt[..., :, None] * kt[..., None, :]        # (alpha I - eta k k^T), eq. 88
             new_W.append(W @ P + step)

@@ -4,8 +4,8 @@ Each slot level is a memory of the gradient stream, one buffer per parameter, up
 every C steps (NL §4: optimizers are associative memories):
     ema(b):        m <- b m + (1 - b) k          accumulate(b):  m <- m + b k
     momentum(b):   m <- b m + k                  delta(b):       m <- b m - <m, k^> k^ + k  (k^ = k/||k||)
-    deep(b, hidden, lr): m <- b m + f(k), f(u) = u + w1 silu(w2 u) elementwise, trained by one GD step on
-                   1/2||f(u) - u||^2 + <f(u), 1> ... (DMGD, eq. 50; a small shared MLP)
+    deep(b, hidden, lr): m <- b m + f(k), f(u) = u + w1 . silu(w2 u) per entry, whose parameters take
+                   one GD step with decay b on <f(u), 1> each time (DMGD, eq. 50; a small shared MLP)
 A slot with clock steps(C) sees the gradients summed over its C steps (M3's slow momentum, eq. 75).
 `step` is the parameter update: param <- param - step.
 """
@@ -102,8 +102,10 @@ class NLOptimizer(torch.optim.Optimizer):
                         elif rule.func == "momentum":
                             m.mul_(b).add_(kk)
                         elif rule.func == "delta":
+                            # (b I - k^ k^T) m + k: forget m's component along the new gradient (eqs. 48-49)
                             kh = kk / (kk.norm() + 1e-12)
-                            m.mul_(b).sub_((m * kh).sum() * kh).add_(kk)
+                            proj = (m * kh).sum() * kh
+                            m.mul_(b).sub_(proj).add_(kk)
                         elif rule.func == "deep":
                             m.mul_(b).add_(self._deep(st, name, kk, rule))
                         else:
@@ -112,16 +114,20 @@ class NLOptimizer(torch.optim.Optimizer):
                 p.sub_(scale * self._eval(self.step_expr, names))
 
     def _deep(self, st, name, u, rule):
+        """DMGD (eq. 50): the momentum is an MLP memory f(u) = u + w1 . silu(w2 u), applied to every
+        gradient entry with parameters shared per tensor; each step it takes one GD step with decay b
+        on its value-less objective <f(u), 1> (mean over entries) and outputs f(u)."""
+        b = float(self._eval(rule.args[0], {})) if rule.args else 0.9
         kw = {k.name: float(self._eval(k.value, {})) for k in rule.kwargs}
-        h, lr = int(kw.get("hidden", 8)), kw.get("lr", 1e-3)
+        h, lr = int(kw.get("hidden", 16)), kw.get("lr", 1e-3)
         w1 = st.setdefault(name + ".w1", torch.zeros(h, dtype=u.dtype, device=u.device))
-        w2 = st.setdefault(name + ".w2", torch.full((h,), 0.1, dtype=u.dtype, device=u.device))
+        w2 = st.setdefault(name + ".w2", torch.linspace(-1, 1, h, dtype=u.dtype, device=u.device))
         x = u.reshape(-1, 1)
         z = x * w2
-        out = x + torch.nn.functional.silu(z) @ w1.reshape(-1, 1)
-        # one GD step of the memory on its objective 1/2||f(u) - u||^2 (a denoising target, eq. 50)
-        err = out - x
-        w1 -= lr * (torch.nn.functional.silu(z) * err).mean(0)
+        sz = torch.nn.functional.silu(z)
         sg = torch.sigmoid(z)
-        w2 -= lr * ((err * w1) * (sg * (1 + z * (1 - sg))) * x).mean(0)
-        return out.reshape(u.shape)
+        g1 = sz.mean(0)                                       # d<f(u), 1>/d w1
+        g2 = (w1 * (sg * (1 + z * (1 - sg))) * x).mean(0)     # d<f(u), 1>/d w2
+        w1.mul_(b).sub_(lr * g1)
+        w2.mul_(b).sub_(lr * g2)
+        return (x + torch.nn.functional.silu(x * w2) @ w1.reshape(-1, 1)).reshape(u.shape)

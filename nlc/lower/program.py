@@ -282,15 +282,17 @@ class NLModel(nn.Module):
                 self._nested_reset(st, key, layer, name)
 
     def _nested_reset(self, st, key, layer, name):
-        # nested CMS (eq. 72): the next-faster... stage s+1 restarts from its meta-learned init
+        # nested CMS (eq. 72): when a slower stage completes its chunk, every faster stage of the
+        # chain restarts from its meta-learned initial state (the slower level owns their init)
         for op in layer.block.ops:
             if op.op == "cms" and op.attrs["variant"] == "nested" and name in op.attrs["levels"]:
-                i = op.attrs["levels"].index(name)
-                if i + 1 < len(op.attrs["levels"]):
-                    nxt = layer.cms[op.attrs["levels"][i + 1]]
-                    B = st[f"{key}.{name}.w_in"].shape[0]
-                    st[f"{key}.{nxt.lv.name}.w_in"] = nxt.w_in.unsqueeze(0).expand(B, -1, -1)
-                    st[f"{key}.{nxt.lv.name}.w_out"] = nxt.w_out.unsqueeze(0).expand(B, -1, -1)
+                slow = layer.cms[name].lv.chunk
+                B = st[f"{key}.{name}.w_in"].shape[0]
+                for other in op.attrs["levels"]:
+                    c = layer.cms[other]
+                    if c.learns and c.lv.chunk < slow:
+                        st[f"{key}.{other}.w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
+                        st[f"{key}.{other}.w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
 
 
 class _null:

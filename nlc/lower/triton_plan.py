@@ -51,6 +51,9 @@ def fused_write(lv, kernel, Ws, Ss, k, v, theta, alpha, eta):
     mom = eta if eta is not None else torch.zeros_like(theta)
     # the kernel also reads o = M(q); the program already read at the chunk-start state, so q = k
     if kernel == "linear_memory":
+        if lv.rule == "dgd":
+            from nlc.lower.memory import dgd_lr
+            theta = dgd_lr(lv, theta, k)  # the kernel takes the (normalised) DGD step size as its lr
         S0 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])
         _, W, S = kernels.linear_memory(k, k, v, theta, alpha, mom, Ws[0], S0, chunk=k.shape[2], dgd=lv.rule == "dgd",
                                         backend="triton")

@@ -32,7 +32,9 @@ RULES = {  # in-context update rules and their gates (defaults)
     "momentum": {"lr": 0.1, "momentum": 0.9, "decay": 0.0},
     "dgd": {"lr": 0.1, "decay": 0.0, "momentum": 0.0},
 }
-RULE_OPTIONS = {"dgd": {"layers": ("first", "all")}}
+# dgd: `layers` = which layers get the (a I - eta k k^T) term (ambiguity 1 of Hope §8);
+# `normalize` = the Sherman-Morrison step eta' = eta / (1 + eta ||k||^2) (NL eqs. 56-57)
+RULE_OPTIONS = {"dgd": {"layers": ("first", "all"), "normalize": (True, False)}}
 INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
 MAX_CHUNK = 1 << 20
 

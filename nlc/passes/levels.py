@@ -183,6 +183,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         gates.setdefault(g, Gate(kind="const", value=default))
     if rule.func == "dgd":
         rargs.setdefault("layers", "first")
+        rargs.setdefault("normalize", True)
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
     init = init_p.init if init_p else ir.Call(func="meta")

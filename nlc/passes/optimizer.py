@@ -25,10 +25,10 @@ from nlc.passes.consts import did_you_mean, eval_const
 
 # slot update rules: name -> (positional args, keyword args with defaults). `beta` is in [0, 1].
 #   ema(beta)         s <- beta s + (1 - beta) k
-#   accumulate(beta)  s <- beta s + k
-#   momentum(beta)    s <- beta s - k        (NL §4: one GD step on <s, k>)
-#   delta(beta)       s <- (beta I - k k^T / |k|^2) s + k   (delta momentum, NL eqs. 48-49)
-#   deep(beta, hidden, lr)  s is an MLP memory over k trained by GD (DMGD, NL eq. 50)
+#   accumulate(beta)  s <- s + beta k        (additive, as printed in M3's Algorithm 1)
+#   momentum(beta)    s <- beta s + k        (NL §4; the step subtracts it)
+#   delta(beta)       s <- (beta I - k^ k^T) s + k,  k^ = k / |k|   (delta momentum, NL eqs. 48-49)
+#   deep(beta, hidden, lr)  s <- beta s + f(k), f an MLP memory trained by GD on <f(k), 1> (DMGD, eq. 50)
 SLOT_RULES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "ema": (("beta",), {}),
     "accumulate": (("beta",), {}),

@@ -123,3 +123,18 @@ def test_torch_compile_fullgraph_matches_eager(spec, model, ov, T):
         if a is not None:
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+
+
+def test_nested_cms_resets_faster_stages_at_slow_boundary():
+    text = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
+    torch.manual_seed(0)
+    m = nlc.compile(text, **SMALL, fast=2, mid=4, slow=8).double()
+    x = torch.randint(0, 256, (1, 9))
+    st = m.init_state(1)
+    layer = m.blocks["layer"][0]
+    init = layer.cms["c_cms0"].w_out
+    for t in range(8):
+        st = m(x[:, t:t + 1], state=st, targets=x[:, t + 1:t + 2]).state
+        fast_is_init = torch.equal(st["layer.0.c_cms0.w_out"][0], init)
+        # the fast stage learns at every 2nd token, and is reset whenever the mid stage (4) completes
+        assert fast_is_init == ((t + 1) % 4 == 0 or t == 0), t  # t = 0: no fast boundary yet
