@@ -2,6 +2,7 @@
 (lazily, inside each command) so `nlc check` and `nlc graph` stay fast."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -196,7 +197,7 @@ def cmd_export(a) -> int:
 def fill_bench(sub):
     p = sub.add_parser("bench", help="benchmarks that print figures: layer, hope, kernels")
     p.add_argument("what", choices=("layer", "hope", "kernels"))
-    p.add_argument("rest", nargs="*", help="arguments passed to the benchmark")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (e.g. --quick)")
     p.set_defaults(func=cmd_bench)
 
 

@@ -36,8 +36,8 @@ def load_model(spec_or_run, overrides: dict | None = None) -> nn.Module:
     """
     path, overrides = Path(spec_or_run), dict(overrides or {})
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ExportError(f"{path} is not a training run: it has no config.json")
+        if not (path / "spec.json").is_file():
+            raise ExportError(f"{path} is not a training run: it has no spec.json (written by nlc train)")
         load = _nlc_api("load", "exporting a training run")
         loaded = load(str(path), **overrides)
         model = loaded if isinstance(loaded, nn.Module) else getattr(loaded, "model", None)

@@ -250,6 +250,9 @@ class NLModel(nn.Module):
 
     def compile_segments(self, **kw):
         """torch.compile each block's segment program (fullgraph: no graph break allowed)."""
+        import torch._dynamo
+        # one program per pattern of chunk ends/starts in a segment (a handful per block)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         if self.cms_learns:
             # CMS teaching signals backprop through a segment's graph more than once (retain_graph)
             import torch._functorch.config as fc

@@ -187,7 +187,7 @@ def test_export_spec_compiles_spec_and_loads_run(model, tmp_path, monkeypatch):
     assert r.path.name == "tiny.mlir" and calls[-1] == ("compile", str(spec), "torch", {"dim": 32})
     run = tmp_path / "run1"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"spec": "tiny.nl"}))
+    (run / "spec.json").write_text(json.dumps({"spec": "tiny.nl"}))
     r = export_spec(run, dialect="torch", seq_len=4, out_path=tmp_path / "out" / "run.mlir")
     assert r.path.is_file() and calls[-1] == ("load", str(run), {})
 
@@ -195,10 +195,10 @@ def test_export_spec_compiles_spec_and_loads_run(model, tmp_path, monkeypatch):
 def test_export_spec_errors(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="no such spec file or run directory"):
         export_spec(tmp_path / "missing.nl")
-    with pytest.raises(ExportError, match="not a training run: it has no config.json"):
+    with pytest.raises(ExportError, match="not a training run: it has no spec.json"):
         export_spec(tmp_path)
     monkeypatch.setitem(sys.modules, "nlc.api", types.ModuleType("nlc.api"))
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "spec.json").write_text("{}")
     with pytest.raises(ExportError, match=r"needs nlc\.api\.load"):
         export_spec(tmp_path)
     with pytest.raises(ExportError, match="unknown export target 'onnx'"):
