@@ -44,8 +44,12 @@ class NLOptimizer(torch.optim.Optimizer):
         self.env = env
         self.slots = [s for s in definition.body if isinstance(s, ir.LevelDef)]
         self.step_expr = next(s.value for s in definition.body if isinstance(s, ir.Step))
-        super().__init__(params, {"lr": env.get("lr", 1e-3)})
-        self.nsteps = 0
+        # the step count lives in the param group, so it is saved and restored with the optimizer
+        super().__init__(params, {"lr": env.get("lr", 1e-3), "nsteps": 0})
+
+    @property
+    def nsteps(self) -> int:
+        return self.param_groups[0]["nsteps"]
 
     def _eval(self, e, names):
         if isinstance(e, ir.Num):
@@ -73,7 +77,8 @@ class NLOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        self.nsteps += 1
+        for g in self.param_groups:
+            g["nsteps"] += 1
         scale = self.param_groups[0]["lr"] / self.env.get("lr", 1e-3) if self.env.get("lr") else 1.0
         for group in self.param_groups:
             for p in group["params"]:

@@ -96,3 +96,15 @@ def test_model_optimizer_from_spec_trains():
         opt.step()
         losses.append(out.loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_step_count_survives_state_dict():
+    d = opt_def("specs/optim/adamw.nl", "AdamW")
+    w = torch.nn.Parameter(torch.ones(3))
+    a = NLOptimizer([w], d, {})
+    for _ in range(3):
+        w.grad = torch.ones(3)
+        a.step()
+    b = NLOptimizer([torch.nn.Parameter(torch.ones(3))], d, {})
+    b.load_state_dict(a.state_dict())
+    assert b.nsteps == 3

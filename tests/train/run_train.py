@@ -35,11 +35,22 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--weights-out", default=None, help="write the final weights (rank 0) to this .safetensors")
+    p.add_argument("--spec", default=None, help="train a real nlc model from this spec (tiny sizes) instead")
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # same arithmetic in every process that is compared
     data = corpus()
     cut = len(data) * 9 // 10
-    model = FakeModel(delay=a.delay, dropout=a.dropout)
+    if a.spec:
+        import time
+
+        import nlc
+        torch.manual_seed(0)
+        model = nlc.compile(a.spec, dim=16, heads=2, layers=1, chunk=4, mem_chunk=8)
+        if a.delay:
+            fwd = model.forward
+            model.forward = lambda *x, **k: (time.sleep(a.delay), fwd(*x, **k))[1]
+    else:
+        model = FakeModel(delay=a.delay, dropout=a.dropout)
     report = train(model, data[:cut], val_data=data[cut:], steps=a.steps, batch=a.batch, seq_len=a.seq_len,
                    out_dir=a.out, resume=a.resume, save_every=a.save_every, eval_every=a.eval_every,
                    log_every=a.log_every, progress=False, plot=False, seed=1)

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -50,9 +51,14 @@ def assert_same_weights(a, b):
         assert torch.equal(wa[k], wb[k]), k
 
 
-def test_kill_and_resume_is_bit_identical(tmp_path):
-    steps = ["--steps", 30, "--save-every", 5]
-    run_here("--out", tmp_path / "ref", *steps, "--weights-out", tmp_path / "ref.safetensors")
+REAL = ["--spec", str(HERE.parents[1] / "specs" / "hope.nl")]
+
+
+@pytest.mark.parametrize("model", [[], REAL], ids=["fake", "hope"])
+def test_kill_and_resume_is_bit_identical(tmp_path, model):
+    steps = ["--steps", 30, "--save-every", 5, *model]
+    # the reference run in a process like the resumed one (same BLAS threading, same arithmetic)
+    (run_here if not model else run)("--out", tmp_path / "ref", *steps, "--weights-out", tmp_path / "ref.safetensors")
 
     out = tmp_path / "killed"
     p = start("--out", out, *steps, "--delay", 0.04)
@@ -85,8 +91,9 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     assert report.resumed_from == ck.step and report.steps == ck.step + 2
 
 
-def test_ddp_two_cpu_ranks_match_one_process(tmp_path):
-    common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3]
+@pytest.mark.parametrize("model", [[], REAL], ids=["fake", "hope"])
+def test_ddp_two_cpu_ranks_match_one_process(tmp_path, model):
+    common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3, *model]
     run_here("--out", tmp_path / "one", *common, "--weights-out", tmp_path / "one.safetensors")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", SCRIPT,
            "--out", str(tmp_path / "ddp"), *map(str, common), "--weights-out", str(tmp_path / "ddp.safetensors")]
