@@ -18,9 +18,9 @@ def check(path, model=None, **overrides):
     return run(path, overrides, model)
 
 
-def compile(spec, backend="torch", model=None, **overrides):  # noqa: A001 - the public name users expect
+def compile(spec, backend="torch", model=None, checkpointing=False, **overrides):  # noqa: A001 - the public name
     from nlc.api import compile as _compile
-    return _compile(spec, backend=backend, model=model, **overrides)
+    return _compile(spec, backend=backend, model=model, checkpointing=checkpointing, **overrides)
 
 
 def load(run_dir, backend="torch"):

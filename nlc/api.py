@@ -17,8 +17,10 @@ from nlc.errors import NlcError
 BACKENDS = ("reference", "torch", "compile", "triton")
 
 
-def compile(spec, backend: str = "torch", model: str | None = None, **overrides):  # noqa: A001
-    """Compile a .nl spec (a path, or spec text) into an nn.Module. Raises NlcError on mistakes."""
+def compile(spec, backend: str = "torch", model: str | None = None, checkpointing: bool = False,  # noqa: A001
+            **overrides):
+    """Compile a .nl spec (a path, or spec text) into an nn.Module. Raises NlcError on mistakes.
+    `checkpointing=True` recomputes each segment in backward (activation memory O(T d))."""
     from nlc.passes import run
     if backend not in BACKENDS:
         raise NlcError(f"unknown backend '{backend}'", hint=f"backends: {', '.join(BACKENDS)}")
@@ -26,7 +28,7 @@ def compile(spec, backend: str = "torch", model: str | None = None, **overrides)
     c = run(spec, overrides, model, text=spec if is_text else None)
     import torch  # noqa: F401 - torch only from here on
     from nlc.lower.program import NLModel
-    m = NLModel(c.plan, mode="reference" if backend == "reference" else "chunk")
+    m = NLModel(c.plan, mode="reference" if backend == "reference" else "chunk", checkpointing=checkpointing)
     if backend == "compile":
         m.compile_segments()
     if backend == "triton":

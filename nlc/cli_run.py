@@ -41,6 +41,8 @@ def fill_train(sub):
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="recompute each segment in backward: activation memory O(T d) for long sequences")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec parameter")
     p.add_argument("--model", help="which model of the spec file")
@@ -62,7 +64,7 @@ def cmd_train(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = nlc_compile(a.spec, backend=a.backend, model=a.model, **ov)
+    model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, **ov)
     out = Path(a.out or f"runs/{model.spec_name.lower()}")
     spec_file = out / "spec.json"
     if a.resume and spec_file.exists():

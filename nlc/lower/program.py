@@ -174,9 +174,9 @@ def _acc(stats, k, val):
 class NLModel(nn.Module):
     """A compiled .nl model: embedding -> blocks -> norm -> head; fast state per sequence."""
 
-    def __init__(self, plan, mode: str = "chunk"):
+    def __init__(self, plan, mode: str = "chunk", checkpointing: bool = False):
         super().__init__()
-        self.plan, self.mode = plan, mode
+        self.plan, self.mode, self.checkpointing = plan, mode, checkpointing
         self.embed = nn.Embedding(plan.vocab, plan.dim)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.blocks = nn.ModuleDict({b.name: nn.ModuleList(Layer(b, plan.dim) for _ in range(b.repeat)) for b in plan.blocks})
@@ -246,7 +246,35 @@ class NLModel(nn.Module):
                     leaves[k] = (torch.zeros_like(st[k + ".w_in"], requires_grad=True),
                                  torch.zeros_like(st[k + ".w_out"], requires_grad=True))
         fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
+        if self.checkpointing and torch.is_grad_enabled():
+            return self._checkpointed(fn, x, st, key, ends, leaves, stats, starts)
         return fn(x, st, key, ends, self.mode, leaves, stats, starts)
+
+    def _checkpointed(self, fn, x, st, key, ends, leaves, stats, starts):
+        """Activation checkpointing per segment: keep only the segment's inputs and outputs (fast
+        state included); recompute its inside during backward. Training memory then grows with T
+        (the carried states), not with the activations of every chunk's update."""
+        from torch.utils.checkpoint import checkpoint
+        skeys = sorted(k for k in st if k.startswith(key + "."))
+        lkeys = sorted(k for k in leaves if k.startswith(key + ".")) if leaves is not None else []
+        meta = {}
+
+        def pure(x, *flat):
+            s = dict(zip(skeys, flat[:len(skeys)]))
+            lv = {k: (flat[len(skeys) + 2 * i], flat[len(skeys) + 2 * i + 1]) for i, k in enumerate(lkeys)}
+            local = {}
+            out = fn(x, s, key, ends, self.mode, lv if leaves is not None else None, local, starts)
+            meta["out"], meta["stats"] = sorted(s), sorted(local)
+            return (out, *[s[k] for k in meta["out"]],
+                    *[torch.as_tensor(local[k], dtype=x.dtype, device=x.device) for k in meta["stats"]])
+
+        flat = [st[k] for k in skeys] + [t for k in lkeys for t in leaves[k]]
+        res = checkpoint(pure, x, *flat, use_reentrant=False)
+        n = len(meta["out"])
+        st.update(zip(meta["out"], res[1:1 + n]))
+        for k, v in zip(meta["stats"], res[1 + n:]):
+            _acc(stats, k, v)
+        return res[0]
 
     def compile_segments(self, **kw):
         """torch.compile each block's segment program (fullgraph: no graph break allowed)."""

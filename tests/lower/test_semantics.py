@@ -139,3 +139,22 @@ def test_nested_cms_resets_faster_stages_at_slow_boundary():
         # the fast stage learns at every 2nd token, and is reset whenever the mid stage (4) completes
         # init right after a reset (end of tokens 4, 8) and until its next boundary (token 2 of the chunk)
         assert fast_is_init == ((t + 1) % 4 == 0 or t % 4 == 0), t
+
+
+@pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8)),
+                                            ("specs/titans.nl", "TitansMAC", dict(chunk=4, persistent=2)),
+                                            ("specs/cms.nl", None, dict(fast=2, mid=4, slow=8))])
+def test_activation_checkpointing_changes_nothing(spec, model, ov):
+    torch.manual_seed(0)
+    plain = nlc.compile(spec, model=model, **SMALL, **ov).double()
+    ck = nlc.compile(spec, model=model, checkpointing=True, **SMALL, **ov).double()
+    ck.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 256, (2, 13))
+    o1, o2 = plain(x, targets=x), ck(x, targets=x)
+    torch.testing.assert_close(o2.logits, o1.logits)
+    for k in o1.state:
+        torch.testing.assert_close(o2.state[k], o1.state[k])
+    g1 = torch.autograd.grad(o1.loss, list(plain.parameters()))
+    g2 = torch.autograd.grad(o2.loss, list(ck.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(b, a)
