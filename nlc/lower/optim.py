@@ -120,8 +120,8 @@ class NLOptimizer(torch.optim.Optimizer):
 
     def _deep(self, st, name, u, rule):
         """DMGD (eq. 50): the momentum is an MLP memory f(u) = u + w1 . silu(w2 u), applied to every
-        gradient entry with parameters shared per tensor; each step it takes one GD step with decay b
-        on its value-less objective <f(u), 1> (mean over entries) and outputs f(u)."""
+        gradient entry with parameters shared per tensor; each step it takes one GD step on its value-less
+        objective <f(u), 1> (mean over entries; retention b on w1) and outputs f(u)."""
         b = float(self._eval(rule.args[0], {})) if rule.args else 0.9
         kw = {k.name: float(self._eval(k.value, {})) for k in rule.kwargs}
         h, lr = int(kw.get("hidden", 16)), kw.get("lr", 1e-3)
@@ -133,6 +133,6 @@ class NLOptimizer(torch.optim.Optimizer):
         sg = torch.sigmoid(z)
         g1 = sz.mean(0)                                       # d<f(u), 1>/d w1
         g2 = (w1 * (sg * (1 + z * (1 - sg))) * x).mean(0)     # d<f(u), 1>/d w2
-        w1.mul_(b).sub_(lr * g1)
-        w2.mul_(b).sub_(lr * g2)
+        w1.mul_(b).sub_(lr * g1)   # the memory's output weights decay (retention b, eq. 50)
+        w2.sub_(lr * g2)           # its input features do not, or f would collapse to the identity
         return (x + torch.nn.functional.silu(x * w2) @ w1.reshape(-1, 1)).reshape(u.shape)
