@@ -185,6 +185,7 @@ class NLModel(nn.Module):
         chunks = [lv.chunk for _, lv in plan.all_levels() if lv.clock == "tokens" and lv.role != "attention"]
         self.seg = 1 if mode == "reference" else (math.gcd(*chunks) if chunks else 1 << 30)
         self._compiled = None
+        self.detach_state_output = False  # set under DDP (nlc.train.distributed)
         self.cms_learns = any(lv.role == "cms" and lv.clock == "tokens" for _, lv in plan.all_levels())
 
     def layers(self):
@@ -227,6 +228,8 @@ class NLModel(nn.Module):
                         self._cms_step(st, leaves, tok_loss.sum(), pos + (e - s))
                 s = e
         st["pos"] = st["pos"] + T
+        if self.detach_state_output:
+            st = {k: v.detach() for k, v in st.items()}
         logits = torch.cat(logits, 1)
         loss = torch.cat(losses).mean() if losses else None
         nseg = max(1, math.ceil(T / min(self.seg, T)))

@@ -64,7 +64,13 @@ def wrap_model(model, ctx: DistContext):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DDP(model, device_ids=ids)
+    # a level whose chunk is longer than the sequence cannot reach the loss yet (e.g. Hope's
+    # memory at tokens(64) with seq_len 32), so some parameters may get no gradient in a step.
+    # DDP finds them from the outputs; the returned fast state (which does depend on them, and
+    # is not backpropagated across training batches) is detached so it does not hide them.
+    if hasattr(model, "detach_state_output"):
+        model.detach_state_output = True
+    return DDP(model, device_ids=ids, find_unused_parameters=True)
 
 
 def check_batch(batch: int, ctx: DistContext) -> None:
