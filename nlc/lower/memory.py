@@ -157,6 +157,11 @@ def read(lv, Wbar, q):
     return merge_heads(y)
 
 
+def outer_sum(c, d, a):
+    """sum_t c_t d_t a_t^T as one batched matmul: (B,H,n), (B,H,n,o), (B,H,n,i) -> (B,H,o,i)."""
+    return (c[..., None] * d).transpose(-1, -2) @ a
+
+
 def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
     """Apply n tokens of the rule to running weights Ws (and momenta Ss) in closed form.
     u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n)."""
@@ -168,22 +173,21 @@ def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
     tot = cla[..., -1:]
     if le is None:  # S_t = -theta_t u_t: W_n = P_n W_0 - sum_i (P_n / P_i) theta_i u_i
         c = theta * torch.exp(tot - cla)
-        new_W = [torch.exp(tot)[..., None] * W - torch.einsum("bhn,bhno,bhni->bhoi", c, d, a)
-                 for W, (d, a) in zip(Ws, u)]
+        new_W = [torch.exp(tot)[..., None] * W - outer_sum(c, d, a) for W, (d, a) in zip(Ws, u)]
         return new_W, Ss
     cle = torch.cumsum(le, -1)
     # M[t, i] = (P_n / P_t) (E_t / E_i) for t >= i: how much of theta_i u_i reaches W_n through S_t
     idx = torch.arange(n, device=theta.device)
     causal = idx[:, None] >= idx[None, :]
     logm = (tot[..., None] - cla[..., :, None]) + (cle[..., :, None] - cle[..., None, :])
-    M = torch.where(causal, torch.exp(logm.clamp(max=0.0)), torch.zeros((), dtype=theta.dtype, device=theta.device))
+    M = torch.exp(logm.clamp(max=0.0)) * causal.to(theta.dtype)
     c = theta * M.sum(-2)                                  # coefficient of u_i in W_n
     s0 = torch.exp(tot - cla + cle).sum(-1)                # coefficient of S_0 in W_n
     cs = theta * torch.exp(cle[..., -1:] - cle)            # coefficient of u_i in S_n
     new_W, new_S = [], []
     for W, S, (d, a) in zip(Ws, Ss, u):
-        new_W.append(torch.exp(tot)[..., None] * W + s0[..., None, None] * S - torch.einsum("bhn,bhno,bhni->bhoi", c, d, a))
-        new_S.append(torch.exp(cle[..., -1:])[..., None] * S - torch.einsum("bhn,bhno,bhni->bhoi", cs, d, a))
+        new_W.append(torch.exp(tot)[..., None] * W + s0[..., None, None] * S - outer_sum(c, d, a))
+        new_S.append(torch.exp(cle[..., -1:])[..., None] * S - outer_sum(cs, d, a))
     return new_W, new_S
 
 
