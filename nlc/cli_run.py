@@ -61,8 +61,7 @@ def cmd_train(a) -> int:
     ov = _ov(a)
     if a.steps is not None and a.steps <= 0:
         raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    _threads(a)
     torch.manual_seed(a.seed)
     model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, **ov)
     out = Path(a.out or f"runs/{model.spec_name.lower()}")
@@ -103,11 +102,19 @@ def fill_eval(sub):
     p.add_argument("--lengths", default="128,256,512", help="NIAH context lengths, comma separated")
     p.add_argument("-o", "--out", help="NIAH heatmap PNG path")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.set_defaults(func=cmd_eval)
+
+
+def _threads(a):
+    if getattr(a, "threads", None):
+        import torch
+        torch.set_num_threads(a.threads)
 
 
 def cmd_eval(a) -> int:
     from nlc.api import load
+    _threads(a)
     from nlc.train import evaluate as E
     model = load(a.run, backend=a.backend)
     model.eval()
@@ -138,11 +145,13 @@ def fill_generate(sub):
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(a) -> int:
     from nlc.api import load
+    _threads(a)
     from nlc.train.evaluate import generate
     model = load(a.run)
     model.eval()
