@@ -343,8 +343,9 @@ def draw(G):
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
 
     model = G.graph.get("title") or G.graph.get("model") or "model"
+    # node params are per layer (x repeat); the optimizer's count is the total, not more parameters
     nparams = sum(int(a.get("params") or 0) * int(a.get("repeat") or 1)
-                  for _, a in G.nodes(data=True))
+                  for _, a in G.nodes(data=True) if a.get("kind") != "optimizer")
     nlev = sum(1 for _, k in G.nodes(data="kind") if k not in ("input", "output"))
     ax.text(0.25, L.height + title_h / 2 + 0.05, str(model), fontsize=15, fontweight="bold",
             ha="left", va="center", color="#0f172a")

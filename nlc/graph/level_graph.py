@@ -106,7 +106,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
             G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
-                       clock=clock_str(lv), chunk=lv.chunk, params=lv.params * b.repeat,
+                       clock=clock_str(lv), chunk=lv.chunk, params=lv.params,  # per layer; x repeat
                        objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
                        rule=lv.rule, memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
                        unit=lv.clock, role=lv.role)
@@ -198,6 +198,6 @@ def level_rows(G) -> list[dict]:
         if d.get("kind") in ("input", "output"):
             continue
         rows.append(dict(name=d.get("label", n), tier=d["tier"], clock=d["clock"], chunk=d.get("chunk"),
-                         params=d["params"], objective=d["objective"], rule=d["rule"], memory=d.get("memory", ""),
+                         params=d["params"] * d.get("repeat", 1), objective=d["objective"], rule=d["rule"], memory=d.get("memory", ""),
                          repeat=d.get("repeat", 1)))
     return sorted(rows, key=lambda r: (r["tier"], r["name"]))
