@@ -206,27 +206,44 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: to
 
 
 def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0, callback=None) -> bytes:
-    """Feed the prompt in one call, then sample one byte per call, carrying the fast state.
+             seed: int = 0, callback=None, return_state: bool = False):
+    """Feed the prompt, then sample one byte per call, carrying the fast state.
 
     The carried state is what lets in-context levels keep learning while generating: each
-    new byte updates the memories exactly as it would inside one long sequence.
-    `callback(byte)` is called per new byte (for streaming output). Returns the new bytes.
+    new byte updates the memories exactly as it would inside one long sequence. Levels taught
+    by the task loss (CMS) need each byte's successor as its target, so for such models every
+    byte is read twice: once to get the next byte's distribution (state discarded), then again,
+    with the byte just sampled as its target, to commit the state. The logits of the two reads
+    are equal (a level's writes come after its reads).
+    `callback(byte)` is called per new byte (for streaming output). Returns the new bytes
+    (and the final fast state with return_state=True).
     """
     m = unwrap(model)
     gen = torch.Generator().manual_seed(seed)
     prompt = bytes(prompt_bytes) or b"\n"  # an empty prompt still needs a first token
     dev = _device(m)
     out_bytes = bytearray()
+    teach = bool(getattr(m, "cms_learns", False))
     with _evaluating(m):
-        x = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
-        out = m(x, state=m.init_state(1))
+        ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
+        state = m.init_state(1)
+        if teach and ids.size(1) > 1:
+            state = m(ids[:, :-1], state=state, targets=ids[:, 1:]).state
+            ids = ids[:, -1:]
+        out = m(ids, state=state)
         for i in range(max_new):
             nxt = _sample(out.logits[:, -1], temperature, top_k, gen)
             b = int(nxt.item())
             out_bytes.append(b)
             if callback is not None:
                 callback(b)
-            if i + 1 < max_new:
-                out = m(nxt.view(1, 1), state=out.state)
-    return bytes(out_bytes)
+            if teach:  # commit the last byte read, now that its successor is known
+                state = m(ids, state=state, targets=nxt.view(1, 1)).state
+            else:
+                state = out.state
+            ids = nxt.view(1, 1)
+            if i + 1 < max_new or return_state:
+                out = m(ids, state=state)
+        if return_state and not teach:
+            state = out.state
+    return (bytes(out_bytes), state) if return_state else bytes(out_bytes)
