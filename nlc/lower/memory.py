@@ -107,7 +107,8 @@ class MemoryLevel(nn.Module):
         shapes = layer_shapes(lv)
         self.init = nn.ParameterList()
         self.fixed: list[torch.Tensor] = []
-        for o, i in shapes:
+        loaded = load_pretrained(lv, shapes) if lv.init == "pretrained" else None
+        for li, (o, i) in enumerate(shapes):
             w = torch.randn(lv.heads, o, i) / math.sqrt(i)
             if lv.memory.kind == "residual_mlp" and o == lv.dv:
                 w = w * 0.1  # the residual branch starts small: M(x) ~ x
@@ -117,8 +118,8 @@ class MemoryLevel(nn.Module):
                 self.fixed.append(torch.zeros(lv.heads, o, i))
             elif lv.init == "const":
                 self.fixed.append(torch.full((lv.heads, o, i), float(lv.init_args["value"])))
-            else:  # pretrained: filled by nlc.api from the file named in the spec
-                self.fixed.append(w)
+            else:  # pretrained (NL §7.3, ad-hoc level stacking): the file's weights, not trained
+                self.fixed.append(loaded[li])
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
                                          for g, gate in lv.gates.items() if gate.kind == "learned"})
         self.momentum = lv.rule == "momentum" or (lv.rule == "dgd" and not _zero_gate(lv, "momentum"))
@@ -135,6 +136,38 @@ class MemoryLevel(nn.Module):
             return self.learned[name].view(1, -1, 1).expand(B, -1, n)
         s = streams[g.stream]  # (B, n, 1 or H)
         return s.transpose(1, 2).expand(B, self.lv.heads, n)
+
+
+def load_pretrained(lv, shapes):
+    """`init pretrained("file.safetensors")`: tensors W0, W1, ... (one per layer, first layer
+    first), each (heads, out, in) or (out, in) shared by the heads. The path is relative to the spec."""
+    from pathlib import Path
+
+    from nlc.errors import NlcError
+    name = str(lv.init_args.get("value", ""))
+    base = Path(lv.span.file).parent if lv.span and lv.span.file and not lv.span.file.startswith("<") else Path.cwd()
+    path = Path(name) if Path(name).is_absolute() else base / name
+    if not path.is_file():
+        raise NlcError(f"level '{lv.name}': pretrained weights {path} not found", lv.span,
+                       "init pretrained(\"file.safetensors\") takes a path relative to the spec")
+    try:
+        from safetensors.torch import load_file
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise NlcError(f"level '{lv.name}': cannot read {path}: {e}", lv.span) from None
+    out = []
+    for li, (o, i) in enumerate(shapes):
+        t = tensors.get(f"W{li}")
+        if t is None:
+            raise NlcError(f"level '{lv.name}': {path.name} has no tensor 'W{li}'", lv.span,
+                           f"expected {len(shapes)} tensors W0..W{len(shapes) - 1}, found {sorted(tensors)}")
+        if t.shape == (o, i):
+            t = t.unsqueeze(0).expand(lv.heads, o, i)
+        if tuple(t.shape) != (lv.heads, o, i):
+            raise NlcError(f"level '{lv.name}': W{li} in {path.name} has shape {tuple(t.shape)}, "
+                           f"expected ({lv.heads}, {o}, {i}) or ({o}, {i})", lv.span)
+        out.append(t.float().clone())
+    return out
 
 
 def _zero_gate(lv, name):

@@ -173,3 +173,31 @@ def test_generation_keeps_cms_learning():
     seq = torch.tensor([list(b"def f(x): return x" + text)])
     ref = m(seq[:, :-1], targets=seq[:, 1:]).state
     torch.testing.assert_close(st["layer.0.c_cms0.w_out"], ref["layer.0.c_cms0.w_out"], rtol=1e-4, atol=1e-6)
+
+
+def test_pretrained_initial_state(tmp_path):
+    """`init pretrained(...)` loads a level's weights from safetensors (NL §7.3 level stacking)."""
+    from safetensors.torch import save_file
+    from nlc.errors import NlcError
+    w = torch.randn(2, 4, 4)
+    save_file({"W0": w}, str(tmp_path / "mem.safetensors"))
+    spec = tmp_path / "p.nl"
+    spec.write_text("""
+model P(dim = 8, heads = 2, vocab = 256) {
+  block b {
+    k = l2norm(linear(x), groups = heads)
+    level m : linear() per head {
+      keys k
+      values linear(x)
+      init pretrained("mem.safetensors")
+    }
+    out x + m(k)
+  }
+}""")
+    m = nlc.compile(str(spec))
+    st = m.init_state(1)
+    torch.testing.assert_close(st["b.0.m.Wbar0"][0], w)
+    assert not any(n.endswith("m.init.0") for n, _ in m.named_parameters())  # not meta-learned
+    spec.write_text(spec.read_text().replace("mem.safetensors", "missing.safetensors"))
+    with pytest.raises(NlcError, match="not found"):
+        nlc.compile(str(spec))
