@@ -105,7 +105,16 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     streams = {p.role: p for p in lv.props if isinstance(p, ir.StreamProp)}
     clock_p = next((p for p in lv.props if isinstance(p, ir.ClockProp)), None)
     unit, chunk = check_clock(clock_p.clock, env) if clock_p else ("tokens", 1)
-    options = {p.name: eval_option(p.value, env, p.name) for p in lv.props if isinstance(p, ir.OptionProp)}
+    for p in lv.props:
+        # every property of an in-context level must mean something to the lowering
+        if isinstance(p, ir.OptionProp):
+            raise NameError_(f"level '{lname}' has no option '{p.name}'", p.span,
+                             "in-context levels take keys, values, context, learn, rule, clock and init; "
+                             "rule options go in the rule: rule dgd(lr = ..., layers = all)")
+        if isinstance(p, ir.StreamProp) and p.role == "queries":
+            raise NameError_(f"`queries` is given by each read of level '{lname}'", p.span,
+                             f"read it with {lname}(q) where q is the query stream")
+    options: dict = {}
     common = dict(name=lname, block=el.block.name, heads=heads, options=options, span=lv.span)
 
     if mem.kind == "attention":

@@ -9,6 +9,8 @@ from nlc.passes.elaborate import Elaborator
 from nlc.passes.levels import check_clock
 
 TORCH_OPTIMIZERS = ("AdamW", "Adam", "SGD")
+# options of the outer optimizer level that `nlc train` reads (defaults for its flags)
+OUTER_OPTIONS = ("clip", "warmup", "steps", "batch", "seq_len")
 
 
 def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
@@ -70,6 +72,9 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
         elif isinstance(p, ir.RuleProp):
             rule = p.rule
         elif isinstance(p, ir.OptionProp):
+            if p.name not in OUTER_OPTIONS:
+                raise NameError_(f"the outer optimizer has no option '{p.name}'", p.span,
+                                 (did_you_mean(p.name, OUTER_OPTIONS) or "") + f" options: {', '.join(OUTER_OPTIONS)}")
             opts[p.name] = eval_const(p.value, env, p.name)
         else:
             raise NameError_("an optimizer level takes clock, rule and options (clip = 1.0, warmup = 100)", p.span)
