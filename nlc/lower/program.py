@@ -84,6 +84,72 @@ class Layer(nn.Module):
                 st[f"{key}.{name}.g_in"] = torch.zeros(B, *c.w_in.shape, device=device, dtype=dtype)
                 st[f"{key}.{name}.g_out"] = torch.zeros(B, *c.w_out.shape, device=device, dtype=dtype)
 
+    # ---- the whole sequence, layer-major (no CMS teaching): hoist what does not need reads
+    def _partition(self):
+        """ops -> (before, loop, after): `before` needs no level read (runs on the whole sequence
+        first); `loop` holds the reads and what the levels' writes or other reads need (runs per
+        segment); `after` needs reads but only feeds the block output (whole sequence, last)."""
+        if hasattr(self, "_parts"):
+            return self._parts
+        ops = self.block.ops
+        reads = {op.name for op in ops if op.op == "read"}
+        dep = {}
+        for op in ops:
+            dep[op.name] = op.name in reads or any(dep.get(i, False) for i in op.inputs)
+        need = set()
+        byname = {op.name: op for op in ops}
+
+        def mark(name):
+            if name in byname and dep[name] and name not in need:
+                need.add(name)
+                for i in byname[name].inputs:
+                    mark(i)
+        for op in ops:
+            if op.name in reads:
+                mark(op.name)
+        for lv in self.block.levels:
+            for sname in [lv.keys, lv.values, lv.context] + [g.stream for g in lv.gates.values()]:
+                if sname:
+                    mark(sname)
+        self._parts = ([op for op in ops if not dep[op.name]], [op for op in ops if op.name in need],
+                       [op for op in ops if dep[op.name] and op.name not in need])
+        return self._parts
+
+    def _run_op(self, op, v, st, key):
+        ins = [v[i] for i in op.inputs]
+        x = v["x"]
+        if op.op == "const":
+            return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
+        if op.op == "conv":
+            out, st[f"{key}.{op.name}.conv"] = self.mods[op.name](ins[0], st[f"{key}.{op.name}.conv"])
+            return out
+        if op.op == "read":
+            return self._read(op, ins, st, key)
+        if op.op == "cms":
+            return self._cms(op, ins[0], st, key, None)
+        return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins, None)
+
+    def run(self, x, st, key, pos0, bounds, stats):
+        before, loop, after = self._partition()
+        full = {"x": x}
+        for op in before:
+            full[op.name] = self._run_op(op, full, st, key)
+        pieces = {op.name: [] for op in loop}
+        for s, e in bounds:
+            v = {name: t[:, s:e] for name, t in full.items()}
+            for op in loop:
+                v[op.name] = self._run_op(op, v, st, key)
+                pieces[op.name].append(v[op.name])
+            ends = frozenset(lv.name for lv in self.block.levels if lv.clock == "tokens" and (pos0 + e) % lv.chunk == 0)
+            starts = frozenset(lv.name for lv in self.block.levels if lv.clock == "tokens" and (pos0 + s) % lv.chunk == 0)
+            for name, m in self.mems.items():
+                self._write(m, v, st, f"{key}.{name}", name in ends, e - s, "chunk", stats, at_start=name in starts)
+        for name, ps in pieces.items():
+            full[name] = torch.cat(ps, 1)
+        for op in after:
+            full[op.name] = self._run_op(op, full, st, key)
+        return full[self.block.out]
+
     # ---- one segment
     def segment(self, x, st, key, ends, mode, leaves, stats, starts=frozenset()):
         B, n, _ = x.shape
@@ -211,6 +277,14 @@ class NLModel(nn.Module):
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
         s = 0
+        bounds = []
+        while s < T:  # segment ends: every chunk boundary of every token-clock level
+            e = min(T, s + self.seg - (pos0 + s) % self.seg) if self.seg < (1 << 30) else T
+            bounds.append((s, e))
+            s = e
+        if self._layer_major():
+            return self._forward_layer_major(x_all, st, pos0, bounds, targets, stats)
+        s = 0
         with torch.enable_grad() if learn_cms else _null():
             while s < T:
                 pos = pos0 + s
@@ -233,6 +307,26 @@ class NLModel(nn.Module):
         logits = torch.cat(logits, 1)
         loss = torch.cat(losses).mean() if losses else None
         nseg = max(1, math.ceil(T / min(self.seg, T)))
+        return ModelOutput(logits=logits, state=st, loss=loss,
+                           stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
+
+    def _layer_major(self) -> bool:
+        # without CMS teaching signals (which need every layer's output for a segment's loss),
+        # the chunk program can run layer by layer, hoisting read-independent ops out of the loop
+        return self.mode == "chunk" and not self.cms_learns and not self.checkpointing and not self._compiled
+
+    def _forward_layer_major(self, x, st, pos0, bounds, targets, stats):
+        for key, layer in self.layers():
+            x = layer.run(x, st, key, pos0, bounds, stats)
+        logits = self.head(self.norm(x))
+        loss = None
+        if targets is not None:
+            lf = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+            loss = F.cross_entropy(lf.flatten(0, 1), targets.flatten())
+        st["pos"] = st["pos"] + x.shape[1]
+        if self.detach_state_output:
+            st = {k: v.detach() for k, v in st.items()}
+        nseg = len(bounds)
         return ModelOutput(logits=logits, state=st, loss=loss,
                            stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
 
