@@ -43,7 +43,7 @@ def forward_layers(lv, Ws, k):
     act = ACTS[lv.memory.act]
     a, acts = k, []
     for i, W in enumerate(Ws):
-        z = torch.einsum("bhoi,bhni->bhno", W, a)
+        z = a @ W.transpose(-1, -2)  # (B,H,n,i) x (B,H,i,o): matmuls, not einsum (fewer permutes)
         acts.append((z, a))
         a = act(z) if i < len(Ws) - 1 else z
     if lv.memory.kind == "residual_mlp":
@@ -94,7 +94,7 @@ def closed_form_grads(lv, Ws, k, v):
         z, a = acts[li]
         out[li] = (d, a)
         if li:
-            d = torch.einsum("bhoi,bhno->bhni", Ws[li], d) * act_grad(lv.memory.act, acts[li - 1][0])
+            d = (d @ Ws[li]) * act_grad(lv.memory.act, acts[li - 1][0])
     return out, objective_value(lv, y, v).detach()
 
 
@@ -260,14 +260,14 @@ def dgd_wy(W0, d, k, theta, alpha):
     excl = cla - la                                 # log A_{1..t-1}
     idx = torch.arange(n, device=theta.device)
     lower = idx[:, None] > idx[None, :]
-    gram = torch.einsum("bhti,bhsi->bhts", k, k)
+    gram = k @ k.transpose(-1, -2)
     decay = torch.exp((excl[..., :, None] - cla[..., None, :]).clamp(max=0.0))   # A_{s+1..t-1}
     L = torch.where(lower, decay * theta[..., None, :] * gram, torch.zeros((), dtype=k.dtype, device=k.device))
-    R = torch.exp(excl)[..., None] * torch.einsum("bhoi,bhti->bhto", W0, k) + d
+    R = torch.exp(excl)[..., None] * (k @ W0.transpose(-1, -2)) + d
     eye = torch.eye(n, dtype=k.dtype, device=k.device)
     U = torch.linalg.solve_triangular(eye + L, R, upper=False, unitriangular=True)
     c = theta * torch.exp(cla[..., -1:] - cla)      # A_{t+1..n} b_t
-    return torch.exp(cla[..., -1])[..., None, None] * W0 - torch.einsum("bht,bhto,bhti->bhoi", c, U, k)
+    return torch.exp(cla[..., -1])[..., None, None] * W0 - outer_sum(c, U, k)
 
 
 def dgd_loop(lv, Ws, Ss, u, theta, alpha, eta):

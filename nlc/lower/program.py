@@ -225,7 +225,7 @@ class Layer(nn.Module):
             if c.learns and li is not None:
                 w_in, w_out = w_in + li[0], w_out + li[1]
             inp = x if variant == "independent" else h
-            y = torch.einsum("bdh,bnh->bnd", w_out, ACTS[c.lv.memory.act](torch.einsum("bhd,bnd->bnh", w_in, inp)))
+            y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
             h = h + y
         if variant == "independent":
