@@ -125,8 +125,14 @@ def cmd_eval(a) -> int:
     elif a.task == "mqar":
         print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
     elif a.task == "niah":
-        lengths = tuple(int(x) for x in a.lengths.split(","))
-        res = E.eval_niah(model, lengths=lengths)
+        try:
+            lengths = tuple(int(x) for x in a.lengths.split(","))
+        except ValueError:
+            raise RunError(f"--lengths {a.lengths}: expected comma-separated integers", hint="e.g. --lengths 256,512") from None
+        try:
+            res = E.eval_niah(model, lengths=lengths)
+        except ValueError as e:  # a haystack too short for the needle and the query
+            raise RunError(f"--lengths {a.lengths}: {e}", hint="use lengths of at least 128") from None
         print(res.format() if hasattr(res, "format") else res)
         png = E.plot_niah(res, a.out or str(Path(a.run) / "niah.png"))
         print(f"heatmap {png}")

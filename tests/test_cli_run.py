@@ -1,0 +1,46 @@
+"""The model-running commands end user mistakes with exit 2 and a message, never a traceback."""
+import pytest
+
+from nlc.cli import main
+
+TINY = ["--set", "dim=16", "--set", "heads=2", "--set", "layers=1"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert main(["train", "specs/transformer.nl", "--steps", "2", "--batch", "2", "--seq-len", "32", "--out", str(out),
+                 "--no-progress", "--eval-every", "0", "--threads", "1", *TINY]) == 0
+    return out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["train", "specs/hope.nl", "--steps", "0"], "at least 1"),
+    (["train", "specs/hope.nl", "--data", "/nonexistent/corpus"], "does not exist"),
+    (["train", "specs/nope.nl"], "no such file"),
+    (["eval", "/nonexistent/run"], "no such run directory"),
+    (["generate", "specs"], "not an nlc run"),
+    (["export", "/nonexistent.nl"], "no such spec"),
+])
+def test_user_errors_exit_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_eval_niah_bad_lengths(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--task", "niah", "--lengths", "64"]) == 2
+    assert "too short" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--task", "niah", "--lengths", "x"]) == 2
+
+
+def test_resume_with_another_spec_is_refused(run_dir, capsys):
+    assert main(["train", "specs/titans.nl", "--out", str(run_dir), "--resume", "--steps", "3", *TINY]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def test_eval_and_generate_a_run(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--task", "bpb", "--seq-len", "32"]) == 0
+    assert "validation bpb" in capsys.readouterr().out
+    assert main(["generate", str(run_dir), "--max-new", "5", "--prompt", "def "]) == 0
+    assert capsys.readouterr().out.startswith("def ")
