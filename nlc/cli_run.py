@@ -41,6 +41,8 @@ def fill_train(sub):
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard parameters, gradients and optimizer state (FSDP) instead of DDP")
     p.add_argument("--checkpointing", action="store_true",
                    help="recompute each segment in backward: activation memory O(T d) for long sequences")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
@@ -79,7 +81,7 @@ def cmd_train(a) -> int:
     report = train(model, data, steps=a.steps or d.get("steps"), batch=a.batch or d.get("batch"),
                    seq_len=a.seq_len or d.get("seq_len"), lr=a.lr, seed=a.seed, out_dir=str(out), resume=a.resume,
                    eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
-                   progress=not a.no_progress, tensorboard=a.tensorboard)
+                   progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp)
     print(report.format())
     return 0
 

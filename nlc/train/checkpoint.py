@@ -107,7 +107,8 @@ def _weights_bytes(model) -> bytes:
 
 
 def _state_bytes(optimizer, fast_state, rng) -> bytes:
-    fast = {k: v.detach().cpu() for k, v in (fast_state or {}).items()}
+    # own copies: a state tensor may be a view into a larger buffer (FSDP's gathered parameters)
+    fast = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in (fast_state or {}).items()}
     buf = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "fast_state": fast, "rng": rng}, buf)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 
@@ -104,3 +106,57 @@ def barrier(ctx: DistContext) -> None:
 def cleanup(ctx: DistContext) -> None:
     if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------
+# FSDP (FSDP2's fully_shard): parameters, gradients and optimizer state sharded over the ranks
+
+
+def shard_model(model, ctx: DistContext):
+    """Shard `model` in place. Parameters stay gathered between forward and backward (the
+    in-context levels read them many times per step); they are sharded between steps."""
+    from torch.distributed.fsdp import fully_shard
+
+    model.detach_state_output = True  # as under DDP: the fast state is not backpropagated across batches
+    fully_shard(model, reshard_after_forward=False)
+    return model
+
+
+class _FullModel:
+    """What save_checkpoint reads from a model, with the full (gathered) state dict."""
+
+    def __init__(self, model, sd):
+        self._m, self._sd = model, sd
+
+    def state_dict(self):
+        return self._sd
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+
+class _FullOptimizer:
+    def __init__(self, sd):
+        self._sd = sd
+
+    def state_dict(self):
+        return self._sd
+
+
+def full_state(model, optimizer):
+    """Full model and optimizer state dicts (a collective: every rank must call it)."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (_FullModel(model, get_model_state_dict(model, options=opts)),
+            _FullOptimizer(get_optimizer_state_dict(model, optimizer, options=opts)))
+
+
+def load_full_optimizer_state(model, optimizer, ckpt_path) -> None:
+    """Restore an optimizer state saved by `full_state` into a sharded optimizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    st = torch.load(Path(ckpt_path) / "state.pt", map_location="cpu", weights_only=False)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=st["optimizer"],
+                             options=StateDictOptions(full_state_dict=True))

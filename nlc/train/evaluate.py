@@ -48,6 +48,9 @@ class _evaluating:
 
 def _run(m, tokens: torch.Tensor):
     tokens = tokens.to(_device(m))
+    # an nlc model builds a fresh state inside forward (where FSDP has gathered its parameters)
+    if getattr(m, "detach_state_output", None) is not None:
+        return m(tokens)
     return m(tokens, state=m.init_state(tokens.size(0)))
 
 

@@ -156,7 +156,7 @@ class _StopFlag:
 def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=None, clip=None, seed=0,
           out_dir="runs/run", resume=False, log_every=None, eval_every=None, save_every=None, val_data=None,
           backend_label="torch", keep=3, eval_batches=16, progress=True, tensorboard=False, plot=True,
-          dist_ctx=None) -> Report:
+          dist_ctx=None, fsdp=False) -> Report:
     """Train `model` on byte data (a Corpus, a path, a uint8 array, bytes or a tensor); see the module docstring.
 
     None means "the spec's train_defaults, else DEFAULTS". eval_every / save_every <= 0
@@ -184,10 +184,19 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = unwrap(model).to(ctx.device)
+    if fsdp and not ctx.enabled:
+        raise TrainError("FSDP shards a model over several processes", hint="run under torchrun --nproc-per-node N")
+    if fsdp:
+        # full weights go in before sharding; the optimizer is built over the sharded parameters
+        ck = load_checkpoint(out_dir, raw, None, map_location=ctx.device) if resume else None
+        D.shard_model(raw, ctx)
     opt = make_optimizer(raw, a["lr"])
     start, resumed_from, last_good = 0, None, None
     if resume:
-        ck = load_checkpoint(out_dir, raw, opt, map_location=ctx.device)
+        if fsdp:
+            D.load_full_optimizer_state(raw, opt, ck.path)
+        else:
+            ck = load_checkpoint(out_dir, raw, opt, map_location=ctx.device)
         start = resumed_from = ck.step
         last_good = ck.path
         if ck.rng is not None:
@@ -204,7 +213,7 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         torch.manual_seed(seed)
     if start >= steps and ctx.is_main:
         print(f"note: checkpoint is at step {start}, nothing to do for steps={steps}")
-    net = D.wrap_model(raw, ctx)
+    net = raw if fsdp else D.wrap_model(raw, ctx)
     log = MetricsLog(out_dir, enabled=ctx.is_main, tensorboard=tensorboard, resume_step=resumed_from)
     record = {"seed": seed, "backend": backend_label, "train_args": a, "world_size": ctx.world_size}
 
@@ -222,9 +231,13 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
     def save(s):
         nonlocal last_good, ckpt_path, saved_at
         saved_at = s
+        m_, o_ = (raw, opt) if not fsdp else D.full_state(raw, opt)  # FSDP: gathered on every rank
         if ctx.is_main:
             metrics = {"train_loss": last_loss, "val_bpb": val_bpb, "tokens_seen": s * tokens_per_step}
-            ckpt_path = last_good = save_checkpoint(out_dir, raw, opt, s, fast_state=getattr(out, "state", None),
+            # (under FSDP the last fast state may view parameter storage FSDP has freed: not saved;
+            # training starts every batch from a fresh state anyway)
+            ckpt_path = last_good = save_checkpoint(out_dir, m_, o_, s,
+                                                    fast_state=None if fsdp else getattr(out, "state", None),
                                                     record={**record, "metrics": metrics}, keep=keep)
 
     try:
@@ -237,7 +250,8 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                 x, y = D.shard(x, ctx).to(ctx.device), D.shard(y, ctx).to(ctx.device)
                 net.train()
                 # fresh fast state per batch: in-context memory belongs to one sequence
-                out = net(x, state=raw.init_state(x.size(0)), targets=y)
+                # (under FSDP the model builds it inside forward, where its parameters are gathered)
+                out = net(x, state=None if fsdp else raw.init_state(x.size(0)), targets=y)
                 loss = out.loss if out.loss is not None else \
                     F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
                 # one all-reduce: the global loss (so every rank agrees on NaN) and the stop flag
@@ -265,7 +279,8 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                     log.log(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", bpb=f"{row['bpb']:.3f}", tok_s=f"{tok_s:,.0f}")
                     win_loss, win_n, win_t, win_step = 0.0, 0, time.time(), step
-                if val_arr is not None and ctx.is_main and (
+                # under FSDP every rank evaluates (the forward gathers parameters collectively)
+                if val_arr is not None and (ctx.is_main or fsdp) and (
                         (a["eval_every"] > 0 and step % a["eval_every"] == 0) or step == steps):
                     vl = eval_loss(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=eval_batches)
                     val_bpb = vl / LN2

@@ -35,6 +35,7 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--weights-out", default=None, help="write the final weights (rank 0) to this .safetensors")
+    p.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")
     p.add_argument("--spec", default=None, help="train a real nlc model from this spec (tiny sizes) instead")
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # same arithmetic in every process that is compared
@@ -53,7 +54,7 @@ def main(argv=None):
         model = FakeModel(delay=a.delay, dropout=a.dropout)
     report = train(model, data[:cut], val_data=data[cut:], steps=a.steps, batch=a.batch, seq_len=a.seq_len,
                    out_dir=a.out, resume=a.resume, save_every=a.save_every, eval_every=a.eval_every,
-                   log_every=a.log_every, progress=False, plot=False, seed=1)
+                   log_every=a.log_every, progress=False, plot=False, seed=1, fsdp=a.fsdp)
     if int(os.environ.get("RANK", "0")) == 0:
         print(report.format(), flush=True)
         if a.weights_out:

@@ -105,3 +105,38 @@ def test_ddp_two_cpu_ranks_match_one_process(tmp_path, model):
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), (k, (a[k] - b[k]).abs().max())
     # rank 0 alone wrote the run: one metrics log, checkpoints at 3 and 6
     assert [c.name for c in list_checkpoints(tmp_path / "ddp")] == ["ckpt-0000003", "ckpt-0000006"]
+
+
+@pytest.mark.parametrize("model", [[], REAL], ids=["fake", "hope"])
+def test_fsdp_two_cpu_ranks_match_one_process(tmp_path, model):
+    """FSDP (fully_shard) over 2 gloo ranks ends with the weights of one process (full checkpoint)."""
+    common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3, *model]
+    run_here("--out", tmp_path / "one", *common, "--weights-out", tmp_path / "one.safetensors")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", SCRIPT,
+           "--out", str(tmp_path / "fsdp"), *map(str, common), "--fsdp"]
+    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    a = load_file(tmp_path / "one.safetensors")
+    b = load_file(tmp_path / "fsdp" / "ckpt-0000006" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=0), (k, (a[k] - b[k]).abs().max())
+
+
+def test_fsdp_resume_matches_uninterrupted(tmp_path):
+    import shutil
+    common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3, *REAL, "--fsdp"]
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", SCRIPT]
+    out = tmp_path / "fsdp"
+    p = subprocess.run(base + ["--out", str(out), *map(str, common)], env=ENV, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    full = load_file(out / "ckpt-0000006" / "model.safetensors")
+    # roll the run back to step 3 (as if killed there) and resume it
+    shutil.rmtree(out / "ckpt-0000006")
+    (out / "latest").write_text("ckpt-0000003")
+    p = subprocess.run(base + ["--out", str(out), *map(str, common), "--resume"], env=ENV, capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    resumed = load_file(out / "ckpt-0000006" / "model.safetensors")
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
