@@ -125,5 +125,7 @@ def load(run_dir, backend: str = "torch"):
     src = origin if origin and Path(origin).is_file() and Path(origin).read_text(encoding="utf-8") == text else None
     m = compile(src or text, backend=backend, model=rec.get("model"), **rec.get("overrides", {}))
     from nlc.train.checkpoint import load_checkpoint
+    from nlc.train.sources import get_tokenizer
     load_checkpoint(run, m)
+    m.tokenizer = get_tokenizer(rec.get("tokenizer", "bytes"))
     return m

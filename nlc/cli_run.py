@@ -28,7 +28,10 @@ def fill_all(sub):
 def fill_train(sub):
     p = sub.add_parser("train", help="train a model from a spec (default: the embedded stdlib corpus)")
     p.add_argument("spec", help=".nl spec file")
-    p.add_argument("--data", help="a text file or a folder of text files (default: Python's stdlib source)")
+    p.add_argument("--data", help="a text file, a folder of text files, or hf:NAME[:CONFIG][@SPLIT] / hf:PATH "
+                   "(Hugging Face datasets, where installed); default: Python's stdlib source")
+    p.add_argument("--tokenizer", default="bytes",
+                   help="bytes (default, vocab 256), tiktoken:NAME or tiktoken:/path/file.tiktoken (sets vocab)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the spec's, else 300)")
     p.add_argument("--batch", type=int, help="sequences per step (global batch under torchrun)")
     p.add_argument("--seq-len", type=int, help="tokens (bytes) per sequence")
@@ -60,9 +63,15 @@ def cmd_train(a) -> int:
     from nlc.api import compile as nlc_compile
     from nlc.train.data import default_corpus, load_data
     from nlc.train.loop import train
+    from nlc.train.sources import get_tokenizer, load_hf, tokenize
     ov = _ov(a)
     if a.steps is not None and a.steps <= 0:
         raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
+    tok = get_tokenizer(a.tokenizer)
+    if tok.enc is not None:  # the model's vocabulary is the tokenizer's
+        if "vocab" in ov and ov["vocab"] < tok.n_vocab:
+            raise RunError(f"--set vocab={ov['vocab']} is smaller than {a.tokenizer}'s {tok.n_vocab} tokens")
+        ov.setdefault("vocab", tok.n_vocab)
     _threads(a)
     torch.manual_seed(a.seed)
     model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, **ov)
@@ -74,14 +83,19 @@ def cmd_train(a) -> int:
             raise RunError(f"cannot resume {out}: it was trained from spec {rec.get('spec_name')} "
                            f"(hash {rec.get('spec_hash')}), not {model.spec_name} (hash {model.spec_hash})",
                            hint="use the same spec and --set values, or a new --out")
-    data = load_data(a.data) if a.data else default_corpus(verbose=True)
+    if a.data and a.data.startswith("hf:"):
+        data = load_hf(a.data)
+    else:
+        data = load_data(a.data) if a.data else default_corpus(verbose=True)
+    data, bytes_per_token = tokenize(data, tok)
     out.mkdir(parents=True, exist_ok=True)
     _write_spec_record(out, model, a)
     d = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in model.train_defaults}
     report = train(model, data, steps=a.steps or d.get("steps"), batch=a.batch or d.get("batch"),
                    seq_len=a.seq_len or d.get("seq_len"), lr=a.lr, seed=a.seed, out_dir=str(out), resume=a.resume,
                    eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
-                   progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp)
+                   progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp,
+                   bytes_per_token=bytes_per_token)
     print(report.format())
     return 0
 
@@ -89,7 +103,7 @@ def cmd_train(a) -> int:
 def _write_spec_record(out: Path, model, a):
     from nlc.train.checkpoint import _write_bytes
     rec = dict(spec_name=model.spec_name, spec_hash=model.spec_hash, model=a.model or model.spec_name,
-               overrides=model.overrides, spec_path=model.spec_path)
+               overrides=model.overrides, spec_path=model.spec_path, tokenizer=getattr(a, "tokenizer", "bytes"))
     _write_bytes(out / "spec.nl", model.spec_text.encode())
     _write_bytes(out / "spec.json", json.dumps(rec, indent=2).encode())
 
@@ -122,8 +136,9 @@ def cmd_eval(a) -> int:
     model.eval()
     if a.task == "bpb":
         from nlc.train.data import default_corpus, load_data
-        data = (load_data(a.data) if a.data else default_corpus()).val
-        print(f"validation bpb: {E.eval_bpb(model, data, seq_len=a.seq_len):.4f}")
+        from nlc.train.sources import tokenize
+        corpus, bpt = tokenize(load_data(a.data) if a.data else default_corpus(), model.tokenizer)
+        print(f"validation bpb: {E.eval_bpb(model, corpus.val, seq_len=a.seq_len) / bpt:.4f}")
     elif a.task == "mqar":
         print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
     elif a.task == "niah":
@@ -170,8 +185,14 @@ def cmd_generate(a) -> int:
     def emit(b):
         sys.stdout.write(dec.decode(bytes([b])))
         sys.stdout.flush()
-    generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
-             callback=emit)
+    tok = model.tokenizer
+    if tok.enc is None:
+        generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
+                 callback=emit)
+    else:  # token ids in, token ids out; each token's bytes go to the decoder
+        generate(model, [int(i) for i in tok.encode(a.prompt.encode())], max_new=a.max_new,
+                 temperature=a.temperature, top_k=a.top_k, seed=a.seed,
+                 callback=lambda t: sys.stdout.write(dec.decode(tok.decode([t]))) or sys.stdout.flush())
     sys.stdout.write("\n")
     return 0
 

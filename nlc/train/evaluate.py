@@ -223,9 +223,10 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
     """
     m = unwrap(model)
     gen = torch.Generator().manual_seed(seed)
-    prompt = bytes(prompt_bytes) or b"\n"  # an empty prompt still needs a first token
+    as_ids = isinstance(prompt_bytes, (list, tuple))  # token ids (a tokenizer's), not bytes
+    prompt = list(prompt_bytes) if as_ids else (bytes(prompt_bytes) or b"\n")  # an empty prompt needs a token
     dev = _device(m)
-    out_bytes = bytearray()
+    out_bytes = [] if as_ids else bytearray()
     teach = bool(getattr(m, "cms_learns", False))
     with _evaluating(m):
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
@@ -249,4 +250,5 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
                 out = m(ids, state=state)
         if return_state and not teach:
             state = out.state
-    return (bytes(out_bytes), state) if return_state else bytes(out_bytes)
+    result = list(out_bytes) if as_ids else bytes(out_bytes)
+    return (result, state) if return_state else result

@@ -47,6 +47,7 @@ class Report:
     metrics_log: Path
     plot: Path | None
     backend: str = "torch"
+    bytes_per_token: float = 1.0  # > 1 with a tokenizer: bits per byte = bits per token / this
     interrupted: bool = False
     resumed_from: int | None = None
 
@@ -55,7 +56,7 @@ class Report:
         s = [f"{head} {self.spec_name or 'model'} [{self.backend}]: {self.steps} steps in {self.wall_s:.1f} s, "
              f"{self.tokens_per_s:,.0f} tok/s" + (f" (resumed from step {self.resumed_from})" if self.resumed_from else "")]
         if self.train_loss is not None:
-            s.append(f"  train loss {self.train_loss:.4f} ({self.train_loss / LN2:.3f} bpb)"
+            s.append(f"  train loss {self.train_loss:.4f} ({self.train_loss / LN2 / self.bytes_per_token:.3f} bpb)"
                      + (f", val bpb {self.val_bpb:.3f}" if self.val_bpb is not None else ""))
         s.append(f"  checkpoint {self.checkpoint}")
         s.append(f"  metrics    {self.metrics_log}")
@@ -156,7 +157,7 @@ class _StopFlag:
 def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=None, clip=None, seed=0,
           out_dir="runs/run", resume=False, log_every=None, eval_every=None, save_every=None, val_data=None,
           backend_label="torch", keep=3, eval_batches=16, progress=True, tensorboard=False, plot=True,
-          dist_ctx=None, fsdp=False) -> Report:
+          dist_ctx=None, fsdp=False, bytes_per_token: float = 1.0) -> Report:
     """Train `model` on byte data (a Corpus, a path, a uint8 array, bytes or a tensor); see the module docstring.
 
     None means "the spec's train_defaults, else DEFAULTS". eval_every / save_every <= 0
@@ -273,7 +274,7 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                 if step % a["log_every"] == 0 or step == steps:
                     dt = max(time.time() - win_t, 1e-9)
                     tok_s = (step - win_step) * tokens_per_step / dt
-                    row = {"step": step, "loss": win_loss / win_n, "bpb": win_loss / win_n / LN2,
+                    row = {"step": step, "loss": win_loss / win_n, "bpb": win_loss / win_n / LN2 / bytes_per_token,
                            "lr": opt.param_groups[0]["lr"], "tok_s": tok_s, "grad_norm": float(gnorm),
                            "time": time.time() - t_start, **(out.stats or {})}
                     log.log(row)
@@ -283,7 +284,7 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                 if val_arr is not None and (ctx.is_main or fsdp) and (
                         (a["eval_every"] > 0 and step % a["eval_every"] == 0) or step == steps):
                     vl = eval_loss(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=eval_batches)
-                    val_bpb = vl / LN2
+                    val_bpb = vl / LN2 / bytes_per_token
                     log.log({"step": step, "val_loss": vl, "val_bpb": val_bpb})
                 if (a["save_every"] > 0 and step % a["save_every"] == 0) or step == steps:
                     save(step)
@@ -317,4 +318,4 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
     done = step - start
     return Report(out_dir, getattr(raw, "spec_name", None), step, last_loss, val_bpb,
                   done * tokens_per_step / max(time.time() - t_loop, 1e-9), wall, ckpt_path, out_dir / METRICS,
-                  plot_path, backend_label, interrupted, resumed_from)
+                  plot_path, backend_label, bytes_per_token, interrupted, resumed_from)
