@@ -40,6 +40,7 @@ class MemoryPlan(R):
     act: str = "silu"
     window: int = 0
     persistent: int = 0
+    rope: bool = True          # attention: rotary position embedding of queries and keys
 
 
 class LevelPlan(R):

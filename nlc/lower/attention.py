@@ -3,6 +3,9 @@ Nadaraya-Watson solution of a weighted l2 regression; a window restricts it to t
 c tokens). Learnable persistent tokens are prepended (Titans §3.3); `context` tokens
 (MAC's memory read-outs h_t) join the keys at their own positions, causally.
 The key/value cache is the level's fast state, so segments stream exactly.
+Queries and keys carry rotary position embeddings (RoPE, on by default; `rope = false`
+gives NoPE) at their absolute positions: the level counts the tokens it has seen in its
+state, and cached keys are stored rotated.
 """
 from __future__ import annotations
 
@@ -27,13 +30,31 @@ class AttentionLevel(nn.Module):
     def cache_len(self, total: int) -> int:
         return total if not self.window else min(total, self.window)
 
+    def rotate(self, x, pos):
+        """RoPE on (B, H, n, d) at absolute positions pos (B, n) (pairs of channels rotate)."""
+        d = x.shape[-1] // 2 * 2
+        if not self.lv.memory.rope or d == 0:
+            return x
+        inv = 10000.0 ** (-torch.arange(0, d, 2, device=x.device, dtype=x.dtype) / d)
+        ang = pos.to(x.dtype)[:, None, :, None] * inv                          # (B, 1, n, d/2)
+        cos, sin = torch.cos(ang), torch.sin(ang)
+        x1, x2 = x[..., 0:d:2], x[..., 1:d:2]
+        rot = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
+        return torch.cat([rot, x[..., d:]], -1)
+
     def forward(self, h, ctx, st, key):
         """h (B, n, dim): this segment; ctx (B, n, dim) or None. Positions are relative to the segment start."""
         B, n, _ = h.shape
         q, k, v = (split_heads(f(h), self.H) for f in (self.q, self.k, self.v))
+        p0 = st.get(key + ".pos")
+        if p0 is None:
+            p0 = torch.zeros(B, dtype=torch.long, device=h.device)
+        pos = p0[:, None] + torch.arange(n, device=h.device)                    # absolute positions
+        st[key + ".pos"] = p0 + n
+        q, k = self.rotate(q, pos), self.rotate(k, pos)
         ks, vs = [k], [v]
         if ctx is not None:
-            ks.append(split_heads(self.k(ctx), self.H))
+            ks.append(self.rotate(split_heads(self.k(ctx), self.H), pos))
             vs.append(split_heads(self.v(ctx), self.H))
         ck, cv = st.get(key + ".k"), st.get(key + ".v")
         if ck is not None:

@@ -24,7 +24,7 @@ BUILTINS = {
 }
 MEMORY_KINDS = {
     "linear": (), "mlp": ("depth", "expansion", "act"), "residual_mlp": ("expansion", "act"),
-    "attention": ("window", "persistent"), "slot": (),
+    "attention": ("window", "persistent", "rope"), "slot": (),
 }
 OBJECTIVES = {"l2": (), "dot": (), "huber": ("delta",), "lp": ("p",)}
 RULES = {  # in-context update rules and their gates (defaults)

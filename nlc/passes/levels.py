@@ -55,6 +55,8 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
     _int("depth", 1, 8)
     _int("window", 0, MAX_CHUNK)
     _int("persistent", 0, 4096)
+    if not isinstance(kw.get("rope", True), bool):
+        raise DimensionError(f"{call.func}(rope = {kw['rope']!r}): rope is true or false", call.span)
     e = kw.get("expansion", 1.0)
     if isinstance(e, bool) or not isinstance(e, (int, float)) or e <= 0:
         raise DimensionError(f"{call.func}(expansion = {e!r}): expansion must be a positive number", call.span)

@@ -201,3 +201,21 @@ model P(dim = 8, heads = 2, vocab = 256) {
     spec.write_text(spec.read_text().replace("mem.safetensors", "missing.safetensors"))
     with pytest.raises(NlcError, match="not found"):
         nlc.compile(str(spec))
+
+
+def test_attention_rope_option():
+    """Attention carries rotary positions by default; `rope = false` is NoPE. Both stream exactly."""
+    text = open("specs/transformer.nl").read()
+    torch.manual_seed(0)
+    rope = nlc.compile(text, **SMALL).double()
+    nope = nlc.compile(text.replace("attention()", "attention(rope = false)"), **SMALL).double()
+    nope.load_state_dict(rope.state_dict())
+    x = torch.randint(0, 256, (2, 12))
+    a, b = rope(x), nope(x)
+    assert not torch.allclose(a.logits, b.logits)
+    torch.testing.assert_close(a.logits[:, 0], b.logits[:, 0])  # position 0: rotation by angle 0
+    st, parts = None, []
+    for s, e in [(0, 5), (5, 12)]:
+        o = rope(x[:, s:e], state=st)
+        st, parts = o.state, parts + [o.logits]
+    torch.testing.assert_close(torch.cat(parts, 1), a.logits)
