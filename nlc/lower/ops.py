@@ -82,7 +82,7 @@ def make_module(op, widths: dict[str, int]):
     return None
 
 
-def apply_op(op, mod, ins, consts):
+def apply_op(op, mod, ins):
     """Run one stateless op on its input tensors."""
     name, a = op.op, op.attrs
     if name in ACTS:

@@ -115,7 +115,7 @@ class Layer(nn.Module):
                        [op for op in ops if dep[op.name] and op.name not in need])
         return self._parts
 
-    def _run_op(self, op, v, st, key):
+    def _run_op(self, op, v, st, key, leaves=None):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
         if op.op == "const":
@@ -126,8 +126,8 @@ class Layer(nn.Module):
         if op.op == "read":
             return self._read(op, ins, st, key)
         if op.op == "cms":
-            return self._cms(op, ins[0], st, key, None)
-        return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins, None)
+            return self._cms(op, ins[0], st, key, leaves)
+        return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 
     def run(self, x, st, key, pos0, bounds, stats):
         before, loop, after = self._partition()
@@ -152,20 +152,10 @@ class Layer(nn.Module):
 
     # ---- one segment
     def segment(self, x, st, key, ends, mode, leaves, stats, starts=frozenset()):
-        B, n, _ = x.shape
+        n = x.shape[1]
         v = {"x": x}
         for op in self.block.ops:
-            ins = [v[i] for i in op.inputs]
-            if op.op == "const":
-                v[op.name] = torch.full((B, n, 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
-            elif op.op == "conv":
-                v[op.name], st[f"{key}.{op.name}.conv"] = self.mods[op.name](ins[0], st[f"{key}.{op.name}.conv"])
-            elif op.op == "read":
-                v[op.name] = self._read(op, ins, st, key)
-            elif op.op == "cms":
-                v[op.name] = self._cms(op, ins[0], st, key, leaves)
-            else:
-                v[op.name] = apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins, None)
+            v[op.name] = self._run_op(op, v, st, key, leaves)
         for name, m in self.mems.items():
             self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats, at_start=name in starts)
         return v[self.block.out]
