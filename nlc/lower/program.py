@@ -115,6 +115,12 @@ class Layer(nn.Module):
                        [op for op in ops if dep[op.name] and op.name not in need])
         return self._parts
 
+    def edges(self, start: int, end: int):
+        """The token-clock levels whose chunk starts at `start` / ends at `end` (absolute positions)."""
+        tok = [lv for lv in self.block.levels if lv.clock == "tokens"]
+        return (frozenset(lv.name for lv in tok if start % lv.chunk == 0),
+                frozenset(lv.name for lv in tok if end % lv.chunk == 0))
+
     def _run_op(self, op, v, st, key, leaves=None):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
@@ -140,8 +146,7 @@ class Layer(nn.Module):
             for op in loop:
                 v[op.name] = self._run_op(op, v, st, key)
                 pieces[op.name].append(v[op.name])
-            ends = frozenset(lv.name for lv in self.block.levels if lv.clock == "tokens" and (pos0 + e) % lv.chunk == 0)
-            starts = frozenset(lv.name for lv in self.block.levels if lv.clock == "tokens" and (pos0 + s) % lv.chunk == 0)
+            starts, ends = self.edges(pos0 + s, pos0 + e)
             for name, m in self.mems.items():
                 self._write(m, v, st, f"{key}.{name}", name in ends, e - s, "chunk", stats, at_start=name in starts)
         for name, ps in pieces.items():
@@ -223,6 +228,12 @@ class Layer(nn.Module):
         return h - x
 
 
+def _token_loss(logits, targets):
+    """Per-token cross-entropy (B*n,); low-precision logits are scored in fp32."""
+    lf = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    return F.cross_entropy(lf.flatten(0, 1), targets.flatten(), reduction="none")
+
+
 def _acc(stats, k, val):
     stats[k] = stats.get(k, 0.0) + (val.detach() if torch.is_tensor(val) else val)
 
@@ -266,37 +277,34 @@ class NLModel(nn.Module):
         logits, losses = [], []
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
-        s = 0
-        bounds = []
+        s, bounds = 0, []
         while s < T:  # segment ends: every chunk boundary of every token-clock level
             e = min(T, s + self.seg - (pos0 + s) % self.seg) if self.seg < (1 << 30) else T
             bounds.append((s, e))
             s = e
         if self._layer_major():
             return self._forward_layer_major(x_all, st, pos0, bounds, targets, stats)
-        s = 0
         with torch.enable_grad() if learn_cms else _null():
-            while s < T:
+            for s, e in bounds:
                 pos = pos0 + s
-                e = min(T, s + self.seg - pos % self.seg) if self.seg < (1 << 30) else T
                 x = x_all[:, s:e]
                 for key, layer in self.layers():
                     x = self._segment(layer, x, st, key, pos, e - s, leaves, stats)
                 lg = self.head(self.norm(x))
                 logits.append(lg)
                 if targets is not None:
-                    lf = lg.float() if lg.dtype in (torch.float16, torch.bfloat16) else lg  # low precision: loss in fp32
-                    tok_loss = F.cross_entropy(lf.flatten(0, 1), targets[:, s:e].flatten(), reduction="none")
+                    tok_loss = _token_loss(lg, targets[:, s:e])
                     losses.append(tok_loss)
                     if learn_cms:
                         self._cms_step(st, leaves, tok_loss.sum(), pos + (e - s))
-                s = e
-        st["pos"] = st["pos"] + T
+        loss = torch.cat(losses).mean() if losses else None
+        return self._finish(torch.cat(logits, 1), st, loss, stats, len(bounds))
+
+    def _finish(self, logits, st, loss, stats, nseg) -> ModelOutput:
+        """Advance the position, detach the state where asked, average the per-segment surprise."""
+        st["pos"] = st["pos"] + logits.shape[1]
         if self.detach_state_output:
             st = {k: v.detach() for k, v in st.items()}
-        logits = torch.cat(logits, 1)
-        loss = torch.cat(losses).mean() if losses else None
-        nseg = max(1, math.ceil(T / min(self.seg, T)))
         return ModelOutput(logits=logits, state=st, loss=loss,
                            stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
 
@@ -309,22 +317,13 @@ class NLModel(nn.Module):
         for key, layer in self.layers():
             x = layer.run(x, st, key, pos0, bounds, stats)
         logits = self.head(self.norm(x))
-        loss = None
-        if targets is not None:
-            lf = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-            loss = F.cross_entropy(lf.flatten(0, 1), targets.flatten())
-        st["pos"] = st["pos"] + x.shape[1]
-        if self.detach_state_output:
-            st = {k: v.detach() for k, v in st.items()}
-        nseg = len(bounds)
-        return ModelOutput(logits=logits, state=st, loss=loss,
-                           stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
+        loss = _token_loss(logits, targets).mean() if targets is not None else None
+        return self._finish(logits, st, loss, stats, len(bounds))
 
     def _segment(self, layer, x, st, key, pos, n, leaves, stats):
         # which levels reach a chunk boundary at the end of this segment (decided here, in
         # Python, so the compiled segment program sees plain flags, not positions)
-        ends = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and (pos + n) % lv.chunk == 0)
-        starts = frozenset(lv.name for lv in layer.block.levels if lv.clock == "tokens" and pos % lv.chunk == 0)
+        starts, ends = layer.edges(pos, pos + n)
         if leaves is not None:
             # teaching leaves of the CMS stages (created here, outside any compiled program)
             for name, c in layer.cms.items():
