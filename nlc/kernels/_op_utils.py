@@ -33,3 +33,15 @@ def recompute_grads(fn, inputs, grad_outputs, *args):
         outs = fn(*xs, *args)
         gs = torch.autograd.grad(outs, xs, [g.float() for g in grad_outputs], allow_unused=True)
     return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, inputs))
+
+
+def gate_grads(lr, decay, mom, chunk: int, bc: int, coeff_grads):
+    """(dlr, ddecay, dmom) from the gradients of the step gate coefficients (da, db, dc, dsm, dsd)
+    that a backward kernel produced: the chain rule through `step_gate_coeffs`, by torch.autograd."""
+    from ._utils import step_gate_coeffs
+
+    with autograd_inside_op():
+        xs = [x.detach().float().requires_grad_() for x in (lr, decay, mom)]
+        outs = step_gate_coeffs(*xs, chunk, bc)
+        gs = torch.autograd.grad(outs, xs, coeff_grads, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, (lr, decay, mom)))

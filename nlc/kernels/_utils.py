@@ -65,3 +65,53 @@ def gate_coeffs(lr: torch.Tensor, decay: torch.Tensor, mom: torch.Tensor):
 def upcast(*xs):
     """Half-precision tensors to fp32; fp32 and fp64 stay as they are (references compute at >= fp32)."""
     return [x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in xs]
+
+
+def step_starts(T: int, chunk: int, bc: int) -> list[int]:
+    """First row of every kernel step: each chunk is walked in sub-blocks of `bc` rows (the last ones shorter).
+
+    Step (j, m) = rows [j*chunk + m*bc, min(j*chunk + (m+1)*bc, (j+1)*chunk, T)); it is stored at index
+    j * ceil(chunk / bc) + m, so the list has holes (None) where the last chunk has fewer sub-blocks."""
+    ns = -(-chunk // bc)
+    out = []
+    for cs in range(0, T, chunk):
+        for m in range(ns):
+            s = cs + m * bc
+            out.append(s if s < min(cs + chunk, T) else None)
+    return out
+
+
+def step_gate_coeffs(lr, decay, mom, chunk: int, bc: int):
+    """`gate_coeffs` of every kernel step at once (vectorised, differentiable, exact at zero gates).
+
+    lr, decay, mom: (B, H, T). Returns a, b, sm: (B, H, NSTEP) and c, sd: (B, H, T) (each row's coefficient
+    in its own step), with the steps of `step_starts` (holes give a = sm = 1, b = 0). Products are
+    cumprods over masked (.., BC, BC) matrices, so the backward is torch's exact cumprod backward."""
+    T = lr.shape[-1]
+    starts = step_starts(T, chunk, bc)
+    dev = lr.device
+    st = torch.tensor([-1 if s is None else s for s in starts], device=dev)
+    ends = torch.tensor([0 if s is None else min(s + bc, (s // chunk + 1) * chunk, T) for s in starts], device=dev)
+    rows = st[:, None].clamp_min(0) + torch.arange(bc, device=dev)      # (NSTEP, BC)
+    valid = (rows < ends[:, None]) & (st[:, None] >= 0)
+    idx = rows.clamp_max(T - 1)
+    lr_, gam, m = (torch.where(valid, x[..., idx], pad) for x, pad in ((lr, 0.0), (1 - decay, 1.0), (mom, 1.0)))
+    tri = torch.ones(bc, bc, dtype=torch.bool, device=dev).triu(1)       # [i, t]: t > i
+    # P[i, t] = M(i+1..t) for t >= i (cumprod of mom over columns i+1..t), 0 below the diagonal
+    P = torch.cumprod(torch.where(tri, m[..., None, :], 1.0), -1) * tri.logical_or(torch.eye(bc, dtype=torch.bool, device=dev))
+    # gtail[t] = G(t+1..L) over the valid rows (padded gates are 1)
+    gtail = _exclusive_rev_cumprod(gam)
+    gv = gtail * valid
+    c = -lr_ * (P * gv[..., None, :]).sum(-1)
+    sd = -lr_ * P[..., -1]
+    b = (gv * torch.cumprod(m, -1)).sum(-1)
+    a, sm = gam.prod(-1), m.prod(-1)
+    flat = lambda x: x.masked_select(valid).view(*x.shape[:-2], -1)   # noqa: E731  (rows back in T order)
+    return a, b, flat(c), sm, flat(sd)
+
+
+def _exclusive_rev_cumprod(x):
+    """y[t] = prod(x[t+1:]) along the last dim, with no division (exact at zeros)."""
+    ones = torch.ones_like(x[..., :1])
+    shifted = torch.cat([x[..., 1:], ones], -1)
+    return torch.flip(torch.cumprod(torch.flip(shifted, (-1,)), -1), (-1,))

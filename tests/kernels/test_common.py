@@ -2,7 +2,9 @@
 import torch
 
 from nlc.kernels import available
-from nlc.kernels._utils import gate_coeffs
+import pytest
+
+from nlc.kernels._utils import gate_coeffs, step_gate_coeffs, step_starts
 
 
 def test_available_here():
@@ -29,3 +31,29 @@ def test_gate_coeffs_match_recurrence():
     a, b, c, sm, sd = gate_coeffs(lr, decay, mom)
     assert torch.allclose(a * W0 + b * S0 + (c[:, None, None] * g).sum(0), W)
     assert torch.allclose(sm * S0 + (sd[:, None, None] * g).sum(0), S)
+
+
+@pytest.mark.parametrize("T,C,bc", [(1, 1, 16), (63, 5, 16), (100, 80, 64), (100, 1000, 64), (40, 16, 16)])
+def test_step_gate_coeffs_match_per_step(T, C, bc):
+    """The vectorised per-step coefficients (what the backward kernels differentiate through) against
+    `gate_coeffs` on each step's rows: values and gradients, with zero gates (mom = 0, decay = 1)."""
+    lr, decay, mom = (torch.rand(2, 3, T, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    with torch.no_grad():
+        mom[0, 0, ::3] = 0.0
+        decay[0, 1, ::2] = 1.0
+    outs = step_gate_coeffs(lr, decay, mom, C, bc)
+    ws = [torch.randn_like(o) for o in outs]
+    got = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, ws)), (lr, decay, mom))
+    total = 0.0
+    for i, s in enumerate(step_starts(T, C, bc)):
+        if s is None:
+            continue
+        e = min(s + bc, (s // C + 1) * C, T)
+        a, b, c, sm, sd = gate_coeffs(lr[..., s:e], decay[..., s:e], mom[..., s:e])
+        for x, y in ((outs[0][..., i], a), (outs[1][..., i], b), (outs[3][..., i], sm), (outs[2][..., s:e], c), (outs[4][..., s:e], sd)):
+            assert torch.allclose(x, y)
+        total = total + (a * ws[0][..., i]).sum() + (b * ws[1][..., i]).sum() + (sm * ws[3][..., i]).sum() \
+            + (c * ws[2][..., s:e]).sum() + (sd * ws[4][..., s:e]).sum()
+    want = torch.autograd.grad(total, (lr, decay, mom))
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w)

@@ -89,6 +89,29 @@ def test_linear_memory_gate_edges(impl):
         assert_close(name, a, b, 1e-4)
 
 
+@pytest.mark.parametrize("T,C,Dk,Dv", [(1, 16, 16, 16), (63, 1, 16, 32), (63, 5, 32, 16), (100, 80, 16, 16),
+                                       (130, 64, 16, 16), (100, 128, 64, 64)])
+def test_linear_memory_bwd_kernel(T, C, Dk, Dv, nan_poison):
+    """The Triton backward alone against autograd through the naive loop (fp64), with transposed and
+    expanded (stride-0) output gradients, chunks shorter than, equal to and spanning several sub-blocks,
+    and gates at the ends of their ranges."""
+    from nlc.kernels.linear_memory.fused_bwd import linear_memory_bwd
+
+    xs = make_inputs(2, 1, T, Dk, Dv, torch.float32)
+    xs[4][0, 0, ::3] = 1.0
+    xs[5][1, 0, ::2] = 0.0
+    do = torch.randn(2, 1, Dv, T, device=DEVICE).transpose(-1, -2)          # non-contiguous
+    dW = torch.randn(1, 1, Dv, Dk, device=DEVICE).expand(2, 1, Dv, Dk)      # stride 0 on the batch dim
+    dS = torch.randn(2, 1, Dk, Dv, device=DEVICE).transpose(-1, -2)
+    ref_in = [x.double().requires_grad_() for x in xs]
+    outs = naive_linear_memory(*ref_in, C, False)
+    ref = torch.autograd.grad(outs, ref_in, [g.double() for g in (do, dW, dS)])
+    tri = linear_memory_bwd(*xs, do, dW, dS, C)
+    for name, a, b in zip(NAMES, ref, tri):
+        assert b.dtype == torch.float32
+        assert_close(f"d{name}", a, b, 1e-5)
+
+
 @pytest.mark.parametrize("dgd", [False, True])
 def test_chunk_reference_matches_naive(dgd):
     xs = make_inputs(2, 2, 37, 16, 8, torch.float32)

@@ -53,10 +53,10 @@ def linear_memory_fwd_kernel_recurrent(
 
 @triton.jit
 def linear_memory_fwd_kernel_chunk(
-    q, k, v, lr, decay, mom, W0, S0, o, WT, ST,
-    T, C,
+    q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss,
+    T, C, NS, NSTEP,
     DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, SAVE: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     ok = tl.arange(0, BK)
@@ -73,6 +73,11 @@ def linear_memory_fwd_kernel_chunk(
         Wb = W
         # a chunk longer than BC rows is walked in sub-blocks; all of them read Wb
         for s in range(cs, ce, BC):
+            if SAVE:
+                # the backward's recompute: the state at the start of every step (chunk j, sub-block m)
+                p_step = (i_bh * NSTEP + (cs // C) * NS + (s - cs) // BC) * DV * DK + ov[:, None] * DK + ok[None, :]
+                tl.store(Ws + p_step, W, mask=mvk)
+                tl.store(Ss + p_step, S, mask=mvk)
             rows = s + oc
             valid = rows < ce
             it = i_bh * T + rows
@@ -94,22 +99,37 @@ def linear_memory_fwd_kernel_chunk(
     tl.store(ST + p_state, S.to(ST.dtype.element_ty), mask=mvk)
 
 
-def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, impl: str = "auto"):
-    """Host launcher. impl: 'recurrent', 'chunk' (no dgd only) or 'auto' (chunk when not dgd and chunk >= 16)."""
+def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, impl: str = "auto",
+                      save_states: bool = False):
+    """Host launcher. impl: 'recurrent', 'chunk' (no dgd only) or 'auto' (chunk when not dgd and chunk >= 16).
+
+    save_states (chunk kernel only): also return the fp32 states (W, S) at the start of every kernel step,
+    (B, H, NSTEP, Dv, Dk) each with the steps of `step_starts`: what the backward kernel walks back through."""
+    q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     if impl == "auto":
-        impl = "chunk" if (not dgd and chunk >= 16) else "recurrent"
+        impl = "chunk" if (not dgd and (chunk >= 16 or save_states)) else "recurrent"
     if impl == "chunk" and dgd:
         raise ValueError("the chunk kernel does not implement dgd; use impl='recurrent'")
+    if save_states and impl != "chunk":
+        raise ValueError("save_states needs the chunk kernel")
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     WT = torch.empty_like(W0)
     ST = torch.empty_like(S0)
-    args = (q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk)
     meta = dict(DK=DK, DV=DV, BK=block(DK), BV=block(DV))
     if impl == "recurrent":
-        linear_memory_fwd_kernel_recurrent[(B * H,)](*args, DGD=dgd, **meta)
-    else:
-        prec = "ieee" if q.dtype == torch.float32 else "tf32"
-        linear_memory_fwd_kernel_chunk[(B * H,)](*args, BC=chunk_block(chunk, T), PREC=prec, **meta)
-    return o, WT, ST
+        linear_memory_fwd_kernel_recurrent[(B * H,)](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk,
+                                                     DGD=dgd, **meta)
+        return o, WT, ST
+    bc = chunk_block(chunk, T)
+    ns = -(-chunk // bc)
+    nstep = -(-T // chunk) * ns
+    Ws = Ss = o  # unused placeholders when not saving
+    if save_states:
+        Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)
+        Ss = torch.empty_like(Ws)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    linear_memory_fwd_kernel_chunk[(B * H,)](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
+                                             BC=bc, PREC=prec, SAVE=save_states, **meta)
+    return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

@@ -1,4 +1,7 @@
-"""`torch.ops.nlc.linear_memory`: Triton forward, fake impl for torch.compile, recompute backward."""
+"""`torch.ops.nlc.linear_memory`: Triton forward and backward, fake impls for torch.compile.
+
+The backward is the Triton kernel of fused_bwd.py without dgd; with dgd it recomputes through the chunked
+torch reference and differentiates it with torch.autograd (no Triton DGD backward yet)."""
 import torch
 from torch import Tensor
 
@@ -27,8 +30,11 @@ def linear_memory_bwd_op(
     q: Tensor, k: Tensor, v: Tensor, lr: Tensor, decay: Tensor, mom: Tensor, W0: Tensor, S0: Tensor,
     do: Tensor, dW: Tensor, dS: Tensor, chunk: int, dgd: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    # backward = recompute through the chunked torch reference (no Triton backward kernel yet)
     inputs = contig(q, k, v, lr, decay, mom, W0, S0)
+    if not dgd:
+        from .fused_bwd import linear_memory_bwd
+
+        return linear_memory_bwd(*inputs, *contig(do, dW, dS), chunk)
     return recompute_grads(chunk_linear_memory, inputs, contig(do, dW, dS), chunk, dgd)
 
 

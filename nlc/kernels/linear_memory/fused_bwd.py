@@ -1,0 +1,120 @@
+"""Triton backward of the chunked linear memory (no dgd): one program per (b, h) walks the steps in reverse.
+
+A step is a sub-block of ≤ BC rows of a chunk (see `step_starts`); with W̄ the chunk-start state, (W, S) the
+state at the step start and (a, b, c, sm, sd) the step's gate coefficients, the forward did
+    O = Q W̄ᵀ,  E = K W̄ᵀ − V,  W' = a W + b S + (c⊙E)ᵀ K,  S' = sm S + (sd⊙E)ᵀ K.
+Given (dW', dS') — the gradient of the state after the step — the step's chain rule is
+    dE = c⊙(K dW'ᵀ) + sd⊙(K dS'ᵀ),          dK = (c⊙E) dW' + (sd⊙E) dS' + dE W̄,   dV = −dE,   dQ = dO W̄
+    dc = rowsum(E ⊙ K dW'ᵀ),  dsd = rowsum(E ⊙ K dS'ᵀ),  da = ⟨dW', W⟩,  db = ⟨dW', S⟩,  dsm = ⟨dS', S⟩
+    dW = a dW' (+ Σ over the chunk's steps of dOᵀQ + dEᵀK, at its first step),   dS = b dW' + sm dS'.
+The states (W, S) at each step start come from the forward kernel run with SAVE=True (a recompute, as fla
+does for its chunk states). The gate-coefficient grads (dc, dsd per row; da, db, dsm per step) go back to
+(lr, decay, mom) through `step_gate_coeffs` in torch: O(T·BC) scalar work next to the O(T·D²) done here.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .._triton_common import chunk_gate_coeffs
+from .._utils import block, chunk_block
+
+
+@triton.jit
+def linear_memory_bwd_kernel_chunk(
+    q, k, v, lr, decay, mom, Ws, Ss, do, dWT, dST,
+    dq, dk, dv, dc, dsd, da, db, dsm, dW0, dS0,
+    T, C, NS, NSTEP,
+    DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)
+    ok = tl.arange(0, BK)
+    ov = tl.arange(0, BV)
+    oc = tl.arange(0, BC)
+    mk = ok < DK
+    mv = ov < DV
+    mvk = mv[:, None] & mk[None, :]
+    p_state = ov[:, None] * DK + ok[None, :]
+    dW = tl.load(dWT + i_bh * DV * DK + p_state, mask=mvk, other=0.0).to(tl.float32)
+    dS = tl.load(dST + i_bh * DV * DK + p_state, mask=mvk, other=0.0).to(tl.float32)
+    NC = tl.cdiv(T, C)
+    for jj in range(0, NC):
+        j = NC - 1 - jj
+        cs = j * C
+        ce = tl.minimum(cs + C, T)
+        p_chunk = (i_bh * NSTEP + j * NS) * DV * DK
+        Wb = tl.load(Ws + p_chunk + p_state, mask=mvk, other=0.0)
+        # the gradient reaching W̄ through the reads and surprises of all the chunk's steps
+        dWb = tl.zeros([BV, BK], dtype=tl.float32)
+        nsub = tl.cdiv(ce - cs, BC)
+        for mm in range(0, nsub):
+            m = nsub - 1 - mm
+            s = cs + m * BC
+            i_step = i_bh * NSTEP + j * NS + m
+            W = tl.load(Ws + i_step * DV * DK + p_state, mask=mvk, other=0.0)
+            S = tl.load(Ss + i_step * DV * DK + p_state, mask=mvk, other=0.0)
+            rows = s + oc
+            valid = rows < tl.minimum(s + BC, ce)
+            it = i_bh * T + rows
+            m_k = valid[:, None] & mk[None, :]
+            m_v = valid[:, None] & mv[None, :]
+            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
+            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
+            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
+            dO = tl.load(do + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
+            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
+            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
+            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
+            E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
+            KdW = tl.dot(K, tl.trans(dW), input_precision=PREC)      # [BC, BV]
+            KdS = tl.dot(K, tl.trans(dS), input_precision=PREC)
+            dE = c[:, None] * KdW + sd[:, None] * KdS
+            dK = (tl.dot(E * c[:, None], dW, input_precision=PREC) + tl.dot(E * sd[:, None], dS, input_precision=PREC)
+                  + tl.dot(dE, Wb, input_precision=PREC))
+            dQ = tl.dot(dO, Wb, input_precision=PREC)
+            tl.store(dq + it[:, None] * DK + ok[None, :], dQ.to(dq.dtype.element_ty), mask=m_k)
+            tl.store(dk + it[:, None] * DK + ok[None, :], dK.to(dk.dtype.element_ty), mask=m_k)
+            tl.store(dv + it[:, None] * DV + ov[None, :], (-dE).to(dv.dtype.element_ty), mask=m_v)
+            tl.store(dc + it, tl.sum(E * KdW, 1), mask=valid)
+            tl.store(dsd + it, tl.sum(E * KdS, 1), mask=valid)
+            tl.store(da + i_step, tl.sum(tl.sum(dW * W, 1), 0))
+            tl.store(db + i_step, tl.sum(tl.sum(dW * S, 1), 0))
+            tl.store(dsm + i_step, tl.sum(tl.sum(dS * S, 1), 0))
+            dWb += tl.dot(tl.trans(dE), K, input_precision=PREC) + tl.dot(tl.trans(dO), Q, input_precision=PREC)
+            dS = b * dW + sm * dS
+            dW = a * dW
+        dW += dWb
+    tl.store(dW0 + i_bh * DV * DK + p_state, dW.to(dW0.dtype.element_ty), mask=mvk)
+    tl.store(dS0 + i_bh * DV * DK + p_state, dS.to(dS0.dtype.element_ty), mask=mvk)
+
+
+def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int):
+    """Gradients of (o, W_T, S_T) = linear_memory(..., dgd=False) w.r.t. all eight inputs, in their dtypes."""
+    from .._op_utils import gate_grads
+    from .fused import linear_memory_fwd
+
+    # the kernels index memory as contiguous (a gradient can arrive as an expanded or transposed view)
+    q, k, v, lr, decay, mom, W0, S0, do, dWT, dST = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0, do, dWT, dST))
+    B, H, T, DK = q.shape
+    DV = v.shape[-1]
+    _, _, _, Ws, Ss = linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk, False, impl="chunk",
+                                        save_states=True)
+    bc = chunk_block(chunk, T)
+    ns = -(-chunk // bc)
+    nstep = Ws.shape[2]
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    f32 = dict(dtype=torch.float32, device=q.device)
+    dc, dsd = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
+    # holes (steps the last chunk does not have) stay 0: step_gate_coeffs gives them constant coefficients
+    da, db, dsm = (torch.zeros(B, H, nstep, **f32) for _ in range(3))
+    dW0, dS0 = torch.empty_like(W0), torch.empty_like(S0)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    linear_memory_bwd_kernel_chunk[(B * H,)](
+        q, k, v, lr, decay, mom, Ws, Ss, do, dWT, dST,
+        dq, dk, dv, dc, dsd, da, db, dsm, dW0, dS0,
+        T, chunk, ns, nstep,
+        DK=DK, DV=DV, BK=block(DK), BV=block(DV), BC=bc, PREC=prec,
+    )
+    dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))
+    return dq, dk, dv, dlr, ddecay, dmom, dW0, dS0
