@@ -73,6 +73,31 @@ def test_mlp_memory_gate_edges():
         assert_close(name, a, b, 1e-4)
 
 
+@pytest.mark.parametrize("T,C,Dk,Dh,Dv,act", [(1, 16, 16, 16, 16, "silu"), (63, 5, 16, 32, 16, "gelu"),
+                                              (100, 80, 16, 16, 32, "relu"), (130, 64, 32, 16, 16, "silu"),
+                                              (63, 1, 16, 16, 16, "gelu")])
+def test_mlp_memory_bwd_kernel(T, C, Dk, Dh, Dv, act, nan_poison):
+    """The Triton backward alone against autograd through the naive loop (fp64): transposed and expanded
+    (stride-0) output gradients, chunks within/over a sub-block, gates at the ends of their ranges."""
+    from nlc.kernels.mlp_memory.fused_bwd import mlp_memory_bwd
+
+    xs = make_inputs(2, 1, T, Dk, Dh, Dv, torch.float32)
+    xs[4][0, 0, ::3] = 1.0
+    xs[5][1, 0, ::2] = 0.0
+    grads = [torch.randn(2, 1, Dv, T, device=DEVICE).transpose(-1, -2),
+             torch.randn(1, 1, Dh, Dk, device=DEVICE).expand(2, 1, Dh, Dk),
+             torch.randn(2, 1, Dh, Dv, device=DEVICE).transpose(-1, -2),
+             torch.randn(2, 1, Dh, Dk, device=DEVICE),
+             torch.randn(1, 1, 1, 1, device=DEVICE).expand(2, 1, Dv, Dh)]
+    ref_in = [x.double().requires_grad_() for x in xs]
+    outs = naive_mlp_memory(*ref_in, C, act)
+    ref = torch.autograd.grad(outs, ref_in, [g.double() for g in grads])
+    tri = mlp_memory_bwd(*xs, *grads, C, act)
+    for name, a, b in zip(NAMES, ref, tri):
+        assert b.dtype == torch.float32
+        assert_close(f"d{name}", a, b, 1e-5)
+
+
 @pytest.mark.parametrize("act", ["silu", "gelu", "relu"])
 def test_chunk_reference_matches_naive(act):
     xs = make_inputs(2, 2, 37, 8, 12, 6, torch.float32)

@@ -29,6 +29,21 @@ def _act(z, ACT: tl.constexpr):
 
 
 @triton.jit
+def _act_d2(z, ACT: tl.constexpr):
+    """act''(z), for the backward through act'(z) in the closed-form W1 gradient."""
+    if ACT == 0:
+        s = tl.sigmoid(z)
+        return s * (1 - s) * (2 + z * (1 - 2 * s))
+    elif ACT == 1:
+        c: tl.constexpr = 0.7978845608028654
+        du = c * (1 + 3 * 0.044715 * z * z)
+        th = 2 * tl.sigmoid(2 * c * (z + 0.044715 * z * z * z)) - 1
+        return (1 - th * th) * (du - z * th * du * du + 3 * c * 0.044715 * z * z)
+    else:
+        return tl.zeros_like(z)
+
+
+@triton.jit
 def _load_state(p, i_bh, R: tl.constexpr, CC: tl.constexpr, BR: tl.constexpr, BCC: tl.constexpr):
     orr = tl.arange(0, BR)
     occ = tl.arange(0, BCC)
@@ -46,11 +61,11 @@ def _store_state(p, x, i_bh, R: tl.constexpr, CC: tl.constexpr, BR: tl.constexpr
 
 @triton.jit
 def mlp_memory_fwd_kernel_chunk(
-    q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, o, W1T, W2T, S1T, S2T,
-    T, C,
+    q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, o, W1T, W2T, S1T, S2T, W1s, W2s, S1s, S2s,
+    T, C, NS, NSTEP,
     DK: tl.constexpr, DH: tl.constexpr, DV: tl.constexpr,
     BK: tl.constexpr, BH: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr,
-    ACT: tl.constexpr, PREC: tl.constexpr,
+    ACT: tl.constexpr, PREC: tl.constexpr, SAVE: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     ok = tl.arange(0, BK)
@@ -68,6 +83,13 @@ def mlp_memory_fwd_kernel_chunk(
         W1b = W1
         W2b = W2
         for s in range(cs, ce, BC):
+            if SAVE:
+                # the backward's recompute: the state at the start of every step (chunk j, sub-block m)
+                i_step = i_bh * NSTEP + (cs // C) * NS + (s - cs) // BC
+                _store_state(W1s, W1, i_step, DH, DK, BH, BK)
+                _store_state(S1s, S1, i_step, DH, DK, BH, BK)
+                _store_state(W2s, W2, i_step, DV, DH, BV, BH)
+                _store_state(S2s, S2, i_step, DV, DH, BV, BH)
             rows = s + oc
             valid = rows < ce
             it = i_bh * T + rows
@@ -99,19 +121,32 @@ def mlp_memory_fwd_kernel_chunk(
     _store_state(S2T, S2, i_bh, DV, DH, BV, BH)
 
 
-def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, act: str = "silu"):
-    """Host launcher: allocates outputs and runs one program per (b, h)."""
+def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, act: str = "silu",
+                   save_states: bool = False):
+    """Host launcher: allocates outputs and runs one program per (b, h).
+
+    save_states: also return the fp32 states (W1, W2, S1, S2) at the start of every kernel step,
+    (B, H, NSTEP, ...) with the steps of `step_starts`: what the backward kernel walks back through."""
+    q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0 = (
+        x.contiguous() for x in (q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0))
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     DH = W1_0.shape[-2]
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     outs = [torch.empty_like(x) for x in (W1_0, W2_0, S1_0, S2_0)]
+    bc = chunk_block(chunk, T)
+    ns = -(-chunk // bc)
+    nstep = -(-T // chunk) * ns
+    states = [o] * 4  # unused placeholders when not saving
+    if save_states:
+        states = [torch.empty(B, H, nstep, *x.shape[2:], dtype=torch.float32, device=q.device)
+                  for x in (W1_0, W2_0, S1_0, S2_0)]
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     mlp_memory_fwd_kernel_chunk[(B * H,)](
-        q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, o, *outs,
-        T, chunk,
+        q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, o, *outs, *states,
+        T, chunk, ns, nstep,
         DK=DK, DH=DH, DV=DV,
-        BK=block(DK), BH=block(DH), BV=block(DV), BC=chunk_block(chunk, T),
-        ACT=ACT_IDS[act], PREC=prec,
+        BK=block(DK), BH=block(DH), BV=block(DV), BC=bc,
+        ACT=ACT_IDS[act], PREC=prec, SAVE=save_states,
     )
-    return (o, *outs)
+    return (o, *outs, *states) if save_states else (o, *outs)

@@ -1,9 +1,8 @@
-"""`torch.ops.nlc.mlp_memory`: Triton forward, fake impl for torch.compile, recompute backward."""
+"""`torch.ops.nlc.mlp_memory`: Triton forward and backward (fused_bwd.py), fake impls for torch.compile."""
 import torch
 from torch import Tensor
 
-from .._op_utils import contig, recompute_grads
-from .naive import chunk_mlp_memory
+from .._op_utils import contig
 
 
 @torch.library.custom_op("nlc::mlp_memory", mutates_args=())
@@ -28,9 +27,10 @@ def mlp_memory_bwd_op(
     W1_0: Tensor, W2_0: Tensor, S1_0: Tensor, S2_0: Tensor,
     do: Tensor, dW1: Tensor, dW2: Tensor, dS1: Tensor, dS2: Tensor, chunk: int, act: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    # backward = recompute through the chunked torch reference (no Triton backward kernel yet)
+    from .fused_bwd import mlp_memory_bwd
+
     inputs = contig(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0)
-    return recompute_grads(chunk_mlp_memory, inputs, contig(do, dW1, dW2, dS1, dS2), chunk, act)
+    return mlp_memory_bwd(*inputs, *contig(do, dW1, dW2, dS1, dS2), chunk, act)
 
 
 @mlp_memory_bwd_op.register_fake
