@@ -22,6 +22,16 @@ def block(n: int, lo: int = 16) -> int:
     return max(lo, next_pow2(n))
 
 
+def v_block(dv: int, programs: int, target: int = 128) -> int:
+    """Columns of Dv per program for the linear-memory kernels: rows of W evolve independently (the update
+    acts on W from the right), so Dv splits across programs. Halve the block (down to 16) until B·H·NV
+    reaches `target` programs: small B·H would leave most of a GPU idle. A heuristic, not tuned on a GPU."""
+    bv = block(dv)
+    while bv > 16 and programs * -(-dv // bv) < target:
+        bv //= 2
+    return bv
+
+
 def chunk_block(chunk: int, T: int, cap: int = 64) -> int:
     """Rows per sub-block of a chunk; a chunk longer than `cap` is walked in several sub-blocks."""
     return min(cap, block(min(chunk, T)))

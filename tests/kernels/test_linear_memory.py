@@ -66,12 +66,14 @@ def test_linear_memory_op(B, H, T, Dk, Dv, C, dgd, dtype, nan_poison):
 
 @pytest.mark.parametrize("impl", ["recurrent", "chunk"])
 @pytest.mark.parametrize("T,C", [(1, 1), (63, 1), (63, 5), (100, 80), (100, 1000)])
-def test_linear_memory_kernels(impl, T, C, nan_poison):
-    """Both Triton kernels (forward only) against the naive loop, incl. chunks longer than a sub-block (C=80)."""
+@pytest.mark.parametrize("bv", [16, 32], ids=["bv16", "bvDv"])
+def test_linear_memory_kernels(impl, T, C, bv, nan_poison):
+    """Both Triton kernels (forward only) against the naive loop, incl. chunks longer than a sub-block (C=80),
+    with the Dv = 32 rows of W in one program or split over two."""
     for dgd in ([False, True] if impl == "recurrent" else [False]):
         xs = make_inputs(1, 1, T, 16, 32, torch.float32)
         ref = naive_linear_memory(*xs, C, dgd)
-        tri = linear_memory_fwd(*xs, C, dgd, impl=impl)
+        tri = linear_memory_fwd(*xs, C, dgd, impl=impl, bv=bv)
         for name, a, b in zip(("o", "W_T", "S_T"), ref, tri):
             assert_close(f"{impl}-{name}", a, b, 1e-4)
 
@@ -90,11 +92,12 @@ def test_linear_memory_gate_edges(impl):
 
 
 @pytest.mark.parametrize("T,C,Dk,Dv", [(1, 16, 16, 16), (63, 1, 16, 32), (63, 5, 32, 16), (100, 80, 16, 16),
-                                       (130, 64, 16, 16), (100, 128, 64, 64)])
-def test_linear_memory_bwd_kernel(T, C, Dk, Dv, nan_poison):
+                                       (130, 64, 16, 16), (100, 128, 64, 64), (63, 16, 32, 48)])
+@pytest.mark.parametrize("bv", [16, None], ids=["bv16", "bvDv"])
+def test_linear_memory_bwd_kernel(T, C, Dk, Dv, bv, nan_poison):
     """The Triton backward alone against autograd through the naive loop (fp64), with transposed and
     expanded (stride-0) output gradients, chunks shorter than, equal to and spanning several sub-blocks,
-    and gates at the ends of their ranges."""
+    gates at the ends of their ranges, and Dv split over programs (bv=16) or not."""
     from nlc.kernels.linear_memory.fused_bwd import linear_memory_bwd
 
     xs = make_inputs(2, 1, T, Dk, Dv, torch.float32)
@@ -106,7 +109,7 @@ def test_linear_memory_bwd_kernel(T, C, Dk, Dv, nan_poison):
     ref_in = [x.double().requires_grad_() for x in xs]
     outs = naive_linear_memory(*ref_in, C, False)
     ref = torch.autograd.grad(outs, ref_in, [g.double() for g in (do, dW, dS)])
-    tri = linear_memory_bwd(*xs, do, dW, dS, C)
+    tri = linear_memory_bwd(*xs, do, dW, dS, C, bv=bv or max(16, 1 << (Dv - 1).bit_length()))
     for name, a, b in zip(NAMES, ref, tri):
         assert b.dtype == torch.float32
         assert_close(f"d{name}", a, b, 1e-5)

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs
-from .._utils import block, chunk_block
+from .._utils import block, chunk_block, v_block
 
 
 @triton.jit
@@ -18,8 +18,9 @@ def linear_memory_fwd_kernel_recurrent(
     DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DGD: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
+    # rows of W (the Dv dim) evolve independently: program_id(1) takes BV of them
     ok = tl.arange(0, BK)
-    ov = tl.arange(0, BV)
+    ov = tl.program_id(1) * BV + tl.arange(0, BV)
     mk = ok < DK
     mv = ov < DV
     mvk = mv[:, None] & mk[None, :]
@@ -59,8 +60,9 @@ def linear_memory_fwd_kernel_chunk(
     PREC: tl.constexpr, SAVE: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
+    # rows of W (the Dv dim) evolve independently: program_id(1) takes BV of them
     ok = tl.arange(0, BK)
-    ov = tl.arange(0, BV)
+    ov = tl.program_id(1) * BV + tl.arange(0, BV)
     oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
@@ -100,11 +102,12 @@ def linear_memory_fwd_kernel_chunk(
 
 
 def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, impl: str = "auto",
-                      save_states: bool = False):
+                      save_states: bool = False, bv: int | None = None):
     """Host launcher. impl: 'recurrent', 'chunk' (no dgd only) or 'auto' (chunk when not dgd and chunk >= 16).
 
     save_states (chunk kernel only): also return the fp32 states (W, S) at the start of every kernel step,
-    (B, H, NSTEP, Dv, Dk) each with the steps of `step_starts`: what the backward kernel walks back through."""
+    (B, H, NSTEP, Dv, Dk) each with the steps of `step_starts`: what the backward kernel walks back through.
+    bv: Dv columns per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
     q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
     B, H, T, DK = q.shape
     DV = v.shape[-1]
@@ -117,9 +120,11 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     WT = torch.empty_like(W0)
     ST = torch.empty_like(S0)
-    meta = dict(DK=DK, DV=DV, BK=block(DK), BV=block(DV))
+    bv = bv or v_block(DV, B * H)
+    grid = (B * H, -(-DV // bv))
+    meta = dict(DK=DK, DV=DV, BK=block(DK), BV=bv)
     if impl == "recurrent":
-        linear_memory_fwd_kernel_recurrent[(B * H,)](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk,
+        linear_memory_fwd_kernel_recurrent[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk,
                                                      DGD=dgd, **meta)
         return o, WT, ST
     bc = chunk_block(chunk, T)
@@ -130,6 +135,6 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)
         Ss = torch.empty_like(Ws)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    linear_memory_fwd_kernel_chunk[(B * H,)](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
+    linear_memory_fwd_kernel_chunk[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
                                              BC=bc, PREC=prec, SAVE=save_states, **meta)
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

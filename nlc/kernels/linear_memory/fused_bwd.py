@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs
-from .._utils import block, chunk_block
+from .._utils import block, chunk_block, v_block
 
 
 @triton.jit
@@ -28,8 +28,12 @@ def linear_memory_bwd_kernel_chunk(
     PREC: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
+    # program_id(1) takes BV rows of W; what sums over Dv (dq, dk, dc, dsd, da, db, dsm) is written as this
+    # block's partial, at offset i_v of a leading NV dim, and summed by the host
+    i_v = tl.program_id(1).to(tl.int64)
+    B_H = tl.num_programs(0).to(tl.int64)
     ok = tl.arange(0, BK)
-    ov = tl.arange(0, BV)
+    ov = i_v * BV + tl.arange(0, BV)
     oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
@@ -73,14 +77,16 @@ def linear_memory_bwd_kernel_chunk(
             dK = (tl.dot(E * c[:, None], dW, input_precision=PREC) + tl.dot(E * sd[:, None], dS, input_precision=PREC)
                   + tl.dot(dE, Wb, input_precision=PREC))
             dQ = tl.dot(dO, Wb, input_precision=PREC)
-            tl.store(dq + it[:, None] * DK + ok[None, :], dQ.to(dq.dtype.element_ty), mask=m_k)
-            tl.store(dk + it[:, None] * DK + ok[None, :], dK.to(dk.dtype.element_ty), mask=m_k)
+            ip = i_v * B_H * T + it                      # row index into the per-block partials
+            tl.store(dq + ip[:, None] * DK + ok[None, :], dQ, mask=m_k)
+            tl.store(dk + ip[:, None] * DK + ok[None, :], dK, mask=m_k)
             tl.store(dv + it[:, None] * DV + ov[None, :], (-dE).to(dv.dtype.element_ty), mask=m_v)
-            tl.store(dc + it, tl.sum(E * KdW, 1), mask=valid)
-            tl.store(dsd + it, tl.sum(E * KdS, 1), mask=valid)
-            tl.store(da + i_step, tl.sum(tl.sum(dW * W, 1), 0))
-            tl.store(db + i_step, tl.sum(tl.sum(dW * S, 1), 0))
-            tl.store(dsm + i_step, tl.sum(tl.sum(dS * S, 1), 0))
+            tl.store(dc + ip, tl.sum(E * KdW, 1), mask=valid)
+            tl.store(dsd + ip, tl.sum(E * KdS, 1), mask=valid)
+            i_sp = i_v * B_H * NSTEP + i_step
+            tl.store(da + i_sp, tl.sum(tl.sum(dW * W, 1), 0))
+            tl.store(db + i_sp, tl.sum(tl.sum(dW * S, 1), 0))
+            tl.store(dsm + i_sp, tl.sum(tl.sum(dS * S, 1), 0))
             dWb += tl.dot(tl.trans(dE), K, input_precision=PREC) + tl.dot(tl.trans(dO), Q, input_precision=PREC)
             dS = b * dW + sm * dS
             dW = a * dW
@@ -89,8 +95,9 @@ def linear_memory_bwd_kernel_chunk(
     tl.store(dS0 + i_bh * DV * DK + p_state, dS.to(dS0.dtype.element_ty), mask=mvk)
 
 
-def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int):
-    """Gradients of (o, W_T, S_T) = linear_memory(..., dgd=False) w.r.t. all eight inputs, in their dtypes."""
+def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int, bv: int | None = None):
+    """Gradients of (o, W_T, S_T) = linear_memory(..., dgd=False) w.r.t. all eight inputs, in their dtypes.
+    bv: Dv rows of W per program (default `v_block`)."""
     from .._op_utils import gate_grads
     from .fused import linear_memory_fwd
 
@@ -98,23 +105,27 @@ def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int)
     q, k, v, lr, decay, mom, W0, S0, do, dWT, dST = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0, do, dWT, dST))
     B, H, T, DK = q.shape
     DV = v.shape[-1]
+    bv = bv or v_block(DV, B * H)
+    nv = -(-DV // bv)
     _, _, _, Ws, Ss = linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk, False, impl="chunk",
-                                        save_states=True)
+                                        save_states=True, bv=bv)
     bc = chunk_block(chunk, T)
     ns = -(-chunk // bc)
     nstep = Ws.shape[2]
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     f32 = dict(dtype=torch.float32, device=q.device)
-    dc, dsd = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
+    dv = torch.empty_like(v)
+    dq, dk = torch.empty(nv, B, H, T, DK, **f32), torch.empty(nv, B, H, T, DK, **f32)
+    dc, dsd = torch.empty(nv, B, H, T, **f32), torch.empty(nv, B, H, T, **f32)
     # holes (steps the last chunk does not have) stay 0: step_gate_coeffs gives them constant coefficients
-    da, db, dsm = (torch.zeros(B, H, nstep, **f32) for _ in range(3))
+    da, db, dsm = (torch.zeros(nv, B, H, nstep, **f32) for _ in range(3))
     dW0, dS0 = torch.empty_like(W0), torch.empty_like(S0)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    linear_memory_bwd_kernel_chunk[(B * H,)](
+    linear_memory_bwd_kernel_chunk[(B * H, nv)](
         q, k, v, lr, decay, mom, Ws, Ss, do, dWT, dST,
         dq, dk, dv, dc, dsd, da, db, dsm, dW0, dS0,
         T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=block(DV), BC=bc, PREC=prec,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec,
     )
+    da, db, dc, dsm, dsd = (x.sum(0) for x in (da, db, dc, dsm, dsd))
     dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))
-    return dq, dk, dv, dlr, ddecay, dmom, dW0, dS0
+    return dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv, dlr, ddecay, dmom, dW0, dS0
