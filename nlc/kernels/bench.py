@@ -3,12 +3,17 @@
     python -m nlc.kernels.bench                 # table: T = 2k, 8k, 32k, bf16, B=1..2, H=4, D=64
     python -m nlc.kernels.bench --T 2048        # one length
     python -m nlc.kernels.bench --check         # GPU kernel tests (pytest -m gpu), then the table
+    python -m nlc.kernels.bench --smoke         # CPU: every row once in the Triton interpreter, tiny shapes
 
 Needs a CUDA GPU; on CPU it prints one line and exits 0. Timings are triton.testing.do_bench medians in ms.
+`--smoke` runs the same rows on CPU tensors in the Triton interpreter (T = 64, D = 16), to check that the
+script works before GPU time is spent on it; its times are of the interpreter and mean nothing.
 """
 import argparse
+import os
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -49,25 +54,29 @@ def _run_chunks(step, states, seq, gates_, C):
 # timing
 
 def _time(fn, backward: bool, inputs):
-    import triton
-
     def run():
         outs = fn()
         if backward:
             torch.autograd.grad(sum(o.float().sum() for o in outs), inputs, allow_unused=True)
+    if inputs[0].device.type != "cuda":
+        t0 = time.perf_counter()
+        run()
+        return 1e3 * (time.perf_counter() - t0)
+    import triton
+
     return triton.testing.do_bench(run)
 
 
-def _inputs(B, H, T, D, dtype, mlp: bool):
+def _inputs(B, H, T, D, dtype, mlp: bool, device="cuda"):
     from .testing import gates, qkv
-    q, k, v = qkv(B, H, T, D, D, "cuda", dtype)
-    lr, decay, mom = gates(B, H, T, "cuda", dtype, max_lr=0.1)
-    states = [0.01 * torch.randn(B, H, D, D, device="cuda") for _ in range(4 if mlp else 2)]
+    q, k, v = qkv(B, H, T, D, D, device, dtype)
+    lr, decay, mom = gates(B, H, T, device, dtype, max_lr=0.1)
+    states = [0.01 * torch.randn(B, H, D, D, device=device) for _ in range(4 if mlp else 2)]
     xs = [q, k, v, lr, decay, mom, *states]
     return [x.requires_grad_() for x in xs]
 
 
-def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16):
+def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16, device="cuda"):
     from .linear_memory.op import linear_memory_op
     from .mlp_memory.op import mlp_memory_op
     try:
@@ -79,7 +88,7 @@ def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16):
     rows = []
     for B in Bs:
         for T in Ts:
-            xs = _inputs(B, H, T, D, dtype, mlp=False)
+            xs = _inputs(B, H, T, D, dtype, mlp=False, device=device)
             cands = {
                 "linear fused": lambda: linear_memory_op(*xs, C, False),
                 "linear dgd fused": lambda: linear_memory_op(*xs, C, True),
@@ -91,7 +100,7 @@ def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16):
                 g = torch.log1p(-xs[4].detach().float()).transpose(1, 2).contiguous().requires_grad_()
                 beta = xs[3].detach().transpose(1, 2).contiguous().requires_grad_()
                 cands["fla chunk_gated_delta_rule"] = lambda: chunk_gated_delta_rule(qf, kf, vf, g, beta)[:1]
-            ms = _inputs(B, H, T, D, dtype, mlp=True)
+            ms = _inputs(B, H, T, D, dtype, mlp=True, device=device)
             cands["mlp fused"] = lambda: mlp_memory_op(*ms, C, "silu")
             cands["mlp torch.compile"] = lambda: _run_chunks(mlp_c, ms[6:10], ms[:3], ms[3:6], C)
             for name, fn in cands.items():
@@ -108,7 +117,16 @@ def main(argv=None) -> int:
     p.add_argument("--B", type=int, nargs="+", default=[1, 2], help="batch sizes")
     p.add_argument("--chunk", type=int, default=64, help="chunk size C (tokens), default 64")
     p.add_argument("--check", action="store_true", help="run the GPU kernel tests (pytest -m gpu) before the table")
+    p.add_argument("--smoke", action="store_true",
+                   help="no GPU needed: run every row once on CPU in the Triton interpreter at tiny shapes "
+                        "(checks the script; the times are the interpreter's and mean nothing)")
     args = p.parse_args(argv)
+    if args.smoke:
+        # must be set before the first kernel is defined (the kernel modules are imported lazily)
+        os.environ["TRITON_INTERPRET"] = "1"
+        rows = bench_rows([64], [1], H=2, D=16, C=16, dtype=torch.float32, device="cpu")
+        _print(rows, "smoke run in the Triton interpreter on CPU: not a measurement")
+        return 0
     if not torch.cuda.is_available():
         print("nlc bench kernels: needs a CUDA GPU (none found); nothing to do")
         return 0
@@ -118,10 +136,15 @@ def main(argv=None) -> int:
             print("GPU kernel tests failed; not reporting timings")
             return rc
     rows = bench_rows(args.T, args.B, C=args.chunk)
+    _print(rows, f"{torch.cuda.get_device_name()}, bf16, H=4, D=64, C={args.chunk}, do_bench median")
+    return 0
+
+
+def _print(rows, title: str):
+    print(f"# {title}")
     print(f"{'kernel':<28} {'B':>2} {'T':>6} {'fwd ms':>9} {'fwd+bwd ms':>11}")
     for name, B, T, f, fb in rows:
         print(f"{name:<28} {B:>2} {T:>6} {f:>9.3f} {fb:>11.3f}")
-    return 0
 
 
 if __name__ == "__main__":
