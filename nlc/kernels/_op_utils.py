@@ -1,4 +1,4 @@
-"""Glue for the custom ops: contiguous inputs, recompute-based backward through a torch reference."""
+"""Glue for the custom ops: contiguous inputs, autograd inside an op, the gate chain rule of the backward kernels."""
 import contextlib
 
 import torch
@@ -24,15 +24,6 @@ def autograd_inside_op():
             excl = excl.remove(k)
     with torch._C._ForceDispatchKeyGuard(incl, excl), torch.enable_grad():
         yield
-
-
-def recompute_grads(fn, inputs, grad_outputs, *args):
-    """Gradients of fn(*inputs, *args) w.r.t. inputs, recomputed in fp32 with torch.autograd."""
-    with autograd_inside_op():
-        xs = [x.detach().float().requires_grad_() for x in inputs]
-        outs = fn(*xs, *args)
-        gs = torch.autograd.grad(outs, xs, [g.float() for g in grad_outputs], allow_unused=True)
-    return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, inputs))
 
 
 def gate_grads(lr, decay, mom, chunk: int, bc: int, coeff_grads):

@@ -91,27 +91,37 @@ def step_starts(T: int, chunk: int, bc: int) -> list[int]:
     return out
 
 
+def step_index(T: int, chunk: int, bc: int, device=None):
+    """(idx, valid), both (NSTEP, BC): the row each kernel step reads at each position (clamped), and
+    whether it is a real row of the step (see `step_starts`)."""
+    starts = step_starts(T, chunk, bc)
+    st = torch.tensor([-1 if s is None else s for s in starts], device=device)
+    ends = torch.tensor([0 if s is None else min(s + bc, (s // chunk + 1) * chunk, T) for s in starts], device=device)
+    rows = st[:, None].clamp_min(0) + torch.arange(bc, device=device)
+    valid = (rows < ends[:, None]) & (st[:, None] >= 0)
+    return rows.clamp_max(T - 1), valid
+
+
+def to_steps(x, idx, valid, pad: float = 0.0):
+    """(…, T) per-row values -> (…, NSTEP, BC) in the step layout, `pad` where a step has no row."""
+    return torch.where(valid, x[..., idx], pad)
+
+
 def step_gate_coeffs(lr, decay, mom, chunk: int, bc: int):
     """`gate_coeffs` of every kernel step at once (vectorised, differentiable, exact at zero gates).
 
     lr, decay, mom: (B, H, T). Returns a, b, sm: (B, H, NSTEP) and c, sd: (B, H, T) (each row's coefficient
     in its own step), with the steps of `step_starts` (holes give a = sm = 1, b = 0). Products are
     cumprods over masked (.., BC, BC) matrices, so the backward is torch's exact cumprod backward."""
-    T = lr.shape[-1]
-    starts = step_starts(T, chunk, bc)
     dev = lr.device
-    st = torch.tensor([-1 if s is None else s for s in starts], device=dev)
-    ends = torch.tensor([0 if s is None else min(s + bc, (s // chunk + 1) * chunk, T) for s in starts], device=dev)
-    rows = st[:, None].clamp_min(0) + torch.arange(bc, device=dev)      # (NSTEP, BC)
-    valid = (rows < ends[:, None]) & (st[:, None] >= 0)
-    idx = rows.clamp_max(T - 1)
-    lr_, gam, m = (torch.where(valid, x[..., idx], pad) for x, pad in ((lr, 0.0), (1 - decay, 1.0), (mom, 1.0)))
+    idx, valid = step_index(lr.shape[-1], chunk, bc, dev)
+    # padded rows are no-op steps for a, sm and the products (gates 1, lr 0); b and c mask them below
+    lr_, gam, m = to_steps(lr, idx, valid), to_steps(1 - decay, idx, valid, 1.0), to_steps(mom, idx, valid, 1.0)
     tri = torch.ones(bc, bc, dtype=torch.bool, device=dev).triu(1)       # [i, t]: t > i
     # P[i, t] = M(i+1..t) for t >= i (cumprod of mom over columns i+1..t), 0 below the diagonal
     P = torch.cumprod(torch.where(tri, m[..., None, :], 1.0), -1) * tri.logical_or(torch.eye(bc, dtype=torch.bool, device=dev))
     # gtail[t] = G(t+1..L) over the valid rows (padded gates are 1)
-    gtail = _exclusive_rev_cumprod(gam)
-    gv = gtail * valid
+    gv = _exclusive_rev_cumprod(gam) * valid
     c = -lr_ * (P * gv[..., None, :]).sum(-1)
     sd = -lr_ * P[..., -1]
     b = (gv * torch.cumprod(m, -1)).sum(-1)

@@ -115,6 +115,28 @@ def test_linear_memory_bwd_kernel(T, C, Dk, Dv, bv, nan_poison):
         assert_close(f"d{name}", a, b, 1e-5)
 
 
+@pytest.mark.parametrize("T,C,Dk,Dv", [(1, 16, 16, 16), (63, 5, 16, 32), (100, 80, 16, 16), (130, 64, 16, 32),
+                                       (40, 16, 32, 16)])
+@pytest.mark.parametrize("bv", [16, None], ids=["bv16", "bvDv"])
+def test_linear_memory_bwd_dgd_kernel(T, C, Dk, Dv, bv, nan_poison):
+    """The dgd (WY) Triton backward alone against autograd through the naive loop (fp64), as above."""
+    from nlc.kernels.linear_memory.fused_dgd_bwd import linear_memory_bwd_dgd
+
+    xs = make_inputs(2, 1, T, Dk, Dv, torch.float32)
+    xs[4][0, 0, ::3] = 1.0
+    xs[5][1, 0, ::2] = 0.0
+    do = torch.randn(2, 1, Dv, T, device=DEVICE).transpose(-1, -2)
+    dW = torch.randn(1, 1, Dv, Dk, device=DEVICE).expand(2, 1, Dv, Dk)
+    dS = torch.randn(2, 1, Dk, Dv, device=DEVICE).transpose(-1, -2)
+    ref_in = [x.double().requires_grad_() for x in xs]
+    outs = naive_linear_memory(*ref_in, C, True)
+    ref = torch.autograd.grad(outs, ref_in, [g.double() for g in (do, dW, dS)])
+    tri = linear_memory_bwd_dgd(*xs, do, dW, dS, C, bv=bv or max(16, 1 << (Dv - 1).bit_length()))
+    for name, a, b in zip(NAMES, ref, tri):
+        assert b.dtype == torch.float32
+        assert_close(f"d{name}", a, b, 1e-5)
+
+
 @pytest.mark.parametrize("dgd", [False, True])
 def test_chunk_reference_matches_naive(dgd):
     xs = make_inputs(2, 2, 37, 16, 8, torch.float32)

@@ -1,4 +1,5 @@
-"""Triton kernels for the linear memory: fused recurrent (any chunk, dgd or not) and chunked (no dgd).
+"""Triton kernels for the linear memory: fused recurrent (any chunk, dgd or not) and chunked (no dgd; the
+dgd chunk kernel is in fused_dgd.py).
 
 Layout: q, k (B,H,T,Dk), v and o (B,H,T,Dv), gates (B,H,T), states (B,H,Dv,Dk), all contiguous.
 One program per (b, h) walks the whole sequence and keeps the state on chip; the state is fp32 inside.
@@ -103,7 +104,8 @@ def linear_memory_fwd_kernel_chunk(
 
 def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, impl: str = "auto",
                       save_states: bool = False, bv: int | None = None):
-    """Host launcher. impl: 'recurrent', 'chunk' (no dgd only) or 'auto' (chunk when not dgd and chunk >= 16).
+    """Host launcher. impl: 'recurrent' (token loop), 'chunk' (matmuls per sub-block; with dgd the WY kernel of
+    fused_dgd.py) or 'auto' (chunk when chunk >= 16).
 
     save_states (chunk kernel only): also return the fp32 states (W, S) at the start of every kernel step,
     (B, H, NSTEP, Dv, Dk) each with the steps of `step_starts`: what the backward kernel walks back through.
@@ -112,11 +114,14 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
     B, H, T, DK = q.shape
     DV = v.shape[-1]
     if impl == "auto":
-        impl = "chunk" if (not dgd and (chunk >= 16 or save_states)) else "recurrent"
-    if impl == "chunk" and dgd:
-        raise ValueError("the chunk kernel does not implement dgd; use impl='recurrent'")
+        # a chunk shorter than a 16-row tl.dot tile would waste most of each tile: token loop instead
+        impl = "chunk" if (chunk >= 16 or save_states) else "recurrent"
     if save_states and impl != "chunk":
         raise ValueError("save_states needs the chunk kernel")
+    if impl == "chunk" and dgd:
+        from .fused_dgd import linear_memory_fwd_dgd_chunk
+
+        return linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk, save_states=save_states, bv=bv)
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     WT = torch.empty_like(W0)
     ST = torch.empty_like(S0)

@@ -1,12 +1,10 @@
 """`torch.ops.nlc.linear_memory`: Triton forward and backward, fake impls for torch.compile.
 
-The backward is the Triton kernel of fused_bwd.py without dgd; with dgd it recomputes through the chunked
-torch reference and differentiates it with torch.autograd (no Triton DGD backward yet)."""
+Backward: fused_bwd.py (Titans form) or fused_dgd_bwd.py (dgd, the WY form)."""
 import torch
 from torch import Tensor
 
-from .._op_utils import contig, recompute_grads
-from .naive import chunk_linear_memory
+from .._op_utils import contig
 
 
 @torch.library.custom_op("nlc::linear_memory", mutates_args=())
@@ -31,11 +29,13 @@ def linear_memory_bwd_op(
     do: Tensor, dW: Tensor, dS: Tensor, chunk: int, dgd: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     inputs = contig(q, k, v, lr, decay, mom, W0, S0)
-    if not dgd:
-        from .fused_bwd import linear_memory_bwd
+    if dgd:
+        from .fused_dgd_bwd import linear_memory_bwd_dgd
 
-        return linear_memory_bwd(*inputs, *contig(do, dW, dS), chunk)
-    return recompute_grads(chunk_linear_memory, inputs, contig(do, dW, dS), chunk, dgd)
+        return linear_memory_bwd_dgd(*inputs, *contig(do, dW, dS), chunk)
+    from .fused_bwd import linear_memory_bwd
+
+    return linear_memory_bwd(*inputs, *contig(do, dW, dS), chunk)
 
 
 @linear_memory_bwd_op.register_fake

@@ -1,0 +1,181 @@
+"""Triton chunk kernel for the dgd linear memory (Hope eqs. 88/93): the WY form of `naive.dgd_block`.
+
+Layout as in `fused.py`: q, k (B,H,T,Dk), v and o (B,H,T,Dv), gates (B,H,T), states (B,H,Dv,Dk), contiguous.
+One program per (b, h, block of BV rows of W) walks the sequence chunk by chunk, state in registers (fp32).
+A chunk is walked in sub-blocks of BC <= 64 rows; every sub-block reads the chunk-start state W̄ for o and E,
+and advances the running state (W, S) by
+
+  w = (I + Lm)^{-1} R,   W <- a W + b S + (gv⊙w + c⊙E)ᵀ K,   S <- sm S + (sd⊙E)ᵀ K
+  Lm[i, j] = lr_i G(j+1..i-1) (k_j·k_i)  (j < i),
+  R_i = -lr_i (gex_i W k_i + Bex_i S k_i + Σ_{j<i} Cx[i, j] (k_j·k_i) e_j)
+
+with w_i = -lr_i W_{i-1} k_i the kkᵀ term at the running state. Gate products come from in-kernel cumsums
+of log-gates with exact zeros counted apart (a zero gate gives an exact 0), and (I + Lm)^{-1} is built
+row by row by forward substitution (as fla's chunk_delta_rule), all in fp32.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .._utils import block, chunk_block, v_block
+
+
+@triton.jit
+def _log_cumsums(x):
+    """Inclusive cumsum of log(x) over the positive entries, and the running count of entries <= 0."""
+    pos = x > 0
+    lx = tl.log(tl.where(pos, x, 1.0))
+    return tl.cumsum(lx, 0), tl.cumsum((x <= 0).to(tl.int32), 0), lx, (x <= 0).to(tl.int32)
+
+
+@triton.jit
+def dgd_gate_mats(lr, gam, mom, valid, PREC: tl.constexpr):
+    """Gate coefficients of one sub-block (rows `valid`; invalid rows act as gam = mom = 1, lr = 0).
+
+    Returns, with G/M the products of gam/mom, B_i = Σ_{t<=i} G(t+1..i) M(1..t), P[j, i] = Σ_t M(j+1..t) G(t+1..i):
+      a = G(all), b = B_end, c_j = -lr_j P[j, end], sm = M(all), sd_j = -lr_j M(j+1..end), gv_j = G(j+1..end),
+      gex_i = G(1..i-1), Bex_i = B_{i-1}, PGx[i, j] = G(j+1..i-1) (j < i), Cx[i, j] = -lr_j P[j, i-1] (j < i).
+    (rows 0-based; products over an empty range are 1.)
+    """
+    m = tl.where(valid, mom, 1.0)
+    g = tl.where(valid, gam, 1.0)
+    lr = tl.where(valid, lr, 0.0)
+    lg, zg, lg1, zg1 = _log_cumsums(g)
+    lm, zm, lm1, zm1 = _log_cumsums(m)
+    # exclusive cumsums (through row i-1)
+    lgx = lg - lg1
+    zgx = zg - zg1
+    lg_tot = tl.sum(lg1, 0)
+    zg_tot = tl.sum(zg1, 0)
+    lm_tot = tl.sum(lm1, 0)
+    zm_tot = tl.sum(zm1, 0)
+    idx = tl.arange(0, lr.shape[0])
+    ii = idx[:, None]
+    jj = idx[None, :]
+    # PGx[i, j] = G(j+1..i-1) for j < i
+    pgx_ok = (jj < ii) & (zgx[:, None] == zg[None, :])
+    PGx = tl.where(pgx_ok, tl.exp(tl.where(pgx_ok, lgx[:, None] - lg[None, :], 0.0)), 0.0)
+    # PMt[t, j] = M(j+1..t) for j <= t
+    pm_ok = (jj <= ii) & (zm[:, None] == zm[None, :])
+    PMt = tl.where(pm_ok, tl.exp(tl.where(pm_ok, lm[:, None] - lm[None, :], 0.0)), 0.0)
+    # mcum_t = M(1..t), gv_t = G(t+1..end) (0 on invalid rows: they are no tokens in the sums over t)
+    m0_ok = zm == 0
+    mcum = tl.where(m0_ok, tl.exp(tl.where(m0_ok, lm, 0.0)), 0.0)
+    gv_ok = valid & (zg == zg_tot)
+    gv = tl.where(gv_ok, tl.exp(tl.where(gv_ok, lg_tot - lg, 0.0)), 0.0)
+    g0_ok = zgx == 0
+    gex = tl.where(g0_ok, tl.exp(tl.where(g0_ok, lgx, 0.0)), 0.0)
+    # Bex_i = Σ_{t<i} M(1..t) G(t+1..i-1),  Cx[i, j] = -lr_j Σ_t G(t+1..i-1) M(j+1..t)
+    Bex = tl.sum(PGx * mcum[None, :], 1)
+    Cx = -lr[None, :] * tl.dot(PGx, PMt, input_precision=PREC)
+    # block end: c_j = -lr_j Σ_t M(j+1..t) gv_t  (PMt[t, j])
+    c = -lr * tl.sum(PMt * gv[:, None], 0)
+    b = tl.sum(gv * mcum, 0)
+    a = tl.where(zg_tot == 0, tl.exp(lg_tot), 0.0)
+    sm = tl.where(zm_tot == 0, tl.exp(lm_tot), 0.0)
+    sd_ok = zm == zm_tot
+    sd = -lr * tl.where(sd_ok, tl.exp(tl.where(sd_ok, lm_tot - lm, 0.0)), 0.0)
+    return a, b, c, sm, sd, gv, gex, Bex, PGx, Cx
+
+
+@triton.jit
+def unit_lower_inverse(Lm, BC: tl.constexpr):
+    """(I + Lm)^{-1} for a strictly lower-triangular [BC, BC] Lm, by forward substitution row by row.
+
+    With N = (I + Lm)^{-1} = I + X: X_i = -Lm_i - Σ_{j<i} Lm[i, j] X_j, and X_0 = 0."""
+    oc = tl.arange(0, BC)
+    X = -Lm
+    for i in range(1, BC):
+        a = -tl.sum(tl.where(oc[:, None] == i, Lm, 0.0), 0)
+        a = a + tl.sum(a[:, None] * X, 0)
+        X = tl.where(oc[:, None] == i, a[None, :], X)
+    return X + (oc[:, None] == oc[None, :]).to(tl.float32)
+
+
+@triton.jit
+def linear_memory_fwd_kernel_dgd_chunk(
+    q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss,
+    T, C, NS, NSTEP,
+    DK: tl.constexpr, DV: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr,
+    PREC: tl.constexpr, SAVE: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)
+    # rows of W (the Dv dim) evolve independently also with dgd (the kkᵀ term acts on W from the right):
+    # program_id(1) takes BV of them
+    ok = tl.arange(0, BK)
+    ov = tl.program_id(1) * BV + tl.arange(0, BV)
+    oc = tl.arange(0, BC)
+    mk = ok < DK
+    mv = ov < DV
+    mvk = mv[:, None] & mk[None, :]
+    p_state = i_bh * DV * DK + ov[:, None] * DK + ok[None, :]
+    W = tl.load(W0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    S = tl.load(S0 + p_state, mask=mvk, other=0.0).to(tl.float32)
+    for cs in range(0, T, C):
+        ce = tl.minimum(cs + C, T)
+        WbT = tl.trans(W)
+        # a chunk longer than BC rows is walked in sub-blocks; all of them read the chunk-start W̄
+        for s in range(cs, ce, BC):
+            if SAVE:
+                # the state at the start of every step (chunk j, sub-block m), as the non-dgd chunk kernel
+                p_step = (i_bh * NSTEP + (cs // C) * NS + (s - cs) // BC) * DV * DK + ov[:, None] * DK + ok[None, :]
+                tl.store(Ws + p_step, W, mask=mvk)
+                tl.store(Ss + p_step, S, mask=mvk)
+            rows = s + oc
+            valid = rows < ce
+            it = i_bh * T + rows
+            # [BC, BK], [BC, BV]
+            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
+            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
+            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
+            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            O = tl.dot(Q, WbT, input_precision=PREC)
+            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
+            E = tl.dot(K, WbT, input_precision=PREC) - V
+            a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid, PREC)
+            lr_v = tl.where(valid, lr_c, 0.0)
+            # [BC, BC]: k_i . k_j
+            Kk = tl.dot(K, tl.trans(K), input_precision=PREC)
+            Lm = lr_v[:, None] * PGx * Kk
+            KW = tl.dot(K, tl.trans(W), input_precision=PREC)
+            KS = tl.dot(K, tl.trans(S), input_precision=PREC)
+            R = -lr_v[:, None] * (gex[:, None] * KW + Bex[:, None] * KS + tl.dot(Cx * Kk, E, input_precision=PREC))
+            w = tl.dot(unit_lower_inverse(Lm, BC), R, input_precision=PREC)
+            U = gv[:, None] * w + c[:, None] * E
+            W = a * W + b * S + tl.dot(tl.trans(U), K, input_precision=PREC)
+            S = sm * S + tl.dot(tl.trans(E * sd[:, None]), K, input_precision=PREC)
+    tl.store(WT + p_state, W.to(WT.dtype.element_ty), mask=mvk)
+    tl.store(ST + p_state, S.to(ST.dtype.element_ty), mask=mvk)
+
+
+def linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk: int, save_states: bool = False,
+                                bv: int | None = None):
+    """Host launcher of the dgd chunk kernel; returns (o, W_T, S_T) like `fused.linear_memory_fwd`
+    (o in q's dtype, the states in W0's/S0's dtypes).
+
+    save_states: also return the fp32 states (W, S) at the start of every kernel step, (B, H, NSTEP, Dv, Dk)
+    each with the steps of `step_starts` (as `linear_memory_fwd(..., save_states=True)`).
+    bv: Dv columns per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
+    q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
+    B, H, T, DK = q.shape
+    DV = v.shape[-1]
+    o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
+    WT = torch.empty_like(W0)
+    ST = torch.empty_like(S0)
+    bv = bv or v_block(DV, B * H)
+    grid = (B * H, -(-DV // bv))
+    bc = chunk_block(chunk, T)
+    ns = -(-chunk // bc)
+    nstep = -(-T // chunk) * ns
+    Ws = Ss = o  # unused placeholders when not saving
+    if save_states:
+        Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)
+        Ss = torch.empty_like(Ws)
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    linear_memory_fwd_kernel_dgd_chunk[grid](
+        q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states,
+    )
+    return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)
