@@ -226,9 +226,9 @@ def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
 
 def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
     """DGD without momentum in closed form: the layers with the k k^T term by the WY/UT
-    triangular solve (`dgd_wy`), the others by the scalar scan. With momentum: token by token."""
+    triangular solve (`dgd_wy`), the others by the scalar scan. With momentum: `dgd_momentum`."""
     if Ss is not None:
-        return dgd_loop(lv, Ws, Ss, u, theta, alpha, eta)
+        return dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta)
     layers = lv.rule_args.get("layers", "first")
     out = []
     for li, (W, (d, a)) in enumerate(zip(Ws, u)):
@@ -270,28 +270,26 @@ def dgd_wy(W0, d, k, theta, alpha):
     return torch.exp(cla[..., -1])[..., None, None] * W0 - outer_sum(c, U, k)
 
 
-def dgd_loop(lv, Ws, Ss, u, theta, alpha, eta):
-    """DGD, token by token inside the segment (gradients still batched at the chunk start):
-    W <- W (a I - theta k~ k~^T) + S, with the k~k~^T term applied via W k~ (no d x d matrix)."""
+def dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta):
+    """DGD with momentum: W <- W (a I - theta k k^T) + S, S <- eta S - theta d k^T (gradients at the
+    chunk start). The dgd layers go through the WY form of `dgd_block` in blocks of DGD_BLOCK tokens
+    (matmuls and one triangular solve per block, as the Triton kernel), the others by the scalar scan."""
+    from nlc.kernels.linear_memory.naive import DGD_BLOCK, dgd_block
+
     layers = lv.rule_args.get("layers", "first")
-    Ws, Ss = list(Ws), list(Ss) if Ss is not None else None
-    for t in range(theta.shape[-1]):
-        th, ret = theta[..., t, None, None], (1 - alpha[..., t])[..., None, None]
-        for li, (d, a) in enumerate(u):
-            dt, at = d[:, :, t], a[:, :, t]
-            dgd_layer = li == 0 or layers == "all"
-            th = dgd_lr(lv, theta[..., t], at)[..., None, None] if dgd_layer else theta[..., t, None, None]
-            step = -th * torch.einsum("bho,bhi->bhoi", dt, at)
-            if Ss is not None:
-                Ss[li] = eta[..., t, None, None] * Ss[li] + step
-                step = Ss[li]
-            W = Ws[li]
-            if dgd_layer:
-                Wk = torch.einsum("bhoi,bhi->bho", W, at)
-                Ws[li] = ret * W - th * torch.einsum("bho,bhi->bhoi", Wk, at) + step
-            else:
-                Ws[li] = ret * W + step
-    return Ws, Ss
+    n = theta.shape[-1]
+    new_W, new_S = [], []
+    for li, (W, S, (d, a)) in enumerate(zip(Ws, Ss, u)):
+        if li == 0 or layers == "all":
+            th = dgd_lr(lv, theta, a)
+            for s in range(0, n, DGD_BLOCK):
+                b = slice(s, s + DGD_BLOCK)
+                W, S = dgd_block(a[:, :, b], d[:, :, b], th[..., b], alpha[..., b], eta[..., b], W, S)
+        else:
+            (W,), (S,) = chunk_update(lv, [W], [S], [(d, a)], theta, alpha, eta)
+        new_W.append(W)
+        new_S.append(S)
+    return new_W, new_S
 
 
 # ---- the reference: the equations, literally -------------------------------------------
