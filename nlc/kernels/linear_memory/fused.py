@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs
-from .._utils import block, chunk_block, v_block
+from .._utils import CHUNK_WARPS, block, chunk_block, v_block
 
 
 @triton.jit
@@ -141,5 +141,5 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         Ss = torch.empty_like(Ws)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     linear_memory_fwd_kernel_chunk[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-                                             BC=bc, PREC=prec, SAVE=save_states, **meta)
+                                             BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, **meta)
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

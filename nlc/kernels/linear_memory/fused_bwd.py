@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs
-from .._utils import block, chunk_block, v_block
+from .._utils import CHUNK_WARPS, block, chunk_block, v_block
 
 
 @triton.jit
@@ -124,7 +124,7 @@ def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int,
         q, k, v, lr, decay, mom, Ws, Ss, do, dWT, dST,
         dq, dk, dv, dc, dsd, da, db, dsm, dW0, dS0,
         T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, num_warps=CHUNK_WARPS,
     )
     da, db, dc, dsm, dsd = (x.sum(0) for x in (da, db, dc, dsm, dsd))
     dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import block, chunk_block, v_block
+from .._utils import CHUNK_WARPS, block, chunk_block, v_block
 
 
 @triton.jit
@@ -176,6 +176,6 @@ def linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk: int, sav
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     linear_memory_fwd_kernel_dgd_chunk[grid](
         q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS,
     )
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

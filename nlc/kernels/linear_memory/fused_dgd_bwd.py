@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .._utils import block, chunk_block, step_index, to_steps, v_block
+from .._utils import CHUNK_WARPS, block, chunk_block, step_index, to_steps, v_block
 from .fused_dgd import dgd_gate_mats, unit_lower_inverse
 
 
@@ -185,6 +185,7 @@ def linear_memory_bwd_dgd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: 
         dq, dk, dv, drow, dstep, dmat, dW0, dS0,
         T, chunk, ns, nstep,
         DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        num_warps=CHUNK_WARPS,
     )
     drow, dstep, dmat = drow.sum(1), dstep.sum(1), dmat.sum(1)
     idx, valid = step_index(T, chunk, bc, q.device)

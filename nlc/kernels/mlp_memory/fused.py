@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs
-from .._utils import block, chunk_block
+from .._utils import CHUNK_WARPS, block, chunk_block
 
 ACT_IDS = {"silu": 0, "gelu": 1, "relu": 2}
 
@@ -147,6 +147,6 @@ def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, 
         T, chunk, ns, nstep,
         DK=DK, DH=DH, DV=DV,
         BK=block(DK), BH=block(DH), BV=block(DV), BC=bc,
-        ACT=ACT_IDS[act], PREC=prec, SAVE=save_states,
+        ACT=ACT_IDS[act], PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS,
     )
     return (o, *outs, *states) if save_states else (o, *outs)

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import block, chunk_block
+from .._utils import CHUNK_WARPS, block, chunk_block
 from .._triton_common import chunk_gate_coeffs
 from .fused import ACT_IDS, _act, _act_d2, _load_state, _store_state
 
@@ -155,7 +155,7 @@ def mlp_memory_bwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW
         dq, dk, dv, dc, dsd, da, db, dsm, *dstate,
         T, chunk, ns, nstep,
         DK=DK, DH=DH, DV=DV, BK=block(DK), BH=block(DH), BV=block(DV), BC=bc,
-        ACT=ACT_IDS[act], PREC=prec,
+        ACT=ACT_IDS[act], PREC=prec, num_warps=CHUNK_WARPS,
     )
     dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))
     return (dq, dk, dv, dlr, ddecay, dmom, *dstate)
