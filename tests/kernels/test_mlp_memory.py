@@ -166,11 +166,33 @@ def test_mlp_memory_validation():
     assert [tuple(o.shape) for o in outs] == [(1, 2, 5, 16), (1, 2, 32, 16), (1, 2, 16, 32), (1, 2, 32, 16), (1, 2, 16, 32)]
 
 
+def check_large(device, T, D, Dh, C, dtype):
+    """Forward and backward of the op against the chunked torch reference in fp32."""
+    xs = make_inputs(2, 4, T, D, Dh, D, dtype, device)
+    ws = [torch.randn(2, 4, T, D, device=device)] + [torch.randn_like(x) for x in xs[6:10]]
+
+    def run(fn, inputs):
+        inputs = [x.detach().clone().requires_grad_() for x in inputs]
+        outs = fn(*inputs, C, "silu")
+        sum((o.float() * w).sum() for o, w in zip(outs, ws)).backward()
+        return outs, [x.grad for x in inputs]
+
+    ref_outs, ref_grads = run(chunk_mlp_memory, [x.float() for x in xs])
+    tri_outs, tri_grads = run(mlp_memory_op, xs)
+    r = 1e-3 if dtype == torch.float32 else 3e-2
+    for name, a, b in zip(OUTS, ref_outs, tri_outs):
+        assert_close(name, a, b, r)
+    for name, a, b in zip(NAMES, ref_grads, tri_grads):
+        assert_close(f"d{name}", a, b, r)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_mlp_memory_gpu_large(dtype):
-    xs = make_inputs(2, 4, 2048, 64, 128, 64, dtype, "cuda")
-    ref = chunk_mlp_memory(*[x.float() for x in xs], 64, "silu")
-    tri = mlp_memory_op(*xs, 64, "silu")
-    for name, a, b in zip(OUTS, ref, tri):
-        assert_close(name, a, b, 1e-3 if dtype == torch.float32 else 3e-2)
+    check_large("cuda", 2048, 64, 128, 64, dtype)
+
+
+@pytest.mark.slow
+def test_mlp_memory_large_check_on_cpu():
+    """The GPU test's code, at a size the interpreter can run."""
+    check_large(DEVICE, 96, 16, 32, 64, torch.float32)
