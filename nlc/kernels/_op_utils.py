@@ -36,3 +36,33 @@ def gate_grads(lr, decay, mom, chunk: int, bc: int, coeff_grads):
         outs = step_gate_coeffs(*xs, chunk, bc)
         gs = torch.autograd.grad(outs, xs, coeff_grads, allow_unused=True)
     return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, (lr, decay, mom)))
+
+
+def recompute_grads(fn, inputs, grad_outputs, *args):
+    """Gradients of fn(*inputs, *args) w.r.t. inputs, recomputed in fp32 with torch.autograd."""
+    with autograd_inside_op():
+        xs = [x.detach().float().requires_grad_() for x in inputs]
+        outs = fn(*xs, *args)
+        gs = torch.autograd.grad(outs, xs, [g.float() for g in grad_outputs], allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g.to(x.dtype).contiguous() for g, x in zip(gs, inputs))
+
+
+_warned: set = set()
+
+
+def kernel_or_torch(what: str, kernel, fallback):
+    """Run `kernel()`; if the GPU lacks the resources it needs (shared memory or registers for these head
+    dims: `python -m nlc.kernels.aot` reports them), warn once per `what` and run `fallback()`, the chunked
+    torch path, instead. Any other error propagates."""
+    from triton.runtime.errors import OutOfResources
+
+    try:
+        return kernel()
+    except OutOfResources as e:
+        if what not in _warned:
+            _warned.add(what)
+            import warnings
+
+            warnings.warn(f"nlc: the Triton kernel for {what} does not fit on this GPU ({e}); "
+                          "running the chunked torch path for it instead", RuntimeWarning, stacklevel=2)
+        return fallback()

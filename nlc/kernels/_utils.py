@@ -38,6 +38,7 @@ def v_block(dv: int, programs: int, target: int = 128) -> int:
 # Chosen from those compile reports, not from GPU timings (none measured yet).
 SUB_BLOCK = 32
 CHUNK_WARPS = 8
+CHUNK_STAGES = 3
 
 
 def chunk_block(chunk: int, T: int, cap: int = SUB_BLOCK) -> int:

@@ -63,6 +63,13 @@ def warps_for(name: str) -> int:
     return 4 if ("recurrent" in name or "cms" in name) else CHUNK_WARPS
 
 
+def stages_for(name: str) -> int:
+    """The launchers' num_stages: Triton's default 3, CHUNK_STAGES for the chunk kernels."""
+    from ._utils import CHUNK_STAGES
+
+    return 3 if ("recurrent" in name or "cms" in name) else CHUNK_STAGES
+
+
 def signature(fn, const: dict, half_extra=(), half="bf16"):
     sig = {}
     for name in fn.arg_names:
@@ -93,7 +100,7 @@ def resource_usage(cubin: bytes) -> str:
 
 
 def compile_all(arch: int = 90, d: int = 64, dh: int | None = None, half: str = "bf16", only: str | None = None,
-                num_warps: int | None = None):
+                num_warps: int | None = None, num_stages: int | None = None):
     """Compile every kernel; returns [(name, ok, seconds, report or error)]."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -108,7 +115,7 @@ def compile_all(arch: int = 90, d: int = 64, dh: int | None = None, half: str = 
         const = {k: v for k, v in const.items() if v is not None}
         t0 = time.perf_counter()
         try:
-            opts = {"num_warps": num_warps or warps_for(name)}
+            opts = {"num_warps": num_warps or warps_for(name), "num_stages": num_stages or stages_for(name)}
             k = triton.compile(ASTSource(fn, signature(fn, const, extra, half), const), target=target, options=opts)
             rep = f"warps {opts['num_warps']}, {resource_usage(k.asm['cubin'])}, smem {k.metadata.shared} B"
             rows.append((name, True, time.perf_counter() - t0, rep))
@@ -125,13 +132,14 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"), help="input dtype (default bf16)")
     p.add_argument("--only", default=None, help="only kernels whose name contains this")
     p.add_argument("--warps", type=int, default=None, help="num_warps for every kernel (default: the launchers')")
+    p.add_argument("--stages", type=int, default=None, help="num_stages for every kernel (default: the launchers')")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         cmd = [sys.executable, "-m", "nlc.kernels.aot", *(argv if argv is not None else sys.argv[1:])]
         return subprocess.call(cmd, env=env)
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    rows = compile_all(args.arch, args.d, args.dh, args.dtype, args.only, args.warps)
+    rows = compile_all(args.arch, args.d, args.dh, args.dtype, args.only, args.warps, args.stages)
     print(f"# Triton {__import__('triton').__version__} -> sm_{args.arch} cubin, D = {args.d}, "
           f"Dh = {args.dh or args.d}, {args.dtype} inputs (compiled on CPU, not run)")
     for name, ok, sec, rep in rows:

@@ -57,3 +57,38 @@ def test_step_gate_coeffs_match_per_step(T, C, bc):
     want = torch.autograd.grad(total, (lr, decay, mom))
     for g, w in zip(got, want):
         assert torch.allclose(g, w)
+
+
+def test_out_of_resources_falls_back_to_torch(monkeypatch):
+    """A kernel that does not fit on the GPU (OutOfResources at launch) -> one warning, the torch path,
+    same results and gradients."""
+    import warnings
+
+    from triton.runtime.errors import OutOfResources
+
+    from nlc.kernels import _op_utils, chunk_mlp_memory, mlp_memory
+    from nlc.kernels.mlp_memory import fused, fused_bwd
+    from nlc.kernels.testing import gates, qkv
+
+    def too_big(*a, **kw):
+        raise OutOfResources(300000, 232448, "shared memory")
+
+    monkeypatch.setattr(fused, "mlp_memory_fwd", too_big)
+    monkeypatch.setattr(fused_bwd, "mlp_memory_bwd", too_big)
+    monkeypatch.setattr(_op_utils, "_warned", set())
+    q, k, v = qkv(1, 2, 9, 16, 16)
+    lr, decay, mom = gates(1, 2, 9)
+    W1, W2 = 0.3 * torch.randn(1, 2, 32, 16), 0.3 * torch.randn(1, 2, 16, 32)
+    xs = [x.requires_grad_() for x in (q, k, v, lr, decay, mom, W1, W2)]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        outs = mlp_memory(*xs, chunk=4, backend="triton")
+        got = torch.autograd.grad(sum(o.sum() for o in outs), xs)
+    msgs = [str(w.message) for w in rec if "does not fit" in str(w.message)]
+    assert len(msgs) == 2 and "mlp_memory forward" in msgs[0] and "mlp_memory backward" in msgs[1]
+    ref = chunk_mlp_memory(*xs, torch.zeros_like(W1), torch.zeros_like(W2), 4, "silu")
+    want = torch.autograd.grad(sum(o.sum() for o in ref), xs)
+    for a, b in zip(outs, ref):
+        assert torch.allclose(a, b, atol=1e-6)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-5)

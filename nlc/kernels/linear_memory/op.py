@@ -1,10 +1,12 @@
 """`torch.ops.nlc.linear_memory`: Triton forward and backward, fake impls for torch.compile.
 
-Backward: fused_bwd.py (Titans form) or fused_dgd_bwd.py (dgd, the WY form)."""
+Backward: fused_bwd.py (Titans form) or fused_dgd_bwd.py (dgd, the WY form). Where a kernel does not fit
+on the GPU (shared memory for large head dims), the op warns once and runs the chunked torch reference."""
 import torch
 from torch import Tensor
 
-from .._op_utils import contig
+from .._op_utils import contig, kernel_or_torch, recompute_grads
+from .naive import chunk_linear_memory
 
 
 @torch.library.custom_op("nlc::linear_memory", mutates_args=())
@@ -14,7 +16,9 @@ def linear_memory_op(
 ) -> tuple[Tensor, Tensor, Tensor]:
     from .fused import linear_memory_fwd
 
-    return linear_memory_fwd(*contig(q, k, v, lr, decay, mom, W0, S0), chunk, dgd)
+    xs = contig(q, k, v, lr, decay, mom, W0, S0)
+    return kernel_or_torch("linear_memory forward", lambda: linear_memory_fwd(*xs, chunk, dgd),
+                           lambda: tuple(o.contiguous() for o in chunk_linear_memory(*xs, chunk, dgd)))
 
 
 @linear_memory_op.register_fake
@@ -28,14 +32,14 @@ def linear_memory_bwd_op(
     q: Tensor, k: Tensor, v: Tensor, lr: Tensor, decay: Tensor, mom: Tensor, W0: Tensor, S0: Tensor,
     do: Tensor, dW: Tensor, dS: Tensor, chunk: int, dgd: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    inputs = contig(q, k, v, lr, decay, mom, W0, S0)
-    if dgd:
-        from .fused_dgd_bwd import linear_memory_bwd_dgd
-
-        return linear_memory_bwd_dgd(*inputs, *contig(do, dW, dS), chunk)
     from .fused_bwd import linear_memory_bwd
+    from .fused_dgd_bwd import linear_memory_bwd_dgd
 
-    return linear_memory_bwd(*inputs, *contig(do, dW, dS), chunk)
+    inputs = contig(q, k, v, lr, decay, mom, W0, S0)
+    grads = contig(do, dW, dS)
+    bwd = linear_memory_bwd_dgd if dgd else linear_memory_bwd
+    return kernel_or_torch("linear_memory backward", lambda: bwd(*inputs, *grads, chunk),
+                           lambda: recompute_grads(chunk_linear_memory, inputs, grads, chunk, dgd))
 
 
 @linear_memory_bwd_op.register_fake

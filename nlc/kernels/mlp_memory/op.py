@@ -1,8 +1,12 @@
-"""`torch.ops.nlc.mlp_memory`: Triton forward and backward (fused_bwd.py), fake impls for torch.compile."""
+"""`torch.ops.nlc.mlp_memory`: Triton forward and backward (fused_bwd.py), fake impls for torch.compile.
+
+The kernels keep W1, W2 (and their momenta, gradients) on chip: for D·Dh beyond what an SM's shared memory
+holds (`python -m nlc.kernels.aot` reports it per shape) the op warns once and runs the chunked torch path."""
 import torch
 from torch import Tensor
 
-from .._op_utils import contig
+from .._op_utils import contig, kernel_or_torch, recompute_grads
+from .naive import chunk_mlp_memory
 
 
 @torch.library.custom_op("nlc::mlp_memory", mutates_args=())
@@ -12,7 +16,9 @@ def mlp_memory_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     from .fused import mlp_memory_fwd
 
-    return mlp_memory_fwd(*contig(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0), chunk, act)
+    xs = contig(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0)
+    return kernel_or_torch("mlp_memory forward", lambda: mlp_memory_fwd(*xs, chunk, act),
+                           lambda: tuple(o.contiguous() for o in chunk_mlp_memory(*xs, chunk, act)))
 
 
 @mlp_memory_op.register_fake
@@ -30,7 +36,9 @@ def mlp_memory_bwd_op(
     from .fused_bwd import mlp_memory_bwd
 
     inputs = contig(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0)
-    return mlp_memory_bwd(*inputs, *contig(do, dW1, dW2, dS1, dS2), chunk, act)
+    grads = contig(do, dW1, dW2, dS1, dS2)
+    return kernel_or_torch("mlp_memory backward", lambda: mlp_memory_bwd(*inputs, *grads, chunk, act),
+                           lambda: recompute_grads(chunk_mlp_memory, inputs, grads, chunk, act))
 
 
 @mlp_memory_bwd_op.register_fake
