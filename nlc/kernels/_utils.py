@@ -24,9 +24,9 @@ def block(n: int, lo: int = 16) -> int:
 
 def v_block(dv: int, programs: int, target: int = 128) -> int:
     """Columns of Dv per program for the linear-memory kernels: rows of W evolve independently (the update
-    acts on W from the right), so Dv splits across programs. Halve the block (down to 16) until B·H·NV
+    acts on W from the right), so Dv splits across programs. At most 64; halve it (down to 16) until B·H·NV
     reaches `target` programs: small B·H would leave most of a GPU idle. A heuristic, not tuned on a GPU."""
-    bv = block(dv)
+    bv = min(block(dv), 64)  # a 128-wide block spills (D = 128 on sm_90: `python -m nlc.kernels.aot`)
     while bv > 16 and programs * -(-dv // bv) < target:
         bv //= 2
     return bv

@@ -2,7 +2,7 @@
 
 Layout as in `fused.py`: q, k (B,H,T,Dk), v and o (B,H,T,Dv), gates (B,H,T), states (B,H,Dv,Dk), contiguous.
 One program per (b, h, block of BV rows of W) walks the sequence chunk by chunk, state in registers (fp32).
-A chunk is walked in sub-blocks of BC <= 64 rows; every sub-block reads the chunk-start state W̄ for o and E,
+A chunk is walked in sub-blocks of BC <= SUB_BLOCK (32) rows; every sub-block reads the chunk-start state W̄ for o and E,
 and advances the running state (W, S) by
 
   w = (I + Lm)^{-1} R,   W <- a W + b S + (gv⊙w + c⊙E)ᵀ K,   S <- sm S + (sd⊙E)ᵀ K
