@@ -12,6 +12,7 @@ def test_bench_kernels_needs_a_gpu(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the smoke run is for CPU machines (interpreter)")
 def test_bench_kernels_smoke(capsys):
     assert bench.main(["--smoke"]) == 0
     out = capsys.readouterr().out
