@@ -277,6 +277,7 @@ class NLModel(nn.Module):
         logits, losses = [], []
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
+        teach = {"losses": [], "born": {}}  # segment losses, and the segment each teaching leaf was made in
         s, bounds = 0, []
         while s < T:  # segment ends: every chunk boundary of every token-clock level
             e = min(T, s + self.seg - (pos0 + s) % self.seg) if self.seg < (1 << 30) else T
@@ -296,7 +297,8 @@ class NLModel(nn.Module):
                     tok_loss = _token_loss(lg, targets[:, s:e])
                     losses.append(tok_loss)
                     if learn_cms:
-                        self._cms_step(st, leaves, tok_loss.sum(), pos + (e - s))
+                        teach["losses"].append(tok_loss.sum())
+                        self._cms_step(st, leaves, teach, pos + (e - s), last=e == T)
         loss = torch.cat(losses).mean() if losses else None
         return self._finish(torch.cat(logits, 1), st, loss, stats, len(bounds))
 
@@ -374,18 +376,30 @@ class NLModel(nn.Module):
         self._compiled = {id(layer): torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
         return self
 
-    def _cms_step(self, st, leaves, seg_loss, end):
-        """Task-loss teaching signal for CMS stages (NL eq. 71): accumulate the gradient of this
-        segment's loss w.r.t. each stage's chunk-start weights; apply it at the stage's boundary."""
-        keys = list(leaves)
-        flat = [t for k in keys for t in leaves[k]]
-        grads = torch.autograd.grad(seg_loss, flat, retain_graph=True, allow_unused=True)
-        for j, k in enumerate(keys):
-            g_in, g_out = grads[2 * j], grads[2 * j + 1]
-            if g_in is not None:
-                st[k + ".g_in"] = st[k + ".g_in"] + g_in.detach()
-            if g_out is not None:
-                st[k + ".g_out"] = st[k + ".g_out"] + g_out.detach()
+    def _cms_step(self, st, leaves, teach, end, last):
+        """Task-loss teaching signal for CMS stages (NL eq. 71): a stage's update at its boundary is
+        the gradient of the loss of its chunk's tokens w.r.t. its chunk-start weights (first order).
+
+        The weights are constant within the chunk, so the sum of per-segment gradients is the gradient
+        of the summed segment losses: one autograd pass per boundary (for all stages ending there, over
+        the losses since the oldest one's leaf was made: earlier losses do not reach younger leaves),
+        not one per segment. At the end of a call the partial chunks are flushed into the g
+        accumulators, so a stream split across calls gets the same updates."""
+        i = len(teach["losses"]) - 1
+        born = teach["born"]
+        for k in leaves:
+            born.setdefault(k, i)
+        stages = self._cms_stages()
+        due = [k for k in leaves if last or end % stages[k].lv.chunk == 0]
+        if due:
+            first = min(born[k] for k in due)
+            loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
+            flat = [t for k in due for t in leaves[k]]
+            grads = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
+            for j, k in enumerate(due):
+                for part, g in zip((".g_in", ".g_out"), grads[2 * j:2 * j + 2]):
+                    if g is not None:
+                        st[k + part] = st[k + part] + g.detach()
         for key, layer in self.layers():
             for name, c in layer.cms.items():
                 k = f"{key}.{name}"
@@ -396,7 +410,11 @@ class NLModel(nn.Module):
                 st[k + ".w_out"] = st[k + ".w_out"] - lr * st[k + ".g_out"]
                 st[k + ".g_in"], st[k + ".g_out"] = torch.zeros_like(st[k + ".g_in"]), torch.zeros_like(st[k + ".g_out"])
                 leaves.pop(k, None)  # the next chunk gets a fresh teaching leaf
+                born.pop(k, None)
                 self._nested_reset(st, key, layer, name)
+
+    def _cms_stages(self) -> dict:
+        return {f"{key}.{name}": c for key, layer in self.layers() for name, c in layer.cms.items()}
 
     def _nested_reset(self, st, key, layer, name):
         # nested CMS (eq. 72): when a slower stage completes its chunk, every faster stage of the
