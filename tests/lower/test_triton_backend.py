@@ -26,7 +26,7 @@ model K(dim = 16, heads = 2, vocab = 256) {{
       values linear(h)
       learn l2
       rule {rule}
-      clock tokens(4)
+      clock tokens({chunk})
     }}
     out x + linear(m(l2norm(linear(h), groups = heads)))
   }}
@@ -38,15 +38,18 @@ CASES = [("linear()", "gd(lr = 0.3, decay = 0.1)"),
          ("mlp(depth = 2, expansion = 2, act = silu)", "momentum(lr = 0.3, momentum = 0.5, decay = 0.1)")]
 
 
+@pytest.mark.parametrize("chunk,T", [(4, 10), (16, 40)], ids=["C4-recurrent-fwd", "C16-chunk-fwd"])
 @pytest.mark.parametrize("memory,rule", CASES)
-def test_triton_equals_torch(memory, rule):
-    text = SPEC.format(memory=memory, rule=rule)
+def test_triton_equals_torch(memory, rule, chunk, T):
+    """Outputs, state and every parameter gradient; chunk 4 takes the recurrent forward kernel, 16 the
+    chunk (and dgd WY) kernels; the backward kernels in both."""
+    text = SPEC.format(memory=memory, rule=rule, chunk=chunk)
     torch.manual_seed(0)
     ref = nlc.compile(text, backend="torch")
     tri = nlc.compile(text, backend="triton")
     tri.load_state_dict(ref.state_dict())
     assert tri.fused_levels and all("fallback" not in v for v in tri.fused_levels.values())
-    x = torch.randint(0, 256, (2, 10))
+    x = torch.randint(0, 256, (2, T))
     o1, o2 = ref(x, targets=x), tri(x, targets=x)
     torch.testing.assert_close(o2.logits, o1.logits, rtol=1e-4, atol=1e-5)
     for k in o1.state:
