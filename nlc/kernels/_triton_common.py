@@ -37,3 +37,18 @@ def chunk_gate_coeffs(lr, gam, mom, valid):
     sd_ok = zm == zm_tot
     sd = -lr * tl.where(sd_ok, tl.exp(tl.where(sd_ok, lm_tot - lm, 0.0)), 0.0)
     return a, b, c, sm, sd
+
+
+@triton.jit
+def load_gates(lr, decay, mom, it, valid):
+    """The rows' gates as fp32 [BC] vectors: lr, gam = 1 - decay, mom (rows past the end: 0, 1, 1)."""
+    lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
+    gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
+    mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+    return lr_c, gam_c, mom_c
+
+
+@triton.jit
+def load_rows(p, it, cols, D: tl.constexpr, mask):
+    """Rows `it` (global row indices) x columns `cols` of a contiguous (rows, D) tensor, as fp32 (0 outside mask)."""
+    return tl.load(p + it[:, None] * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)

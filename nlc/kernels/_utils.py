@@ -22,6 +22,14 @@ def block(n: int, lo: int = 16) -> int:
     return max(lo, next_pow2(n))
 
 
+def step_layout(chunk: int, T: int) -> tuple[int, int, int]:
+    """(BC, NS, NSTEP): rows per sub-block, sub-blocks per chunk, and step slots (chunks x NS; the last
+    chunk can leave holes) of the chunk kernels' state buffers (see `step_starts`)."""
+    bc = chunk_block(chunk, T)
+    ns = -(-chunk // bc)
+    return bc, ns, -(-T // chunk) * ns
+
+
 def v_block(dv: int, programs: int, target: int = 128) -> int:
     """Columns of Dv per program for the linear-memory kernels: rows of W evolve independently (the update
     acts on W from the right), so Dv splits across programs. At most 64; halve it (down to 16) until B·H·NV

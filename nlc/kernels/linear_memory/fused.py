@@ -8,8 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs
-from .._utils import CHUNK_WARPS, block, chunk_block, v_block
+from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._utils import CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -85,12 +85,10 @@ def linear_memory_fwd_kernel_chunk(
             valid = rows < ce
             it = i_bh * T + rows
             # [BC, BK], [BC, BV]
-            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
-            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
-            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
-            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            Q = load_rows(q, it, ok, DK, valid[:, None] & mk[None, :])
+            K = load_rows(k, it, ok, DK, valid[:, None] & mk[None, :])
+            V = load_rows(v, it, ov, DV, valid[:, None] & mv[None, :])
+            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
             WbT = tl.trans(Wb)
             O = tl.dot(Q, WbT, input_precision=PREC)
             tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
@@ -132,9 +130,7 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         linear_memory_fwd_kernel_recurrent[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, T, chunk,
                                                      DGD=dgd, **meta)
         return o, WT, ST
-    bc = chunk_block(chunk, T)
-    ns = -(-chunk // bc)
-    nstep = -(-T // chunk) * ns
+    bc, ns, nstep = step_layout(chunk, T)
     Ws = Ss = o  # unused placeholders when not saving
     if save_states:
         Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)

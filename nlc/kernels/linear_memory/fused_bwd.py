@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs
-from .._utils import CHUNK_WARPS, block, chunk_block, v_block
+from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._utils import CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -62,13 +62,11 @@ def linear_memory_bwd_kernel_chunk(
             it = i_bh * T + rows
             m_k = valid[:, None] & mk[None, :]
             m_v = valid[:, None] & mv[None, :]
-            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
-            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
-            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
-            dO = tl.load(do + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
-            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
-            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
-            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            Q = load_rows(q, it, ok, DK, m_k)
+            K = load_rows(k, it, ok, DK, m_k)
+            V = load_rows(v, it, ov, DV, m_v)
+            dO = load_rows(do, it, ov, DV, m_v)
+            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
             KdW = tl.dot(K, tl.trans(dW), input_precision=PREC)      # [BC, BV]
@@ -109,9 +107,7 @@ def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int,
     nv = -(-DV // bv)
     _, _, _, Ws, Ss = linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk, False, impl="chunk",
                                         save_states=True, bv=bv)
-    bc = chunk_block(chunk, T)
-    ns = -(-chunk // bc)
-    nstep = Ws.shape[2]
+    bc, ns, nstep = step_layout(chunk, T)
     f32 = dict(dtype=torch.float32, device=q.device)
     dv = torch.empty_like(v)
     dq, dk = torch.empty(nv, B, H, T, DK, **f32), torch.empty(nv, B, H, T, DK, **f32)

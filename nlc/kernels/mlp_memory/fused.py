@@ -8,8 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs
-from .._utils import CHUNK_WARPS, block, chunk_block
+from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._utils import CHUNK_WARPS, block, step_layout
 
 ACT_IDS = {"silu": 0, "gelu": 1, "relu": 2}
 
@@ -93,12 +93,10 @@ def mlp_memory_fwd_kernel_chunk(
             rows = s + oc
             valid = rows < ce
             it = i_bh * T + rows
-            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=valid[:, None] & mv[None, :], other=0.0).to(tl.float32)
-            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
-            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
-            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            Q = load_rows(q, it, ok, DK, valid[:, None] & mk[None, :])
+            K = load_rows(k, it, ok, DK, valid[:, None] & mk[None, :])
+            V = load_rows(v, it, ov, DV, valid[:, None] & mv[None, :])
+            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
             W1bT = tl.trans(W1b)
             W2bT = tl.trans(W2b)
             # read at the chunk-start weights, [BC, BV]
@@ -134,9 +132,7 @@ def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, 
     DH = W1_0.shape[-2]
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     outs = [torch.empty_like(x) for x in (W1_0, W2_0, S1_0, S2_0)]
-    bc = chunk_block(chunk, T)
-    ns = -(-chunk // bc)
-    nstep = -(-T // chunk) * ns
+    bc, ns, nstep = step_layout(chunk, T)
     states = [o] * 4  # unused placeholders when not saving
     if save_states:
         states = [torch.empty(B, H, nstep, *x.shape[2:], dtype=torch.float32, device=q.device)

@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import CHUNK_WARPS, block, chunk_block
-from .._triton_common import chunk_gate_coeffs
+from .._utils import CHUNK_WARPS, block, step_layout
+from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
 from .fused import ACT_IDS, _act, _act_d2, _load_state, _store_state
 
 
@@ -68,13 +68,11 @@ def mlp_memory_bwd_kernel_chunk(
             it = i_bh * T + rows
             m_k = valid[:, None] & mk[None, :]
             m_v = valid[:, None] & mv[None, :]
-            Q = tl.load(q + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
-            K = tl.load(k + it[:, None] * DK + ok[None, :], mask=m_k, other=0.0).to(tl.float32)
-            V = tl.load(v + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
-            dO = tl.load(do + it[:, None] * DV + ov[None, :], mask=m_v, other=0.0).to(tl.float32)
-            lr_c = tl.load(lr + it, mask=valid, other=0.0).to(tl.float32)
-            gam_c = 1.0 - tl.load(decay + it, mask=valid, other=0.0).to(tl.float32)
-            mom_c = tl.load(mom + it, mask=valid, other=1.0).to(tl.float32)
+            Q = load_rows(q, it, ok, DK, m_k)
+            K = load_rows(k, it, ok, DK, m_k)
+            V = load_rows(v, it, ov, DV, m_v)
+            dO = load_rows(do, it, ov, DV, m_v)
+            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             W1bT = tl.trans(W1b)
             W2bT = tl.trans(W2b)
@@ -140,9 +138,7 @@ def mlp_memory_bwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW
     DV, DH = v.shape[-1], W1_0.shape[-2]
     *_, W1s, W2s, S1s, S2s = mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk, act,
                                             save_states=True)
-    bc = chunk_block(chunk, T)
-    ns = -(-chunk // bc)
-    nstep = W1s.shape[2]
+    bc, ns, nstep = step_layout(chunk, T)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     f32 = dict(dtype=torch.float32, device=q.device)
     dc, dsd = torch.empty(B, H, T, **f32), torch.empty(B, H, T, **f32)
