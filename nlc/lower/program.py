@@ -121,7 +121,7 @@ class Layer(nn.Module):
         return (frozenset(lv.name for lv in tok if start % lv.chunk == 0),
                 frozenset(lv.name for lv in tok if end % lv.chunk == 0))
 
-    def _run_op(self, op, v, st, key, leaves=None):
+    def _run_op(self, op, v, st, key):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
         if op.op == "const":
@@ -132,7 +132,7 @@ class Layer(nn.Module):
         if op.op == "read":
             return self._read(op, ins, st, key)
         if op.op == "cms":
-            return self._cms(op, ins[0], st, key, leaves)
+            return self._cms(op, ins[0], st, key)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 
     def run(self, x, st, key, pos0, bounds, stats):
@@ -156,11 +156,11 @@ class Layer(nn.Module):
         return full[self.block.out]
 
     # ---- one segment
-    def segment(self, x, st, key, ends, mode, leaves, stats, starts=frozenset()):
+    def segment(self, x, st, key, ends, mode, stats, starts=frozenset()):
         n = x.shape[1]
         v = {"x": x}
         for op in self.block.ops:
-            v[op.name] = self._run_op(op, v, st, key, leaves)
+            v[op.name] = self._run_op(op, v, st, key)
         for name, m in self.mems.items():
             self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats, at_start=name in starts)
         return v[self.block.out]
@@ -210,15 +210,12 @@ class Layer(nn.Module):
             for i in range(L):
                 st[f"{key}.Wbar{i}"] = Ws[i]
 
-    def _cms(self, op, x, st, key, leaves):
+    def _cms(self, op, x, st, key):
         names, variant = op.attrs["levels"], op.attrs["variant"]
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
             w_in, w_out = st[f"{key}.{name}.w_in"], st[f"{key}.{name}.w_out"]
-            li = leaves.get(f"{key}.{name}") if leaves is not None else None
-            if c.learns and li is not None:
-                w_in, w_out = w_in + li[0], w_out + li[1]
             inp = x if variant == "independent" else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
@@ -226,6 +223,16 @@ class Layer(nn.Module):
         if variant == "independent":
             return sum(w * y for w, y in zip(self.agg[op.name], outs))
         return h - x
+
+
+def _grad_target(t):
+    """`t` itself when torch.autograd.grad can differentiate w.r.t. it (a node of the graph, or a
+    leaf); else a detached leaf copy. Frozen weights do not require grad, and a view of a parameter
+    made under no_grad (the state at the start of `nlc generate`) requires grad yet is in no graph:
+    autograd.grad would answer None for it."""
+    if t.requires_grad and (t.grad_fn is not None or t._base is None):
+        return t
+    return t.detach().requires_grad_()
 
 
 def _token_loss(logits, targets):
@@ -327,37 +334,36 @@ class NLModel(nn.Module):
         # Python, so the compiled segment program sees plain flags, not positions)
         starts, ends = layer.edges(pos, pos + n)
         if leaves is not None:
-            # teaching leaves of the CMS stages (created here, outside any compiled program)
+            # the CMS teaching signal differentiates w.r.t. each stage's chunk-start weight tensors
+            # (all their uses in the chunk derive from them); kept here, outside any compiled program
             for name, c in layer.cms.items():
                 k = f"{key}.{name}"
                 if c.learns and k not in leaves:
-                    leaves[k] = (torch.zeros_like(st[k + ".w_in"], requires_grad=True),
-                                 torch.zeros_like(st[k + ".w_out"], requires_grad=True))
+                    for part in (".w_in", ".w_out"):
+                        st[k + part] = _grad_target(st[k + part])
+                    leaves[k] = (st[k + ".w_in"], st[k + ".w_out"])
         fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
         if self.checkpointing and torch.is_grad_enabled():
-            return self._checkpointed(fn, x, st, key, ends, leaves, stats, starts)
-        return fn(x, st, key, ends, self.mode, leaves, stats, starts)
+            return self._checkpointed(fn, x, st, key, ends, stats, starts)
+        return fn(x, st, key, ends, self.mode, stats, starts)
 
-    def _checkpointed(self, fn, x, st, key, ends, leaves, stats, starts):
+    def _checkpointed(self, fn, x, st, key, ends, stats, starts):
         """Activation checkpointing per segment: keep only the segment's inputs and outputs (fast
         state included); recompute its inside during backward. Training memory then grows with T
         (the carried states), not with the activations of every chunk's update."""
         from torch.utils.checkpoint import checkpoint
         skeys = sorted(k for k in st if k.startswith(key + "."))
-        lkeys = sorted(k for k in leaves if k.startswith(key + ".")) if leaves is not None else []
         meta = {}
 
         def pure(x, *flat):
-            s = dict(zip(skeys, flat[:len(skeys)]))
-            lv = {k: (flat[len(skeys) + 2 * i], flat[len(skeys) + 2 * i + 1]) for i, k in enumerate(lkeys)}
+            s = dict(zip(skeys, flat))
             local = {}
-            out = fn(x, s, key, ends, self.mode, lv if leaves is not None else None, local, starts)
+            out = fn(x, s, key, ends, self.mode, local, starts)
             meta["out"], meta["stats"] = sorted(s), sorted(local)
             return (out, *[s[k] for k in meta["out"]],
                     *[torch.as_tensor(local[k], dtype=x.dtype, device=x.device) for k in meta["stats"]])
 
-        flat = [st[k] for k in skeys] + [t for k in lkeys for t in leaves[k]]
-        res = checkpoint(pure, x, *flat, use_reentrant=False)
+        res = checkpoint(pure, x, *[st[k] for k in skeys], use_reentrant=False)
         n = len(meta["out"])
         st.update(zip(meta["out"], res[1:1 + n]))
         for k, v in zip(meta["stats"], res[1 + n:]):
@@ -380,17 +386,20 @@ class NLModel(nn.Module):
         """Task-loss teaching signal for CMS stages (NL eq. 71): a stage's update at its boundary is
         the gradient of the loss of its chunk's tokens w.r.t. its chunk-start weights (first order).
 
-        The weights are constant within the chunk, so the sum of per-segment gradients is the gradient
-        of the summed segment losses: one autograd pass per boundary (for all stages ending there, over
-        the losses since the oldest one's leaf was made: earlier losses do not reach younger leaves),
-        not one per segment. At the end of a call the partial chunks are flushed into the g
-        accumulators, so a stream split across calls gets the same updates."""
+        `leaves[k]` are those weight tensors, taken at the chunk start; every use in the chunk derives
+        from them, so one autograd pass over the summed losses since the chunk began gives the sum of
+        the per-token gradients. Stages ending here share one pass, over the losses since the oldest
+        one's chunk began (earlier losses do not reach younger weights). A stage that a nested reset
+        restarts mid-chunk, and every stage at the end of a call, is flushed into its g accumulators
+        first, so the update is the same however the stream is split."""
         i = len(teach["losses"]) - 1
         born = teach["born"]
         for k in leaves:
             born.setdefault(k, i)
         stages = self._cms_stages()
-        due = [k for k in leaves if last or end % stages[k].lv.chunk == 0]
+        boundary = [k for k in leaves if end % stages[k].lv.chunk == 0]
+        reset = {r for k in boundary for r in self._nested_targets(k)}
+        due = list(leaves) if last else [k for k in leaves if k in boundary or k in reset]
         if due:
             first = min(born[k] for k in due)
             loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
@@ -400,34 +409,33 @@ class NLModel(nn.Module):
                 for part, g in zip((".g_in", ".g_out"), grads[2 * j:2 * j + 2]):
                     if g is not None:
                         st[k + part] = st[k + part] + g.detach()
-        for key, layer in self.layers():
-            for name, c in layer.cms.items():
-                k = f"{key}.{name}"
-                if not c.learns or end % c.lv.chunk:
-                    continue
-                lr = c.lv.gates["lr"].value
-                st[k + ".w_in"] = st[k + ".w_in"] - lr * st[k + ".g_in"]
-                st[k + ".w_out"] = st[k + ".w_out"] - lr * st[k + ".g_out"]
-                st[k + ".g_in"], st[k + ".g_out"] = torch.zeros_like(st[k + ".g_in"]), torch.zeros_like(st[k + ".g_out"])
-                leaves.pop(k, None)  # the next chunk gets a fresh teaching leaf
-                born.pop(k, None)
-                self._nested_reset(st, key, layer, name)
+        for k in boundary:
+            lr = stages[k].lv.gates["lr"].value
+            for w, g in ((".w_in", ".g_in"), (".w_out", ".g_out")):
+                st[k + w] = st[k + w] - lr * st[k + g]
+                st[k + g] = torch.zeros_like(st[k + g])
+        for k in reset:
+            # nested CMS (eq. 72): a slower stage completing its chunk restarts the faster stages of
+            # its chain from their meta-learned initial state (the slower level owns their init)
+            c, B = stages[k], st[k + ".w_in"].shape[0]
+            st[k + ".w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
+            st[k + ".w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
+        for k in set(boundary) | reset:
+            leaves.pop(k, None)  # the next segment takes the new weights as the teaching leaves
+            born.pop(k, None)
 
     def _cms_stages(self) -> dict:
         return {f"{key}.{name}": c for key, layer in self.layers() for name, c in layer.cms.items()}
 
-    def _nested_reset(self, st, key, layer, name):
-        # nested CMS (eq. 72): when a slower stage completes its chunk, every faster stage of the
-        # chain restarts from its meta-learned initial state (the slower level owns their init)
-        for op in layer.block.ops:
-            if op.op == "cms" and op.attrs["variant"] == "nested" and name in op.attrs["levels"]:
-                slow = layer.cms[name].lv.chunk
-                B = st[f"{key}.{name}.w_in"].shape[0]
-                for other in op.attrs["levels"]:
-                    c = layer.cms[other]
-                    if c.learns and c.lv.chunk < slow:
-                        st[f"{key}.{other}.w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
-                        st[f"{key}.{other}.w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
+    def _nested_targets(self, k) -> list:
+        """The learning stages a nested chain restarts when stage `k` completes its chunk: the faster
+        ones of every nested `cms` op that holds it."""
+        key, name = k.rsplit(".", 1)
+        layer = dict(self.layers())[key]
+        slow = layer.cms[name].lv.chunk
+        return [f"{key}.{other}" for op in layer.block.ops
+                if op.op == "cms" and op.attrs["variant"] == "nested" and name in op.attrs["levels"]
+                for other in op.attrs["levels"] if layer.cms[other].learns and layer.cms[other].lv.chunk < slow]
 
 
 class _null:

@@ -14,10 +14,17 @@ def hope(**ov):
 
 @pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8)),
                                             ("specs/titans.nl", "TitansMAC", dict(chunk=4, persistent=2)),
-                                            ("specs/cms.nl", None, dict(fast=2, mid=4, slow=8))])
+                                            ("specs/cms.nl", None, dict(fast=2, mid=4, slow=8)),
+                                            # two layers: the first layer's CMS output reaches the second
+                                            # layer's memories, so a CMS chunk split across calls must still
+                                            # take the gradient through the part in the earlier call
+                                            ("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, layers=2)),
+                                            ("nested-cms", None, dict(fast=2, mid=4, slow=8, layers=2))])
 def test_streaming_equals_one_pass(spec, model, ov):
     torch.manual_seed(0)
-    m = nlc.compile(spec, model=model, **SMALL, **ov).double()
+    if spec == "nested-cms":
+        spec = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
+    m = nlc.compile(spec, model=model, **{**SMALL, **ov}).double()
     x = torch.randint(0, 256, (2, 21))
     whole = m(x, targets=x)
     st, logits = None, []
