@@ -1,4 +1,5 @@
 """Helpers shared by the kernels: device checks, block sizes, gate coefficients in torch."""
+import functools
 import os
 
 import torch
@@ -110,7 +111,13 @@ def step_starts(T: int, chunk: int, bc: int) -> list[int]:
 
 def step_index(T: int, chunk: int, bc: int, device=None):
     """(idx, valid), both (NSTEP, BC): the row each kernel step reads at each position (clamped), and
-    whether it is a real row of the step (see `step_starts`)."""
+    whether it is a real row of the step (see `step_starts`). Cached: building them is a Python loop
+    and a host-to-device copy that would wait for the GPU stream at every backward."""
+    return _step_index(T, chunk, bc, str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=64)
+def _step_index(T: int, chunk: int, bc: int, device: str):
     starts = step_starts(T, chunk, bc)
     st = torch.tensor([-1 if s is None else s for s in starts], device=device)
     ends = torch.tensor([0 if s is None else min(s + bc, (s // chunk + 1) * chunk, T) for s in starts], device=device)

@@ -25,7 +25,7 @@ INTS = {"T", "C", "NS", "NSTEP", "N", "P", "NC"}
 FLOATS = {"lr_scalar"}
 
 
-def kernels(d: int, dh: int, prec: str, bc: int | None = None):
+def kernels(d: int, dh: int, prec: str, bc: int | None = None, bv: int | None = None):
     """(name, jit function, constexprs, extra half pointers) for every kernel at head dim d, hidden dh."""
     from .cms.fused import cms_update_bwd_kernel, cms_update_fwd_kernel
     from .linear_memory.fused import linear_memory_fwd_kernel_chunk, linear_memory_fwd_kernel_recurrent
@@ -38,7 +38,8 @@ def kernels(d: int, dh: int, prec: str, bc: int | None = None):
     from ._utils import SUB_BLOCK
 
     bc = bc or SUB_BLOCK
-    lin = dict(DK=d, DV=d, BK=d, BV=min(d, 32), PREC=prec)
+    # BV: rows of W per program; `v_block` gives 32 at D = 64 for small B·H, 64 for B·H >= 128
+    lin = dict(DK=d, DV=d, BK=d, BV=bv or min(d, 32), PREC=prec)
     mlp = dict(DK=d, DH=dh, DV=d, BK=d, BH=dh, BV=d, BC=bc, ACT=0, PREC=prec)
     return [
         ("linear fwd recurrent", linear_memory_fwd_kernel_recurrent, dict(lin, DGD=False, PREC=None), ()),
@@ -100,7 +101,7 @@ def resource_usage(cubin: bytes) -> str:
 
 
 def compile_all(arch: int = 90, d: int = 64, dh: int | None = None, half: str = "bf16", only: str | None = None,
-                num_warps: int | None = None, num_stages: int | None = None):
+                num_warps: int | None = None, num_stages: int | None = None, bv: int | None = None):
     """Compile every kernel; returns [(name, ok, seconds, report or error)]."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -109,7 +110,7 @@ def compile_all(arch: int = 90, d: int = 64, dh: int | None = None, half: str = 
     prec = "tf32" if half != "fp32" else "ieee"
     target = GPUTarget("cuda", arch, 32)
     rows = []
-    for name, fn, const, extra in kernels(d, dh or d, prec):
+    for name, fn, const, extra in kernels(d, dh or d, prec, bv=bv):
         if only and only not in name:
             continue
         const = {k: v for k, v in const.items() if v is not None}
@@ -133,15 +134,16 @@ def main(argv=None) -> int:
     p.add_argument("--only", default=None, help="only kernels whose name contains this")
     p.add_argument("--warps", type=int, default=None, help="num_warps for every kernel (default: the launchers')")
     p.add_argument("--stages", type=int, default=None, help="num_stages for every kernel (default: the launchers')")
+    p.add_argument("--bv", type=int, default=None, help="rows of W per program of the linear kernels (default min(d, 32))")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         cmd = [sys.executable, "-m", "nlc.kernels.aot", *(argv if argv is not None else sys.argv[1:])]
         return subprocess.call(cmd, env=env)
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    rows = compile_all(args.arch, args.d, args.dh, args.dtype, args.only, args.warps, args.stages)
+    rows = compile_all(args.arch, args.d, args.dh, args.dtype, args.only, args.warps, args.stages, args.bv)
     print(f"# Triton {__import__('triton').__version__} -> sm_{args.arch} cubin, D = {args.d}, "
-          f"Dh = {args.dh or args.d}, {args.dtype} inputs (compiled on CPU, not run)")
+          f"Dh = {args.dh or args.d}, BV = {args.bv or min(args.d, 32)}, {args.dtype} inputs (compiled on CPU, not run)")
     for name, ok, sec, rep in rows:
         print(f"{name:<26} {'ok' if ok else 'FAILED':<6} {sec:6.1f} s   {rep}")
     return 0 if all(ok for _, ok, _, _ in rows) else 1

@@ -425,7 +425,9 @@ class NLModel(nn.Module):
             born.pop(k, None)
 
     def _cms_stages(self) -> dict:
-        return {f"{key}.{name}": c for key, layer in self.layers() for name, c in layer.cms.items()}
+        if not hasattr(self, "_stages"):  # built once: the layers do not change after construction
+            self._stages = {f"{key}.{name}": c for key, layer in self.layers() for name, c in layer.cms.items()}
+        return self._stages
 
     def _nested_targets(self, k) -> list:
         """The learning stages a nested chain restarts when stage `k` completes its chunk: the faster

@@ -105,6 +105,10 @@ def barrier(ctx: DistContext) -> None:
 
 def cleanup(ctx: DistContext) -> None:
     if ctx.owns_group and dist.is_initialized():
+        # every rank arrives first: rank 0 may still be drawing the plot, and a rank that tore its
+        # gloo connections down meanwhile was once seen aborting at exit ("terminate called without
+        # an active exception", CI under load)
+        dist.barrier()
         dist.destroy_process_group()
 
 

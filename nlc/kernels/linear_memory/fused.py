@@ -2,14 +2,15 @@
 dgd chunk kernel is in fused_dgd.py).
 
 Layout: q, k (B,H,T,Dk), v and o (B,H,T,Dv), gates (B,H,T), states (B,H,Dv,Dk), all contiguous.
-One program per (b, h) walks the whole sequence and keeps the state on chip; the state is fp32 inside.
+One program per (b, h, block of BV rows of W) walks the whole sequence and keeps the state on chip,
+in fp32.
 """
 import torch
 import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
-from .._utils import CHUNK_WARPS, block, step_layout, v_block
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -107,9 +108,10 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
 
     save_states (chunk kernel only): also return the fp32 states (W, S) at the start of every kernel step,
     (B, H, NSTEP, Dv, Dk) each with the steps of `step_starts`: what the backward kernel walks back through.
-    bv: Dv columns per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
+    bv: rows of W (of Dv) per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
     q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV = v.shape[-1]
     if impl == "auto":
         # a chunk shorter than a 16-row tl.dot tile would waste most of each tile: token loop instead
@@ -137,5 +139,5 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         Ss = torch.empty_like(Ws)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     linear_memory_fwd_kernel_chunk[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-                                             BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, **meta)
+                                             BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES, **meta)
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

@@ -1,4 +1,5 @@
-"""Triton backward of the chunked linear memory (no dgd): one program per (b, h) walks the steps in reverse.
+"""Triton backward of the chunked linear memory (no dgd): one program per (b, h, block of BV rows of W)
+walks the steps in reverse.
 
 A step is a sub-block of ≤ BC rows of a chunk (see `step_starts`); with W̄ the chunk-start state, (W, S) the
 state at the step start and (a, b, c, sm, sd) the step's gate coefficients, the forward did
@@ -16,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
-from .._utils import CHUNK_WARPS, block, step_layout, v_block
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -102,6 +103,7 @@ def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int,
     # the kernels index memory as contiguous (a gradient can arrive as an expanded or transposed view)
     q, k, v, lr, decay, mom, W0, S0, do, dWT, dST = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0, do, dWT, dST))
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV = v.shape[-1]
     bv = bv or v_block(DV, B * H)
     nv = -(-DV // bv)
@@ -120,7 +122,7 @@ def linear_memory_bwd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: int,
         q, k, v, lr, decay, mom, Ws, Ss, do, dWT, dST,
         dq, dk, dv, dc, dsd, da, db, dsm, dW0, dS0,
         T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, num_warps=CHUNK_WARPS,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
     )
     da, db, dc, dsm, dsd = (x.sum(0) for x in (da, db, dc, dsm, dsd))
     dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))

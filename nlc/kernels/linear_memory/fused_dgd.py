@@ -19,7 +19,7 @@ import triton.language as tl
 
 from .._triton_common import load_gates, load_rows
 
-from .._utils import CHUNK_WARPS, block, step_layout, v_block
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -31,7 +31,7 @@ def _log_cumsums(x):
 
 
 @triton.jit
-def dgd_gate_mats(lr, gam, mom, valid, PREC: tl.constexpr):
+def dgd_gate_mats(lr, gam, mom, valid):
     """Gate coefficients of one sub-block (rows `valid`; invalid rows act as gam = mom = 1, lr = 0).
 
     Returns, with G/M the products of gam/mom, B_i = Σ_{t<=i} G(t+1..i) M(1..t), P[j, i] = Σ_t M(j+1..t) G(t+1..i):
@@ -69,7 +69,8 @@ def dgd_gate_mats(lr, gam, mom, valid, PREC: tl.constexpr):
     gex = tl.where(g0_ok, tl.exp(tl.where(g0_ok, lgx, 0.0)), 0.0)
     # Bex_i = Σ_{t<i} M(1..t) G(t+1..i-1),  Cx[i, j] = -lr_j Σ_t G(t+1..i-1) M(j+1..t)
     Bex = tl.sum(PGx * mcum[None, :], 1)
-    Cx = -lr[None, :] * tl.dot(PGx, PMt, input_precision=PREC)
+    # fp32 products of gates: full precision also for half inputs (a BC^3 product, cheap)
+    Cx = -lr[None, :] * tl.dot(PGx, PMt, input_precision="ieee")
     # block end: c_j = -lr_j Σ_t M(j+1..t) gv_t  (PMt[t, j])
     c = -lr * tl.sum(PMt * gv[:, None], 0)
     b = tl.sum(gv * mcum, 0)
@@ -134,7 +135,7 @@ def linear_memory_fwd_kernel_dgd_chunk(
             O = tl.dot(Q, WbT, input_precision=PREC)
             tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
             E = tl.dot(K, WbT, input_precision=PREC) - V
-            a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid, PREC)
+            a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid)
             lr_v = tl.where(valid, lr_c, 0.0)
             # [BC, BC]: k_i . k_j
             Kk = tl.dot(K, tl.trans(K), input_precision=PREC)
@@ -157,9 +158,10 @@ def linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk: int, sav
 
     save_states: also return the fp32 states (W, S) at the start of every kernel step, (B, H, NSTEP, Dv, Dk)
     each with the steps of `step_starts` (as `linear_memory_fwd(..., save_states=True)`).
-    bv: Dv columns per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
+    bv: rows of W (of Dv) per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
     q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV = v.shape[-1]
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     WT = torch.empty_like(W0)
@@ -174,6 +176,6 @@ def linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk: int, sav
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
     linear_memory_fwd_kernel_dgd_chunk[grid](
         q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS,
+        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
     )
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from .._triton_common import load_gates, load_rows
 
-from .._utils import CHUNK_WARPS, block, step_index, step_layout, to_steps, v_block
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_index, step_layout, to_steps, v_block
 from .fused_dgd import dgd_gate_mats, unit_lower_inverse
 
 
@@ -74,7 +74,7 @@ def linear_memory_bwd_kernel_dgd_chunk(
             V = load_rows(v, it, ov, DV, m_v)
             dO = load_rows(do, it, ov, DV, m_v)
             lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
-            a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid, PREC)
+            a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid)
             lr_v = tl.where(valid, lr_c, 0.0)
             # recompute the step's forward
             E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
@@ -165,6 +165,7 @@ def linear_memory_bwd_dgd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: 
     xs = [x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0, do, dWT, dST)]
     q, k, v, lr, decay, mom, W0, S0, do, dWT, dST = xs
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV = v.shape[-1]
     bv = bv or v_block(DV, B * H)
     nv = -(-DV // bv)
@@ -183,7 +184,7 @@ def linear_memory_bwd_dgd(q, k, v, lr, decay, mom, W0, S0, do, dWT, dST, chunk: 
         dq, dk, dv, drow, dstep, dmat, dW0, dS0,
         T, chunk, ns, nstep,
         DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC="ieee" if q.dtype == torch.float32 else "tf32",
-        num_warps=CHUNK_WARPS,
+        num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
     )
     drow, dstep, dmat = drow.sum(1), dstep.sum(1), dmat.sum(1)
     idx, valid = step_index(T, chunk, bc, q.device)

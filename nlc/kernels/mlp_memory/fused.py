@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
-from .._utils import CHUNK_WARPS, block, step_layout
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout
 
 ACT_IDS = {"silu": 0, "gelu": 1, "relu": 2}
 
@@ -128,6 +128,7 @@ def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, 
     q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0 = (
         x.contiguous() for x in (q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0))
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV = v.shape[-1]
     DH = W1_0.shape[-2]
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
@@ -143,6 +144,6 @@ def mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk: int, 
         T, chunk, ns, nstep,
         DK=DK, DH=DH, DV=DV,
         BK=block(DK), BH=block(DH), BV=block(DV), BC=bc,
-        ACT=ACT_IDS[act], PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS,
+        ACT=ACT_IDS[act], PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
     )
     return (o, *outs, *states) if save_states else (o, *outs)

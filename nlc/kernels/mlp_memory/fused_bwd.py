@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._utils import CHUNK_WARPS, block, step_layout
+from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout
 from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
 from .fused import ACT_IDS, _act, _act_d2, _load_state, _store_state
 
@@ -135,6 +135,7 @@ def mlp_memory_bwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW
     xs = [x.contiguous() for x in (q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW2T, dS1T, dS2T)]
     q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW2T, dS1T, dS2T = xs
     B, H, T, DK = q.shape
+    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
     DV, DH = v.shape[-1], W1_0.shape[-2]
     *_, W1s, W2s, S1s, S2s = mlp_memory_fwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk, act,
                                             save_states=True)
@@ -151,7 +152,7 @@ def mlp_memory_bwd(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, do, dW1T, dW
         dq, dk, dv, dc, dsd, da, db, dsm, *dstate,
         T, chunk, ns, nstep,
         DK=DK, DH=DH, DV=DV, BK=block(DK), BH=block(DH), BV=block(DV), BC=bc,
-        ACT=ACT_IDS[act], PREC=prec, num_warps=CHUNK_WARPS,
+        ACT=ACT_IDS[act], PREC=prec, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
     )
     dlr, ddecay, dmom = gate_grads(lr, decay, mom, chunk, bc, (da, db, dc, dsm, dsd))
     return (dq, dk, dv, dlr, ddecay, dmom, *dstate)
