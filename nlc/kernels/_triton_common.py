@@ -9,7 +9,8 @@ def chunk_gate_coeffs(lr, gam, mom, valid):
 
     lr, gam, mom, valid: [BC] vectors (fp32; invalid rows may hold anything). Returns (a, b, c, sm, sd):
     W_L = a W_0 + b S_0 + sum_i c_i g_i,  S_L = sm S_0 + sum_i sd_i g_i.
-    Products of gates are taken in log space; exact zeros are counted apart, so a zero gate gives an exact 0.
+    Products of gates are taken in log space; entries <= 0 are counted apart as exact zeros, so a zero gate
+    gives an exact 0. Gates must lie in [0, 1] (a negative one would be taken as 0).
     """
     m = tl.where(valid, mom, 1.0)
     g = tl.where(valid, gam, 1.0)

@@ -243,3 +243,14 @@ def test_linear_memory_gpu_large(dgd, dtype):
 def test_linear_memory_large_check_on_cpu(dgd):
     """The GPU test's code, at a size the interpreter can run."""
     check_large(DEVICE, 96, 16, 64, dgd, torch.float32)
+
+
+def test_chunk_longer_than_the_sequence_keeps_buffers_small():
+    """chunk >> T is one chunk: the launchers clamp it, so the step buffers follow T, not chunk."""
+    from nlc.kernels.linear_memory import fused
+
+    xs = make_inputs(1, 1, 20, 16, 16, torch.float32)
+    o, W, S, Ws, Ss = fused.linear_memory_fwd(*xs, 1 << 20, False, save_states=True)
+    assert Ws.shape[2] == Ss.shape[2] == 1, Ws.shape
+    for name, a, b in zip(("o", "W_T", "S_T"), naive_linear_memory(*xs, 20, False), (o, W, S)):
+        assert_close(name, a, b, 1e-4)
