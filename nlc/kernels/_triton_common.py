@@ -53,3 +53,21 @@ def load_gates(lr, decay, mom, it, valid):
 def load_rows(p, it, cols, D: tl.constexpr, mask):
     """Rows `it` (global row indices) x columns `cols` of a contiguous (rows, D) tensor, as fp32 (0 outside mask)."""
     return tl.load(p + it[:, None] * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def load_step(q, k, v, do, lr, decay, mom, i_bh, T, s, end, ok, ov, mk, mv,
+              DK: tl.constexpr, DV: tl.constexpr, BC: tl.constexpr):
+    """What a backward kernel reads for the step of rows [s, end) of sequence i_bh: the masks, the row
+    indices `it`, Q, K (BC, BK), V, dO (BC, BV) as fp32 and the gates (as `load_gates`)."""
+    rows = s + tl.arange(0, BC)
+    valid = rows < end
+    it = i_bh * T + rows
+    m_k = valid[:, None] & mk[None, :]
+    m_v = valid[:, None] & mv[None, :]
+    Q = load_rows(q, it, ok, DK, m_k)
+    K = load_rows(k, it, ok, DK, m_k)
+    V = load_rows(v, it, ov, DV, m_v)
+    dO = load_rows(do, it, ov, DV, m_v)
+    lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+    return valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c

@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._triton_common import chunk_gate_coeffs, load_step
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
@@ -35,7 +35,6 @@ def linear_memory_bwd_kernel_chunk(
     B_H = tl.num_programs(0).to(tl.int64)
     ok = tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
-    oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
     mvk = mv[:, None] & mk[None, :]
@@ -58,16 +57,8 @@ def linear_memory_bwd_kernel_chunk(
             i_step = i_bh * NSTEP + j * NS + m
             W = tl.load(Ws + i_step * DV * DK + p_state, mask=mvk, other=0.0)
             S = tl.load(Ss + i_step * DV * DK + p_state, mask=mvk, other=0.0)
-            rows = s + oc
-            valid = rows < tl.minimum(s + BC, ce)
-            it = i_bh * T + rows
-            m_k = valid[:, None] & mk[None, :]
-            m_v = valid[:, None] & mv[None, :]
-            Q = load_rows(q, it, ok, DK, m_k)
-            K = load_rows(k, it, ok, DK, m_k)
-            V = load_rows(v, it, ov, DV, m_v)
-            dO = load_rows(do, it, ov, DV, m_v)
-            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+            valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
+                q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
             KdW = tl.dot(K, tl.trans(dW), input_precision=PREC)      # [BC, BV]

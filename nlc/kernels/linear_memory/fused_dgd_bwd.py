@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .._triton_common import load_gates, load_rows
+from .._triton_common import load_step
 
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_index, step_layout, to_steps, v_block
 from .fused_dgd import dgd_gate_mats, unit_lower_inverse
@@ -64,16 +64,8 @@ def linear_memory_bwd_kernel_dgd_chunk(
             i_step = i_bh * NSTEP + j * NS + m
             W = tl.load(Ws + i_step * DV * DK + p_state, mask=mvk, other=0.0)
             S = tl.load(Ss + i_step * DV * DK + p_state, mask=mvk, other=0.0)
-            rows = s + oc
-            valid = rows < tl.minimum(s + BC, ce)
-            it = i_bh * T + rows
-            m_k = valid[:, None] & mk[None, :]
-            m_v = valid[:, None] & mv[None, :]
-            Q = load_rows(q, it, ok, DK, m_k)
-            K = load_rows(k, it, ok, DK, m_k)
-            V = load_rows(v, it, ov, DV, m_v)
-            dO = load_rows(do, it, ov, DV, m_v)
-            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+            valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
+                q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
             a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid)
             lr_v = tl.where(valid, lr_c, 0.0)
             # recompute the step's forward

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout
-from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._triton_common import chunk_gate_coeffs, load_step
 from .fused import ACT_IDS, _act, _act_d2, _load_state, _store_state
 
 
@@ -36,7 +36,6 @@ def mlp_memory_bwd_kernel_chunk(
     i_bh = tl.program_id(0).to(tl.int64)
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
-    oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
     dW1 = _load_state(dW1T, i_bh, DH, DK, BH, BK)
@@ -63,16 +62,8 @@ def mlp_memory_bwd_kernel_chunk(
             S1 = _load_state(S1s, i_step, DH, DK, BH, BK)
             W2 = _load_state(W2s, i_step, DV, DH, BV, BH)
             S2 = _load_state(S2s, i_step, DV, DH, BV, BH)
-            rows = s + oc
-            valid = rows < tl.minimum(s + BC, ce)
-            it = i_bh * T + rows
-            m_k = valid[:, None] & mk[None, :]
-            m_v = valid[:, None] & mv[None, :]
-            Q = load_rows(q, it, ok, DK, m_k)
-            K = load_rows(k, it, ok, DK, m_k)
-            V = load_rows(v, it, ov, DV, m_v)
-            dO = load_rows(do, it, ov, DV, m_v)
-            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+            valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
+                q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             W1bT = tl.trans(W1b)
             W2bT = tl.trans(W2b)
