@@ -33,6 +33,14 @@ def _linear_step(W, S, Q, K, V, lr, decay, mom):
     return o, W2, S2
 
 
+def _dgd_step(W, S, Q, K, V, lr, decay, mom):
+    from .linear_memory.naive import dgd_block
+
+    o = Q @ W.transpose(-1, -2)
+    W2, S2 = dgd_block(K, K @ W.transpose(-1, -2) - V, lr, decay, mom, W, S)  # the chunk as one WY block
+    return o, W2, S2
+
+
 def _mlp_step(W1, W2, S1, S2, Q, K, V, lr, decay, mom):
     o = mlp_read(W1, W2, Q, "silu")
     E, A, D = mlp_surprise(W1, W2, K, V, "silu")
@@ -86,6 +94,7 @@ def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16, device="cuda"):
         except Exception as e:  # noqa: BLE001 - an optional reference: say why it is missing, go on
             print(f"# fla not usable ({type(e).__name__}: {e}); no fla rows")
     lin_c = torch.compile(_linear_step, dynamic=False)
+    dgd_c = torch.compile(_dgd_step, dynamic=False)
     mlp_c = torch.compile(_mlp_step, dynamic=False)
     rows = []
     for B in Bs:
@@ -95,6 +104,7 @@ def bench_rows(Ts, Bs, H=4, D=64, C=64, dtype=torch.bfloat16, device="cuda"):
                 "linear fused": lambda: linear_memory_op(*xs, C, False),
                 "linear dgd fused": lambda: linear_memory_op(*xs, C, True),
                 "linear torch.compile": lambda: _run_chunks(lin_c, xs[6:8], xs[:3], xs[3:6], C),
+                "linear dgd torch.compile": lambda: _run_chunks(dgd_c, xs[6:8], xs[:3], xs[3:6], C),
             }
             if chunk_gated_delta_rule is not None:
                 # layout (B, T, H, D); g = log forget gate, beta = lr (no momentum): a speed reference only

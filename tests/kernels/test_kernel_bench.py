@@ -18,4 +18,5 @@ def test_bench_kernels_smoke(capsys):
     out = capsys.readouterr().out
     assert "not a measurement" in out
     names = [line[:28].strip() for line in out.splitlines()[2:]]
-    assert {"linear fused", "linear dgd fused", "linear torch.compile", "mlp fused", "mlp torch.compile"} <= set(names)
+    assert {"linear fused", "linear dgd fused", "linear torch.compile", "linear dgd torch.compile", "mlp fused",
+            "mlp torch.compile"} <= set(names)
