@@ -77,7 +77,6 @@ def linear_memory(q, k, v, lr, decay, mom, W0=None, S0=None, *, chunk: int, dgd:
     """Linear matrix memory with momentum, chunk-start reads and surprises.
 
     Shapes: q, k (B,H,T,Dk); v (B,H,T,Dv); lr, decay, mom (B,H,T); W0, S0 (B,H,Dv,Dk) (zeros if None).
-    Gates: mom and decay in [0, 1] (the Triton chunk kernels take gate products in log space).
     For each chunk of `chunk` tokens with start state (W̄, S̄):
         o_t = W̄ q_t,   e_t = W̄ k_t - v_t,   u_t = e_t k_tᵀ
         S_t = mom_t S_{t-1} - lr_t u_t

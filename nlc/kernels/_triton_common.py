@@ -4,39 +4,54 @@ import triton.language as tl
 
 
 @triton.jit
+def log_scan(x):
+    """Running products of a [BC] gate vector in log space, exact at zeros and signs: inclusive cumsums
+    (L, Z, N) of log|x| (0 at zeros), of the zero count and of the negative count, and the per-entry terms
+    (l, z, n). `range_prod` turns two positions of them into the product between."""
+    ax = tl.abs(x)
+    l = tl.log(tl.where(ax > 0, ax, 1.0))
+    z = (x == 0).to(tl.int32)
+    n = (x < 0).to(tl.int32)
+    return tl.cumsum(l, 0), tl.cumsum(z, 0), tl.cumsum(n, 0), l, z, n
+
+
+@triton.jit
+def range_prod(l_hi, z_hi, n_hi, l_lo, z_lo, n_lo):
+    """The product of x over the positions (lo, hi] from `log_scan`'s cumsums at hi and lo (lo = 0, 0, 0
+    for the start): an exact 0 if a zero lies in the range, else sign · exp(Σ log|x|), the sign from the
+    parity of the negatives. Broadcasts; ranges with hi < lo must be masked by the caller."""
+    ok = z_hi == z_lo
+    sign = 1.0 - 2.0 * ((n_hi - n_lo) & 1).to(tl.float32)
+    return tl.where(ok, sign * tl.exp(tl.where(ok, l_hi - l_lo, 0.0)), 0.0)
+
+
+@triton.jit
 def chunk_gate_coeffs(lr, gam, mom, valid):
     """Closed form of the L = sum(valid) steps `S_t = m_t S_{t-1} - lr_t g_t ; W_t = gam_t W_{t-1} + S_t`.
 
     lr, gam, mom, valid: [BC] vectors (fp32; invalid rows may hold anything). Returns (a, b, c, sm, sd):
     W_L = a W_0 + b S_0 + sum_i c_i g_i,  S_L = sm S_0 + sum_i sd_i g_i.
-    Products of gates are taken in log space; entries <= 0 are counted apart as exact zeros, so a zero gate
-    gives an exact 0. Gates must lie in [0, 1] (a negative one would be taken as 0).
+    Products of gates are taken in log space with zeros and signs counted apart (`range_prod`), so a zero
+    gate gives an exact 0 and a negative one its sign, as the torch references multiply them.
     """
     m = tl.where(valid, mom, 1.0)
     g = tl.where(valid, gam, 1.0)
     lr = tl.where(valid, lr, 0.0)
-    lm = tl.cumsum(tl.log(tl.where(m > 0, m, 1.0)), 0)
-    zm = tl.cumsum((m <= 0).to(tl.int32), 0)
-    lg = tl.cumsum(tl.log(tl.where(g > 0, g, 1.0)), 0)
-    zg = tl.cumsum((g <= 0).to(tl.int32), 0)
-    lm_tot = tl.sum(tl.where(m > 0, tl.log(tl.where(m > 0, m, 1.0)), 0.0), 0)
-    zm_tot = tl.sum((m <= 0).to(tl.int32), 0)
-    lg_tot = tl.sum(tl.where(g > 0, tl.log(tl.where(g > 0, g, 1.0)), 0.0), 0)
-    zg_tot = tl.sum((g <= 0).to(tl.int32), 0)
+    Lm, Zm, Nm, lm, zm, nm = log_scan(m)
+    Lg, Zg, Ng, lg, zg, ng = log_scan(g)
+    Lm_tot, Zm_tot, Nm_tot = tl.sum(lm, 0), tl.sum(zm, 0), tl.sum(nm, 0)
+    Lg_tot, Zg_tot, Ng_tot = tl.sum(lg, 0), tl.sum(zg, 0), tl.sum(ng, 0)
     # gv[t] = G(t+1..L) for valid t
-    gv_ok = valid & (zg == zg_tot)
-    gv = tl.where(gv_ok, tl.exp(tl.where(gv_ok, lg_tot - lg, 0.0)), 0.0)
+    gv = tl.where(valid, range_prod(Lg_tot, Zg_tot, Ng_tot, Lg, Zg, Ng), 0.0)
     # P[i, t] = M(i+1..t) for i <= t
     idx = tl.arange(0, lr.shape[0])
-    p_ok = (idx[None, :] >= idx[:, None]) & (zm[None, :] == zm[:, None])
-    P = tl.where(p_ok, tl.exp(tl.where(p_ok, lm[None, :] - lm[:, None], 0.0)), 0.0)
+    P = tl.where(idx[None, :] >= idx[:, None],
+                 range_prod(Lm[None, :], Zm[None, :], Nm[None, :], Lm[:, None], Zm[:, None], Nm[:, None]), 0.0)
     c = -lr * tl.sum(P * gv[None, :], 1)
-    m0_ok = zm == 0
-    b = tl.sum(gv * tl.where(m0_ok, tl.exp(tl.where(m0_ok, lm, 0.0)), 0.0), 0)
-    a = tl.where(zg_tot == 0, tl.exp(lg_tot), 0.0)
-    sm = tl.where(zm_tot == 0, tl.exp(lm_tot), 0.0)
-    sd_ok = zm == zm_tot
-    sd = -lr * tl.where(sd_ok, tl.exp(tl.where(sd_ok, lm_tot - lm, 0.0)), 0.0)
+    b = tl.sum(gv * range_prod(Lm, Zm, Nm, 0.0, 0, 0), 0)
+    a = range_prod(Lg_tot, Zg_tot, Ng_tot, 0.0, 0, 0)
+    sm = range_prod(Lm_tot, Zm_tot, Nm_tot, 0.0, 0, 0)
+    sd = -lr * range_prod(Lm_tot, Zm_tot, Nm_tot, Lm, Zm, Nm)
     return a, b, c, sm, sd
 
 

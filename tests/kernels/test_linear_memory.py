@@ -254,3 +254,28 @@ def test_chunk_longer_than_the_sequence_keeps_buffers_small():
     assert Ws.shape[2] == Ss.shape[2] == 1, Ws.shape
     for name, a, b in zip(("o", "W_T", "S_T"), naive_linear_memory(*xs, 20, False), (o, W, S)):
         assert_close(name, a, b, 1e-4)
+
+
+@pytest.mark.parametrize("dgd", [False, True])
+def test_signed_gates(dgd):
+    """Gates outside [0, 1] (mom < 0, decay > 1 so 1 - decay < 0, and exact zeros): the chunk kernels'
+    log-space products keep the sign, as the references multiply it through; forward and backward."""
+    from nlc.kernels.linear_memory.fused_bwd import linear_memory_bwd
+    from nlc.kernels.linear_memory.fused_dgd_bwd import linear_memory_bwd_dgd
+
+    xs = make_inputs(1, 2, 40, 16, 16, torch.float32)
+    xs[3] = xs[3] * 0.3
+    xs[4][0, 0, ::3] = 1.4                       # 1 - decay = -0.4
+    xs[4][0, 1, 5] = 1.0                         # an exact zero beside them
+    xs[5][0, 0, ::2] = -0.6
+    xs[5][0, 1, ::5] = -0.9
+    ref_in = [x.double().requires_grad_() for x in xs]
+    ref = naive_linear_memory(*ref_in, 16, dgd)
+    tri = linear_memory_fwd(*xs, 16, dgd, impl="chunk")
+    for name, a, b in zip(("o", "W_T", "S_T"), ref, tri):
+        assert_close(name, a, b, 1e-4)
+    gs = [torch.randn_like(o, dtype=torch.float32) for o in tri]
+    want = torch.autograd.grad(ref, ref_in, [g.double() for g in gs])
+    got = (linear_memory_bwd_dgd if dgd else linear_memory_bwd)(*xs, *gs, 16)
+    for name, a, b in zip(NAMES, want, got):
+        assert_close(f"d{name}", a, b, 1e-4)

@@ -17,17 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import load_gates, load_rows
+from .._triton_common import load_gates, load_rows, log_scan, range_prod
 
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
-
-
-@triton.jit
-def _log_cumsums(x):
-    """Inclusive cumsum of log(x) over the positive entries, and the running count of entries <= 0."""
-    pos = x > 0
-    lx = tl.log(tl.where(pos, x, 1.0))
-    return tl.cumsum(lx, 0), tl.cumsum((x <= 0).to(tl.int32), 0), lx, (x <= 0).to(tl.int32)
 
 
 @triton.jit
@@ -37,36 +29,28 @@ def dgd_gate_mats(lr, gam, mom, valid):
     Returns, with G/M the products of gam/mom, B_i = Σ_{t<=i} G(t+1..i) M(1..t), P[j, i] = Σ_t M(j+1..t) G(t+1..i):
       a = G(all), b = B_end, c_j = -lr_j P[j, end], sm = M(all), sd_j = -lr_j M(j+1..end), gv_j = G(j+1..end),
       gex_i = G(1..i-1), Bex_i = B_{i-1}, PGx[i, j] = G(j+1..i-1) (j < i), Cx[i, j] = -lr_j P[j, i-1] (j < i).
-    (rows 0-based; products over an empty range are 1.)
+    (rows 0-based; products over an empty range are 1; zeros and signs exact, as `chunk_gate_coeffs`.)
     """
     m = tl.where(valid, mom, 1.0)
     g = tl.where(valid, gam, 1.0)
     lr = tl.where(valid, lr, 0.0)
-    lg, zg, lg1, zg1 = _log_cumsums(g)
-    lm, zm, lm1, zm1 = _log_cumsums(m)
+    Lg, Zg, Ng, lg, zg, ng = log_scan(g)
+    Lm, Zm, Nm, lm, zm, nm = log_scan(m)
     # exclusive cumsums (through row i-1)
-    lgx = lg - lg1
-    zgx = zg - zg1
-    lg_tot = tl.sum(lg1, 0)
-    zg_tot = tl.sum(zg1, 0)
-    lm_tot = tl.sum(lm1, 0)
-    zm_tot = tl.sum(zm1, 0)
+    Lgx, Zgx, Ngx = Lg - lg, Zg - zg, Ng - ng
+    Lg_tot, Zg_tot, Ng_tot = tl.sum(lg, 0), tl.sum(zg, 0), tl.sum(ng, 0)
+    Lm_tot, Zm_tot, Nm_tot = tl.sum(lm, 0), tl.sum(zm, 0), tl.sum(nm, 0)
     idx = tl.arange(0, lr.shape[0])
     ii = idx[:, None]
     jj = idx[None, :]
     # PGx[i, j] = G(j+1..i-1) for j < i
-    pgx_ok = (jj < ii) & (zgx[:, None] == zg[None, :])
-    PGx = tl.where(pgx_ok, tl.exp(tl.where(pgx_ok, lgx[:, None] - lg[None, :], 0.0)), 0.0)
+    PGx = tl.where(jj < ii, range_prod(Lgx[:, None], Zgx[:, None], Ngx[:, None], Lg[None, :], Zg[None, :], Ng[None, :]), 0.0)
     # PMt[t, j] = M(j+1..t) for j <= t
-    pm_ok = (jj <= ii) & (zm[:, None] == zm[None, :])
-    PMt = tl.where(pm_ok, tl.exp(tl.where(pm_ok, lm[:, None] - lm[None, :], 0.0)), 0.0)
+    PMt = tl.where(jj <= ii, range_prod(Lm[:, None], Zm[:, None], Nm[:, None], Lm[None, :], Zm[None, :], Nm[None, :]), 0.0)
     # mcum_t = M(1..t), gv_t = G(t+1..end) (0 on invalid rows: they are no tokens in the sums over t)
-    m0_ok = zm == 0
-    mcum = tl.where(m0_ok, tl.exp(tl.where(m0_ok, lm, 0.0)), 0.0)
-    gv_ok = valid & (zg == zg_tot)
-    gv = tl.where(gv_ok, tl.exp(tl.where(gv_ok, lg_tot - lg, 0.0)), 0.0)
-    g0_ok = zgx == 0
-    gex = tl.where(g0_ok, tl.exp(tl.where(g0_ok, lgx, 0.0)), 0.0)
+    mcum = range_prod(Lm, Zm, Nm, 0.0, 0, 0)
+    gv = tl.where(valid, range_prod(Lg_tot, Zg_tot, Ng_tot, Lg, Zg, Ng), 0.0)
+    gex = range_prod(Lgx, Zgx, Ngx, 0.0, 0, 0)
     # Bex_i = Σ_{t<i} M(1..t) G(t+1..i-1),  Cx[i, j] = -lr_j Σ_t G(t+1..i-1) M(j+1..t)
     Bex = tl.sum(PGx * mcum[None, :], 1)
     # fp32 products of gates: full precision also for half inputs (a BC^3 product, cheap)
@@ -74,10 +58,9 @@ def dgd_gate_mats(lr, gam, mom, valid):
     # block end: c_j = -lr_j Σ_t M(j+1..t) gv_t  (PMt[t, j])
     c = -lr * tl.sum(PMt * gv[:, None], 0)
     b = tl.sum(gv * mcum, 0)
-    a = tl.where(zg_tot == 0, tl.exp(lg_tot), 0.0)
-    sm = tl.where(zm_tot == 0, tl.exp(lm_tot), 0.0)
-    sd_ok = zm == zm_tot
-    sd = -lr * tl.where(sd_ok, tl.exp(tl.where(sd_ok, lm_tot - lm, 0.0)), 0.0)
+    a = range_prod(Lg_tot, Zg_tot, Ng_tot, 0.0, 0, 0)
+    sm = range_prod(Lm_tot, Zm_tot, Nm_tot, 0.0, 0, 0)
+    sd = -lr * range_prod(Lm_tot, Zm_tot, Nm_tot, Lm, Zm, Nm)
     return a, b, c, sm, sd, gv, gex, Bex, PGx, Cx
 
 
