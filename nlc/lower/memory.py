@@ -195,32 +195,46 @@ def outer_sum(c, d, a):
     return (c[..., None] * d).transpose(-1, -2) @ a
 
 
+def _prod_after(x):
+    """y[t] = prod(x[t+1:]) along the last dim (exclusive reverse cumprod)."""
+    shifted = torch.cat([x[..., 1:], torch.ones_like(x[..., :1])], -1)
+    return torch.flip(torch.cumprod(torch.flip(shifted, (-1,)), -1), (-1,))
+
+
+def _prod_before(x):
+    """y[t] = prod(x[:t]) along the last dim (exclusive cumprod)."""
+    return torch.cumprod(torch.cat([torch.ones_like(x[..., :1]), x[..., :-1]], -1), -1)
+
+
+def _pair_prod(x):
+    """P[..., i, t] = prod(x[i+1..t]) for t >= i (1 on the diagonal), 0 for t < i."""
+    n = x.shape[-1]
+    idx = torch.arange(n, device=x.device)
+    later = idx[None, :] > idx[:, None]
+    P = torch.cumprod(torch.where(later, x[..., None, :], torch.ones((), dtype=x.dtype, device=x.device)), -1)
+    return P * (idx[None, :] >= idx[:, None]).to(x.dtype)
+
+
 def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
     """Apply n tokens of the rule to running weights Ws (and momenta Ss) in closed form.
-    u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n)."""
-    n = theta.shape[-1]
-    tiny = torch.finfo(theta.dtype).tiny
-    la = torch.log((1 - alpha).clamp_min(tiny))          # log retention
-    le = torch.log(eta.clamp_min(tiny)) if eta is not None else None
-    cla = torch.cumsum(la, -1)                            # sum_{j<=t} log(1 - alpha_j)
-    tot = cla[..., -1:]
-    if le is None:  # S_t = -theta_t u_t: W_n = P_n W_0 - sum_i (P_n / P_i) theta_i u_i
-        c = theta * torch.exp(tot - cla)
-        new_W = [torch.exp(tot)[..., None] * W - outer_sum(c, d, a) for W, (d, a) in zip(Ws, u)]
-        return new_W, Ss
-    cle = torch.cumsum(le, -1)
-    # M[t, i] = (P_n / P_t) (E_t / E_i) for t >= i: how much of theta_i u_i reaches W_n through S_t
-    idx = torch.arange(n, device=theta.device)
-    causal = idx[:, None] >= idx[None, :]
-    logm = (tot[..., None] - cla[..., :, None]) + (cle[..., :, None] - cle[..., None, :])
-    M = torch.exp(logm.clamp(max=0.0)) * causal.to(theta.dtype)
-    c = theta * M.sum(-2)                                  # coefficient of u_i in W_n
-    s0 = torch.exp(tot - cla + cle).sum(-1)                # coefficient of S_0 in W_n
-    cs = theta * torch.exp(cle[..., -1:] - cle)            # coefficient of u_i in S_n
+    u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n).
+    Gate products are cumprods (no logs, no division): exact for any real gates, zeros and signs
+    included, as the reference multiplies them token by token."""
+    g = 1 - alpha                                         # retention
+    g_all = g.prod(-1)[..., None, None]                   # G(1..n)
+    g_after = _prod_after(g)                              # G(t+1..n)
+    if eta is None:  # S_t = -theta_t u_t: W_n = G(1..n) W_0 - sum_i G(i+1..n) theta_i u_i
+        c = theta * g_after
+        return [g_all * W - outer_sum(c, d, a) for W, (d, a) in zip(Ws, u)], Ss
+    # sum_t G(t+1..n) E(i+1..t): how much of theta_i u_i reaches W_n through S_t (t >= i)
+    c = theta * (_pair_prod(eta) * g_after[..., None, :]).sum(-1)   # coefficient of u_i in W_n
+    s0 = (g_after * torch.cumprod(eta, -1)).sum(-1)                  # coefficient of S_0 in W_n
+    cs = theta * _prod_after(eta)                                    # coefficient of u_i in S_n
+    e_all = eta.prod(-1)[..., None, None]
     new_W, new_S = [], []
     for W, S, (d, a) in zip(Ws, Ss, u):
-        new_W.append(torch.exp(tot)[..., None] * W + s0[..., None, None] * S - outer_sum(c, d, a))
-        new_S.append(torch.exp(cle[..., -1:])[..., None] * S - outer_sum(cs, d, a))
+        new_W.append(g_all * W + s0[..., None, None] * S - outer_sum(c, d, a))
+        new_S.append(e_all * S - outer_sum(cs, d, a))
     return new_W, new_S
 
 
@@ -252,22 +266,21 @@ def dgd_wy(W0, d, k, theta, alpha):
     With u_t = W_{t-1} k_t + d_t:  W_n = A_{1..n} W_0 - sum_t A_{t+1..n} b_t u_t k_t^T, and the u_t
     solve the unit lower-triangular system (I + L) U = R,
         L[t, s] = A_{s+1..t-1} b_s (k_s . k_t)  (s < t),   R_t = A_{1..t-1} W_0 k_t + d_t,
-    the UT/WY form of a product of (a I - b k k^T) factors (as fla's delta rule): matmuls only."""
+    the UT/WY form of a product of (a I - b k k^T) factors (as fla's delta rule): matmuls only.
+    The gate products are cumprods, exact for any real a (zeros and signs included)."""
     n = theta.shape[-1]
-    tiny = torch.finfo(theta.dtype).tiny
-    la = torch.log((1 - alpha).clamp_min(tiny))
-    cla = torch.cumsum(la, -1)                      # log A_{1..t}
-    excl = cla - la                                 # log A_{1..t-1}
+    A = 1 - alpha
+    # P[s, t'] = A_{s+1..t'}; L needs A_{s+1..t-1} = P[s, t-1]: transpose and shift down one row
+    P = _pair_prod(A).transpose(-1, -2)
+    decay = torch.cat([torch.zeros_like(P[..., :1, :]), P[..., :-1, :]], -2)
     idx = torch.arange(n, device=theta.device)
-    lower = idx[:, None] > idx[None, :]
-    gram = k @ k.transpose(-1, -2)
-    decay = torch.exp((excl[..., :, None] - cla[..., None, :]).clamp(max=0.0))   # A_{s+1..t-1}
-    L = torch.where(lower, decay * theta[..., None, :] * gram, torch.zeros((), dtype=k.dtype, device=k.device))
-    R = torch.exp(excl)[..., None] * (k @ W0.transpose(-1, -2)) + d
+    lower = (idx[:, None] > idx[None, :]).to(k.dtype)
+    L = decay * lower * theta[..., None, :] * (k @ k.transpose(-1, -2))
+    R = _prod_before(A)[..., None] * (k @ W0.transpose(-1, -2)) + d
     eye = torch.eye(n, dtype=k.dtype, device=k.device)
     U = torch.linalg.solve_triangular(eye + L, R, upper=False, unitriangular=True)
-    c = theta * torch.exp(cla[..., -1:] - cla)      # A_{t+1..n} b_t
-    return torch.exp(cla[..., -1])[..., None, None] * W0 - outer_sum(c, U, k)
+    c = theta * _prod_after(A)                      # A_{t+1..n} b_t
+    return A.prod(-1)[..., None, None] * W0 - outer_sum(c, U, k)
 
 
 def dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta):
@@ -295,7 +308,6 @@ def dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta):
 # ---- the reference: the equations, literally -------------------------------------------
 def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
     """One token of the rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar."""
-    H = lv.heads
     outer = torch.is_grad_enabled()
     with torch.enable_grad():
         # differentiate w.r.t. a zero perturbation of Wbar: the target v (self-generated values

@@ -18,8 +18,6 @@ def kernel_for(lv) -> str | None:
     m = lv.memory
     if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
         return None
-    if any(g.kind == "learned" for g in lv.gates.values()):
-        return None
     if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
         return "linear_memory" if lv.rule in ("gd", "momentum", "dgd") else None
     if m.kind == "mlp" and m.depth == 2 and m.act in ("silu", "relu") and lv.rule in ("gd", "momentum"):

@@ -35,7 +35,12 @@ model K(dim = 16, heads = 2, vocab = 256) {{
 CASES = [("linear()", "gd(lr = 0.3, decay = 0.1)"),
          ("linear()", "momentum(lr = 0.3, momentum = 0.8, decay = sigmoid(linear(h, out = heads)))"),
          ("linear()", "dgd(lr = 0.2 * sigmoid(linear(h, out = heads)), decay = 0.05)"),
-         ("mlp(depth = 2, expansion = 2, act = silu)", "momentum(lr = 0.3, momentum = 0.5, decay = 0.1)")]
+         ("mlp(depth = 2, expansion = 2, act = silu)", "momentum(lr = 0.3, momentum = 0.5, decay = 0.1)"),
+         # learned gates: per-head parameters, their gradients through the kernels' gate chain rule
+         ("linear()", "momentum(lr = learned(0.3), momentum = learned(0.7), decay = learned(0.05))"),
+         ("linear()", "dgd(lr = learned(0.2), decay = 0.05)"),
+         # gates a learned value can drift to: negative momentum, decay past 1 (kept signs)
+         ("linear()", "momentum(lr = learned(0.3), momentum = learned(-0.5), decay = learned(1.2))")]
 
 
 @pytest.mark.parametrize("chunk,T", [(4, 10), (16, 40)], ids=["C4-recurrent-fwd", "C16-chunk-fwd"])
