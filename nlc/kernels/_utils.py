@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from .products import pair_prod, prod_after
+
 
 def available() -> bool:
     """True when the Triton kernels can run here: a CUDA device, or TRITON_INTERPRET=1 (CPU interpreter)."""
@@ -141,21 +143,12 @@ def step_gate_coeffs(lr, decay, mom, chunk: int, bc: int):
     idx, valid = step_index(lr.shape[-1], chunk, bc, dev)
     # padded rows are no-op steps for a, sm and the products (gates 1, lr 0); b and c mask them below
     lr_, gam, m = to_steps(lr, idx, valid), to_steps(1 - decay, idx, valid, 1.0), to_steps(mom, idx, valid, 1.0)
-    tri = torch.ones(bc, bc, dtype=torch.bool, device=dev).triu(1)       # [i, t]: t > i
-    # P[i, t] = M(i+1..t) for t >= i (cumprod of mom over columns i+1..t), 0 below the diagonal
-    P = torch.cumprod(torch.where(tri, m[..., None, :], 1.0), -1) * tri.logical_or(torch.eye(bc, dtype=torch.bool, device=dev))
+    P = pair_prod(m)                                                    # [i, t] = M(i+1..t), t >= i
     # gtail[t] = G(t+1..L) over the valid rows (padded gates are 1)
-    gv = _exclusive_rev_cumprod(gam) * valid
+    gv = prod_after(gam) * valid
     c = -lr_ * (P * gv[..., None, :]).sum(-1)
     sd = -lr_ * P[..., -1]
     b = (gv * torch.cumprod(m, -1)).sum(-1)
     a, sm = gam.prod(-1), m.prod(-1)
     flat = lambda x: x.masked_select(valid).view(*x.shape[:-2], -1)   # noqa: E731  (rows back in T order)
     return a, b, flat(c), sm, flat(sd)
-
-
-def _exclusive_rev_cumprod(x):
-    """y[t] = prod(x[t+1:]) along the last dim, with no division (exact at zeros)."""
-    ones = torch.ones_like(x[..., :1])
-    shifted = torch.cat([x[..., 1:], ones], -1)
-    return torch.flip(torch.cumprod(torch.flip(shifted, (-1,)), -1), (-1,))

@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn as nn
 
+from nlc.kernels.products import pair_prod, prod_after, prod_before
 from nlc.lower.ops import ACTS, act_grad
 
 
@@ -195,26 +196,6 @@ def outer_sum(c, d, a):
     return (c[..., None] * d).transpose(-1, -2) @ a
 
 
-def _prod_after(x):
-    """y[t] = prod(x[t+1:]) along the last dim (exclusive reverse cumprod)."""
-    shifted = torch.cat([x[..., 1:], torch.ones_like(x[..., :1])], -1)
-    return torch.flip(torch.cumprod(torch.flip(shifted, (-1,)), -1), (-1,))
-
-
-def _prod_before(x):
-    """y[t] = prod(x[:t]) along the last dim (exclusive cumprod)."""
-    return torch.cumprod(torch.cat([torch.ones_like(x[..., :1]), x[..., :-1]], -1), -1)
-
-
-def _pair_prod(x):
-    """P[..., i, t] = prod(x[i+1..t]) for t >= i (1 on the diagonal), 0 for t < i."""
-    n = x.shape[-1]
-    idx = torch.arange(n, device=x.device)
-    later = idx[None, :] > idx[:, None]
-    P = torch.cumprod(torch.where(later, x[..., None, :], torch.ones((), dtype=x.dtype, device=x.device)), -1)
-    return P * (idx[None, :] >= idx[:, None]).to(x.dtype)
-
-
 def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
     """Apply n tokens of the rule to running weights Ws (and momenta Ss) in closed form.
     u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n).
@@ -222,14 +203,14 @@ def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
     included, as the reference multiplies them token by token."""
     g = 1 - alpha                                         # retention
     g_all = g.prod(-1)[..., None, None]                   # G(1..n)
-    g_after = _prod_after(g)                              # G(t+1..n)
+    g_after = prod_after(g)                              # G(t+1..n)
     if eta is None:  # S_t = -theta_t u_t: W_n = G(1..n) W_0 - sum_i G(i+1..n) theta_i u_i
         c = theta * g_after
         return [g_all * W - outer_sum(c, d, a) for W, (d, a) in zip(Ws, u)], Ss
     # sum_t G(t+1..n) E(i+1..t): how much of theta_i u_i reaches W_n through S_t (t >= i)
-    c = theta * (_pair_prod(eta) * g_after[..., None, :]).sum(-1)   # coefficient of u_i in W_n
+    c = theta * (pair_prod(eta) * g_after[..., None, :]).sum(-1)   # coefficient of u_i in W_n
     s0 = (g_after * torch.cumprod(eta, -1)).sum(-1)                  # coefficient of S_0 in W_n
-    cs = theta * _prod_after(eta)                                    # coefficient of u_i in S_n
+    cs = theta * prod_after(eta)                                    # coefficient of u_i in S_n
     e_all = eta.prod(-1)[..., None, None]
     new_W, new_S = [], []
     for W, S, (d, a) in zip(Ws, Ss, u):
@@ -271,15 +252,15 @@ def dgd_wy(W0, d, k, theta, alpha):
     n = theta.shape[-1]
     A = 1 - alpha
     # P[s, t'] = A_{s+1..t'}; L needs A_{s+1..t-1} = P[s, t-1]: transpose and shift down one row
-    P = _pair_prod(A).transpose(-1, -2)
+    P = pair_prod(A).transpose(-1, -2)
     decay = torch.cat([torch.zeros_like(P[..., :1, :]), P[..., :-1, :]], -2)
     idx = torch.arange(n, device=theta.device)
     lower = (idx[:, None] > idx[None, :]).to(k.dtype)
     L = decay * lower * theta[..., None, :] * (k @ k.transpose(-1, -2))
-    R = _prod_before(A)[..., None] * (k @ W0.transpose(-1, -2)) + d
+    R = prod_before(A)[..., None] * (k @ W0.transpose(-1, -2)) + d
     eye = torch.eye(n, dtype=k.dtype, device=k.device)
     U = torch.linalg.solve_triangular(eye + L, R, upper=False, unitriangular=True)
-    c = theta * _prod_after(A)                      # A_{t+1..n} b_t
+    c = theta * prod_after(A)                      # A_{t+1..n} b_t
     return A.prod(-1)[..., None, None] * W0 - outer_sum(c, U, k)
 
 

@@ -23,8 +23,8 @@ import triton
 import triton.language as tl
 
 from .._triton_common import load_step
-
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_index, step_layout, to_steps, v_block
+from ..products import pair_prod
 from .fused_dgd import dgd_gate_mats, unit_lower_inverse
 
 
@@ -130,11 +130,9 @@ def step_dgd_gate_mats(lr, decay, mom, chunk: int, bc: int):
     """The gate matrices of `fused_dgd.dgd_gate_mats` for every kernel step at once, in torch (exact at
     zero gates, differentiable): per step (a, b, sm) (B, H, NSTEP); per row in the step layout
     (c, sd, gv, gex, Bex) (B, H, NSTEP, BC); (PGx, Cx) (B, H, NSTEP, BC, BC) indexed [i, j] as the kernel."""
-    from .naive import _pair_prods
-
     idx, valid = step_index(lr.shape[-1], chunk, bc, lr.device)
     lr_, gam, m = to_steps(lr, idx, valid), to_steps(1 - decay, idx, valid, 1.0), to_steps(mom, idx, valid, 1.0)
-    PG, PM = _pair_prods(gam), _pair_prods(m)               # [j, i]
+    PG, PM = pair_prod(gam), pair_prod(m)               # [j, i]
     gcum, mcum = torch.cumprod(gam, -1), torch.cumprod(m, -1)
     Bv = (mcum[..., None, :] @ PG)[..., 0, :]
     Cm = -lr_[..., :, None] * (PM @ PG)

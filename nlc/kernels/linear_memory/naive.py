@@ -8,6 +8,7 @@ Both compute in fp32 (fp64 stays fp64) and return outputs in the input dtypes.
 import torch
 
 from .._utils import gate_coeffs, upcast
+from ..products import pair_prod
 
 
 def naive_linear_memory(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool = False):
@@ -45,22 +46,10 @@ def _chunks(T: int, chunk: int):
 DGD_BLOCK = 64
 
 
-def _pair_prods(g: torch.Tensor) -> torch.Tensor:
-    """P[..., j, i] = prod_{r=j+1}^{i} g_r for j <= i (1 on the diagonal), 0 for j > i; g: (..., L).
-
-    A cumprod of a masked matrix: exact (no division), so exact zeros stay exact, and differentiable."""
-    L = g.shape[-1]
-    idx = torch.arange(L, device=g.device)
-    later = idx[None, :] > idx[:, None]  # [j, r]: r > j
-    one, zero = (torch.full((), x, dtype=g.dtype, device=g.device) for x in (1.0, 0.0))
-    X = torch.where(later, g[..., None, :], one)
-    return torch.where(idx[None, :] >= idx[:, None], torch.cumprod(X, -1), zero)
-
-
 def dgd_gate_mats(lr: torch.Tensor, decay: torch.Tensor, mom: torch.Tensor):
     """Gate coefficients of the dgd WY form of a block of L tokens (last dim = L, 0-based rows).
 
-    With PG[j, i] = G(j+1..i), PM[j, i] = M(j+1..i) (`_pair_prods`), gcum/mcum the inclusive cumprods and
+    With PG[j, i] = G(j+1..i), PM[j, i] = M(j+1..i) (`products.pair_prod`), gcum/mcum the inclusive cumprods and
     P = PM @ PG, the state after row i is
       W_i = gcum_i W_0 + B_i S_0 + sum_{j<=i} (PG[j, i] w_j - lr_j P[j, i] e_j) k_j^T,  B = mcum @ PG.
     Returns
@@ -69,7 +58,7 @@ def dgd_gate_mats(lr: torch.Tensor, decay: torch.Tensor, mom: torch.Tensor):
             gex_i = gcum_{i-1}, Bex_i = B_{i-1}, PGx[j, i] = PG[j, i-1], Cx[j, i] = -lr_j P[j, i-1] (0 for j >= i).
     """
     gam = 1.0 - decay
-    PG, PM = _pair_prods(gam), _pair_prods(mom)
+    PG, PM = pair_prod(gam), pair_prod(mom)
     gcum, mcum = torch.cumprod(gam, -1), torch.cumprod(mom, -1)
     Bv = (mcum[..., None, :] @ PG)[..., 0, :]
     C = -lr[..., :, None] * (PM @ PG)
