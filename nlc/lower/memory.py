@@ -16,7 +16,7 @@ At a chunk boundary Wbar <- W. Per token t of a chunk, with u_t = grad of the ob
                   Sherman-Morrison: theta' = theta / (1 + theta ||k~||^2) on those layers)
 (gd is momentum with eta = 0.) Two implementations of one semantics:
     ChunkMemory      closed-form per-token gradients (rank-1 per layer) as batched matmuls, the
-                     scalar recurrences as a log-space coefficient matrix (a parallel scan);
+                     scalar recurrences as a coefficient matrix of gate products (cumprods);
     ReferenceMemory  the equations literally: autograd for u_t, a loop over tokens, d x d matrices.
 """
 from __future__ import annotations
