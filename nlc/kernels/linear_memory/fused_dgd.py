@@ -119,13 +119,12 @@ def linear_memory_fwd_kernel_dgd_chunk(
             tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
             E = tl.dot(K, WbT, input_precision=PREC) - V
             a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid)
-            lr_v = tl.where(valid, lr_c, 0.0)
             # [BC, BC]: k_i . k_j
             Kk = tl.dot(K, tl.trans(K), input_precision=PREC)
-            Lm = lr_v[:, None] * PGx * Kk
+            Lm = lr_c[:, None] * PGx * Kk
             KW = tl.dot(K, tl.trans(W), input_precision=PREC)
             KS = tl.dot(K, tl.trans(S), input_precision=PREC)
-            R = -lr_v[:, None] * (gex[:, None] * KW + Bex[:, None] * KS + tl.dot(Cx * Kk, E, input_precision=PREC))
+            R = -lr_c[:, None] * (gex[:, None] * KW + Bex[:, None] * KS + tl.dot(Cx * Kk, E, input_precision=PREC))
             w = tl.dot(unit_lower_inverse(Lm, BC), R, input_precision=PREC)
             U = gv[:, None] * w + c[:, None] * E
             W = a * W + b * S + tl.dot(tl.trans(U), K, input_precision=PREC)

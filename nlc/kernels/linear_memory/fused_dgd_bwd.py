@@ -67,17 +67,16 @@ def linear_memory_bwd_kernel_dgd_chunk(
             valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
                 q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
             a, b, c, sm, sd, gv, gex, Bex, PGx, Cx = dgd_gate_mats(lr_c, gam_c, mom_c, valid)
-            lr_v = tl.where(valid, lr_c, 0.0)
             # recompute the step's forward
             E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
             Kk = tl.dot(K, tl.trans(K), input_precision=PREC)
-            Lm = lr_v[:, None] * PGx * Kk
+            Lm = lr_c[:, None] * PGx * Kk
             Mx = Cx * Kk
             KW = tl.dot(K, tl.trans(W), input_precision=PREC)
             KS = tl.dot(K, tl.trans(S), input_precision=PREC)
             X = gex[:, None] * KW + Bex[:, None] * KS + tl.dot(Mx, E, input_precision=PREC)
             Ainv = unit_lower_inverse(Lm, BC)
-            w = tl.dot(Ainv, -lr_v[:, None] * X, input_precision=PREC)
+            w = tl.dot(Ainv, -lr_c[:, None] * X, input_precision=PREC)
             U = gv[:, None] * w + c[:, None] * E
             # through W' = a W + b S + Uᵀ K and S' = sm S + (sd⊙E)ᵀ K
             dU = tl.dot(K, tl.trans(dW), input_precision=PREC)           # [BC, BV]
@@ -96,7 +95,7 @@ def linear_memory_bwd_kernel_dgd_chunk(
             # through w = (I + Lm)⁻¹ R, R = −lr⊙X
             dR = tl.dot(tl.trans(Ainv), gv[:, None] * dU, input_precision=PREC)
             dLm = tl.where(lower, -tl.dot(dR, tl.trans(w), input_precision=PREC), 0.0)
-            dX = -lr_v[:, None] * dR
+            dX = -lr_c[:, None] * dR
             dlr = -tl.sum(dR * X, 1) + tl.sum(dLm * PGx * Kk, 1)
             tl.store(drow + 3 * (B_H * T * tl.num_programs(1)) + ip, tl.sum(dX * KW, 1), mask=valid)   # dgex
             tl.store(drow + 4 * (B_H * T * tl.num_programs(1)) + ip, tl.sum(dX * KS, 1), mask=valid)   # dBex
@@ -106,10 +105,9 @@ def linear_memory_bwd_kernel_dgd_chunk(
             dK += tl.dot(gdX, W, input_precision=PREC) + tl.dot(bdX, S, input_precision=PREC)
             dM = tl.dot(dX, tl.trans(E), input_precision=PREC)
             dE += tl.dot(tl.trans(Mx), dX, input_precision=PREC)
-            lrPG = lr_v[:, None] * PGx
-            dKk = dM * Cx + dLm * lrPG
+            dKk = dM * Cx + dLm * lr_c[:, None] * PGx
             p_m = i_sp * BC * BC + p_mat
-            tl.store(dmat + p_m, dLm * lr_v[:, None] * Kk)                 # dPGx
+            tl.store(dmat + p_m, dLm * lr_c[:, None] * Kk)                 # dPGx
             tl.store(dmat + n_sp * BC * BC + p_m, dM * Kk)                 # dCx
             dK += tl.dot(dKk + tl.trans(dKk), K, input_precision=PREC)
             # through E = K W̄ᵀ − V and O = Q W̄ᵀ
