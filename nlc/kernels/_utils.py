@@ -45,7 +45,7 @@ def v_block(dv: int, programs: int, target: int = 128) -> int:
 
 # Sub-block rows and warps of the chunk kernels. They hold several (BC × D) and (D × D) fp32 tiles live;
 # compiled for sm_90 at D = 64 (`python -m nlc.kernels.aot`), BC = 64 with 4 warps spilled 0.1-6 KB per
-# kernel, BC = 32 with 8 warps spills none in the forward kernels and 16 B-2.5 KB in the backward ones.
+# kernel; BC = 32 with 8 warps spills 0-160 B in the forward kernels and 0.1-2.3 KB in the backward ones.
 # Chosen from those compile reports, not from GPU timings (none measured yet).
 SUB_BLOCK = 32
 CHUNK_WARPS = 8
