@@ -12,6 +12,7 @@ with exactly the weights of the uninterrupted run (bit-identical on CPU).
 """
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -313,7 +314,12 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         except Exception as e:  # a plot must never lose a finished run
             print(f"note: could not draw the loss plot: {e}")
     if dist_ctx is None:
-        D.cleanup(ctx)  # we opened the process group, so we close it
+        # we opened the process group, so we close it; first drop the DDP wrapper and the optimizer,
+        # which hold references to it, so it is torn down here and not at interpreter exit (where a
+        # rank was seen aborting: "terminate called without an active exception", under load)
+        net = opt = None  # noqa: F841
+        gc.collect()
+        D.cleanup(ctx)
     wall = time.time() - t_start
     done = step - start
     return Report(out_dir, getattr(raw, "spec_name", None), step, last_loss, val_bpb,
