@@ -118,10 +118,6 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         impl = "chunk" if (chunk >= 16 or save_states) else "recurrent"
     if save_states and impl != "chunk":
         raise ValueError("save_states needs the chunk kernel")
-    if impl == "chunk" and dgd:
-        from .fused_dgd import linear_memory_fwd_dgd_chunk
-
-        return linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk, save_states=save_states, bv=bv)
     o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
     WT = torch.empty_like(W0)
     ST = torch.empty_like(S0)
@@ -138,6 +134,9 @@ def linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk: int, dgd: bool, im
         Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)
         Ss = torch.empty_like(Ws)
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    linear_memory_fwd_kernel_chunk[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-                                             BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES, **meta)
+    kernel = linear_memory_fwd_kernel_chunk
+    if dgd:  # the WY form of fused_dgd.py: same arguments, same layout
+        from .fused_dgd import linear_memory_fwd_kernel_dgd_chunk as kernel
+    kernel[grid](q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
+                 BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES, **meta)
     return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)

@@ -13,13 +13,10 @@ with w_i = -lr_i W_{i-1} k_i the kkᵀ term at the running state. Gate products 
 of log-gates with exact zeros counted apart (a zero gate gives an exact 0), and (I + Lm)^{-1} is built
 row by row by forward substitution (as fla's chunk_delta_rule), all in fp32.
 """
-import torch
 import triton
 import triton.language as tl
 
 from .._triton_common import load_gates, load_rows, log_scan, range_prod
-
-from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
 @triton.jit
@@ -135,29 +132,8 @@ def linear_memory_fwd_kernel_dgd_chunk(
 
 def linear_memory_fwd_dgd_chunk(q, k, v, lr, decay, mom, W0, S0, chunk: int, save_states: bool = False,
                                 bv: int | None = None):
-    """Host launcher of the dgd chunk kernel; returns (o, W_T, S_T) like `fused.linear_memory_fwd`
-    (o in q's dtype, the states in W0's/S0's dtypes).
+    """The dgd chunk kernel through `fused.linear_memory_fwd` (one launcher for both chunk kernels):
+    (o, W_T, S_T), plus the step-start states (Ws, Ss) with save_states."""
+    from .fused import linear_memory_fwd
 
-    save_states: also return the fp32 states (W, S) at the start of every kernel step, (B, H, NSTEP, Dv, Dk)
-    each with the steps of `step_starts` (as `linear_memory_fwd(..., save_states=True)`).
-    bv: rows of W (of Dv) per program (default `v_block`); the grid is (B·H, ceil(Dv / bv))."""
-    q, k, v, lr, decay, mom, W0, S0 = (x.contiguous() for x in (q, k, v, lr, decay, mom, W0, S0))
-    B, H, T, DK = q.shape
-    chunk = min(chunk, T)  # one chunk either way; keeps the step buffers T-sized
-    DV = v.shape[-1]
-    o = torch.empty(B, H, T, DV, dtype=q.dtype, device=q.device)
-    WT = torch.empty_like(W0)
-    ST = torch.empty_like(S0)
-    bv = bv or v_block(DV, B * H)
-    grid = (B * H, -(-DV // bv))
-    bc, ns, nstep = step_layout(chunk, T)
-    Ws = Ss = o  # unused placeholders when not saving
-    if save_states:
-        Ws = torch.empty(B, H, nstep, DV, DK, dtype=torch.float32, device=q.device)
-        Ss = torch.empty_like(Ws)
-    prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    linear_memory_fwd_kernel_dgd_chunk[grid](
-        q, k, v, lr, decay, mom, W0, S0, o, WT, ST, Ws, Ss, T, chunk, ns, nstep,
-        DK=DK, DV=DV, BK=block(DK), BV=bv, BC=bc, PREC=prec, SAVE=save_states, num_warps=CHUNK_WARPS, num_stages=CHUNK_STAGES,
-    )
-    return (o, WT, ST, Ws, Ss) if save_states else (o, WT, ST)
+    return linear_memory_fwd(q, k, v, lr, decay, mom, W0, S0, chunk, True, impl="chunk", save_states=save_states, bv=bv)
