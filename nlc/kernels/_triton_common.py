@@ -71,10 +71,11 @@ def load_rows(p, it, cols, D: tl.constexpr, mask):
 
 
 @triton.jit
-def load_step(q, k, v, do, lr, decay, mom, i_bh, T, s, end, ok, ov, mk, mv,
+def load_step(q, k, v, lr, decay, mom, i_bh, T, s, end, ok, ov, mk, mv,
               DK: tl.constexpr, DV: tl.constexpr, BC: tl.constexpr):
-    """What a backward kernel reads for the step of rows [s, end) of sequence i_bh: the masks, the row
-    indices `it`, Q, K (BC, BK), V, dO (BC, BV) as fp32 and the gates (as `load_gates`)."""
+    """What a chunk kernel reads for the step of rows [s, end) of sequence i_bh: the row mask `valid`, the
+    row indices `it`, the (rows x K) and (rows x V) masks, Q, K (BC, BK), V (BC, BV) as fp32 and the gates
+    (as `load_gates`)."""
     rows = s + tl.arange(0, BC)
     valid = rows < end
     it = i_bh * T + rows
@@ -83,6 +84,5 @@ def load_step(q, k, v, do, lr, decay, mom, i_bh, T, s, end, ok, ov, mk, mv,
     Q = load_rows(q, it, ok, DK, m_k)
     K = load_rows(k, it, ok, DK, m_k)
     V = load_rows(v, it, ov, DV, m_v)
-    dO = load_rows(do, it, ov, DV, m_v)
     lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
-    return valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c
+    return valid, it, m_k, m_v, Q, K, V, lr_c, gam_c, mom_c

@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._triton_common import chunk_gate_coeffs, load_step
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
@@ -65,7 +65,6 @@ def linear_memory_fwd_kernel_chunk(
     # rows of W (the Dv dim) evolve independently: program_id(1) takes BV of them
     ok = tl.arange(0, BK)
     ov = tl.program_id(1) * BV + tl.arange(0, BV)
-    oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
     mvk = mv[:, None] & mk[None, :]
@@ -82,17 +81,12 @@ def linear_memory_fwd_kernel_chunk(
                 p_step = (i_bh * NSTEP + (cs // C) * NS + (s - cs) // BC) * DV * DK + ov[:, None] * DK + ok[None, :]
                 tl.store(Ws + p_step, W, mask=mvk)
                 tl.store(Ss + p_step, S, mask=mvk)
-            rows = s + oc
-            valid = rows < ce
-            it = i_bh * T + rows
-            # [BC, BK], [BC, BV]
-            Q = load_rows(q, it, ok, DK, valid[:, None] & mk[None, :])
-            K = load_rows(k, it, ok, DK, valid[:, None] & mk[None, :])
-            V = load_rows(v, it, ov, DV, valid[:, None] & mv[None, :])
-            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+            # Q, K (BC, BK) and V (BC, BV) of the step's rows
+            valid, it, m_k, m_v, Q, K, V, lr_c, gam_c, mom_c = load_step(
+                q, k, v, lr, decay, mom, i_bh, T, s, ce, ok, ov, mk, mv, DK, DV, BC)
             WbT = tl.trans(Wb)
             O = tl.dot(Q, WbT, input_precision=PREC)
-            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
+            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=m_v)
             E = tl.dot(K, WbT, input_precision=PREC) - V
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             W = a * W + b * S + tl.dot(tl.trans(E * c[:, None]), K, input_precision=PREC)

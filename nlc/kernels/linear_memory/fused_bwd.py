@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs, load_step
+from .._triton_common import chunk_gate_coeffs, load_rows, load_step
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout, v_block
 
 
@@ -57,8 +57,9 @@ def linear_memory_bwd_kernel_chunk(
             i_step = i_bh * NSTEP + j * NS + m
             W = tl.load(Ws + i_step * DV * DK + p_state, mask=mvk, other=0.0)
             S = tl.load(Ss + i_step * DV * DK + p_state, mask=mvk, other=0.0)
-            valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
-                q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
+            valid, it, m_k, m_v, Q, K, V, lr_c, gam_c, mom_c = load_step(
+                q, k, v, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
+            dO = load_rows(do, it, ov, DV, m_v)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             E = tl.dot(K, tl.trans(Wb), input_precision=PREC) - V
             KdW = tl.dot(K, tl.trans(dW), input_precision=PREC)      # [BC, BV]

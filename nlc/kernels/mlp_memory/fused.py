@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import chunk_gate_coeffs, load_gates, load_rows
+from .._triton_common import chunk_gate_coeffs, load_step
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout
 
 ACT_IDS = {"silu": 0, "gelu": 1, "relu": 2}
@@ -70,7 +70,6 @@ def mlp_memory_fwd_kernel_chunk(
     i_bh = tl.program_id(0).to(tl.int64)
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
-    oc = tl.arange(0, BC)
     mk = ok < DK
     mv = ov < DV
     # [BH, BK], [BV, BH]
@@ -90,19 +89,15 @@ def mlp_memory_fwd_kernel_chunk(
                 _store_state(S1s, S1, i_step, DH, DK, BH, BK)
                 _store_state(W2s, W2, i_step, DV, DH, BV, BH)
                 _store_state(S2s, S2, i_step, DV, DH, BV, BH)
-            rows = s + oc
-            valid = rows < ce
-            it = i_bh * T + rows
-            Q = load_rows(q, it, ok, DK, valid[:, None] & mk[None, :])
-            K = load_rows(k, it, ok, DK, valid[:, None] & mk[None, :])
-            V = load_rows(v, it, ov, DV, valid[:, None] & mv[None, :])
-            lr_c, gam_c, mom_c = load_gates(lr, decay, mom, it, valid)
+            # Q, K (BC, BK) and V (BC, BV) of the step's rows
+            valid, it, m_k, m_v, Q, K, V, lr_c, gam_c, mom_c = load_step(
+                q, k, v, lr, decay, mom, i_bh, T, s, ce, ok, ov, mk, mv, DK, DV, BC)
             W1bT = tl.trans(W1b)
             W2bT = tl.trans(W2b)
             # read at the chunk-start weights, [BC, BV]
             Aq, _ = _act(tl.dot(Q, W1bT, input_precision=PREC), ACT)
             O = tl.dot(Aq, W2bT, input_precision=PREC)
-            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=valid[:, None] & mv[None, :])
+            tl.store(o + it[:, None] * DV + ov[None, :], O.to(o.dtype.element_ty), mask=m_v)
             # closed-form per-row gradients, [BC, BH] and [BC, BV]
             A, dA = _act(tl.dot(K, W1bT, input_precision=PREC), ACT)
             E = tl.dot(A, W2bT, input_precision=PREC) - V

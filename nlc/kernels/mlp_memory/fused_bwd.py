@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .._utils import CHUNK_STAGES, CHUNK_WARPS, block, step_layout
-from .._triton_common import chunk_gate_coeffs, load_step
+from .._triton_common import chunk_gate_coeffs, load_rows, load_step
 from .fused import ACT_IDS, _act, _act_d2, _load_state, _store_state
 
 
@@ -62,8 +62,9 @@ def mlp_memory_bwd_kernel_chunk(
             S1 = _load_state(S1s, i_step, DH, DK, BH, BK)
             W2 = _load_state(W2s, i_step, DV, DH, BV, BH)
             S2 = _load_state(S2s, i_step, DV, DH, BV, BH)
-            valid, it, m_k, m_v, Q, K, V, dO, lr_c, gam_c, mom_c = load_step(
-                q, k, v, do, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
+            valid, it, m_k, m_v, Q, K, V, lr_c, gam_c, mom_c = load_step(
+                q, k, v, lr, decay, mom, i_bh, T, s, tl.minimum(s + BC, ce), ok, ov, mk, mv, DK, DV, BC)
+            dO = load_rows(do, it, ov, DV, m_v)
             a, b, c, sm, sd = chunk_gate_coeffs(lr_c, gam_c, mom_c, valid)
             W1bT = tl.trans(W1b)
             W2bT = tl.trans(W2b)
