@@ -37,7 +37,6 @@ import sys
 import time
 from pathlib import Path
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
 LAYER = dict(dim=256, heads=4, chunk=64, T=2048, B=2, ref_T=128)
 LAYER_QUICK = dict(dim=32, heads=2, chunk=8, T=32, B=1, ref_T=8)
 HOPE = dict(dim=256, layers=2, vocab=256, T=512, B=2, chunk=16, mem_chunk=64, heads=4)
@@ -106,7 +105,7 @@ def _layer_model(cfg):
                            dim_head=cfg["dim"] // cfg["heads"])  # default model: MemoryMLP depth 2, expansion 4
         return mem, lambda x: mem(x)[0]
     import nlc
-    m = nlc.compile(str(SPECS / "titans.nl"), backend=impl, model="TitansLMM", layers=1, dim=cfg["dim"],
+    m = nlc.compile("titans", backend=impl, model="TitansLMM", layers=1, dim=cfg["dim"],
                     heads=cfg["heads"], chunk=cfg["chunk"])
     # the layer alone: no embedding (inputs are given as embeddings), no final norm, no head
     m.norm, m.head = torch.nn.Identity(), torch.nn.Identity()
@@ -116,7 +115,7 @@ def _layer_model(cfg):
 def _hope_model(cfg):
     import torch
     import nlc
-    m = nlc.compile(str(SPECS / "hope.nl"), backend=cfg["impl"], dim=cfg["dim"], layers=cfg["layers"],
+    m = nlc.compile("hope", backend=cfg["impl"], dim=cfg["dim"], layers=cfg["layers"],
                     vocab=cfg["vocab"], heads=cfg["heads"], chunk=cfg["chunk"], mem_chunk=cfg["mem_chunk"])
     opt = m.make_optimizer()
     params = [p for p in m.parameters() if p.requires_grad]

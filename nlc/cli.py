@@ -35,7 +35,7 @@ def _common(p):
 # ---- check ---------------------------------------------------------------------
 def fill_check(sub):
     p = sub.add_parser("check", help="check specs; print each model's level table")
-    p.add_argument("files", nargs="+", help=".nl spec files")
+    p.add_argument("files", nargs="+", help=".nl spec files or built-in specs by name (hope, titans:TitansMAG, optim/adamw)")
     p.add_argument("--quiet", action="store_true", help="print only errors")
     _common(p)
     p.set_defaults(func=cmd_check)
@@ -61,13 +61,15 @@ def level_table(c) -> str:
 
 
 def cmd_check(a) -> int:
+    from nlc.builtin import resolve_spec
     from nlc.passes import run
     errors = []
     for f in a.files:
         try:
             ov = _overrides(a.set)
-            unit = run(f, ov, a.model, until="load").unit
-            if not a.model and not unit.own_models and unit.own_optimizers:
+            f, model = resolve_spec(f, a.model)  # `titans:TitansMAG` checks that model only
+            unit = run(f, ov, model, until="load").unit
+            if not model and not unit.own_models and unit.own_optimizers:
                 # a file of optimizer definitions (specs/optim/*.nl): check each one
                 from nlc.passes.optimizer import check_file_optimizers, optimizer_table
                 for spec in check_file_optimizers(unit, ov):
@@ -75,7 +77,7 @@ def cmd_check(a) -> int:
                         print(optimizer_table(spec) + "\n")
                 continue
             # without --model, every model the file defines is checked
-            for name in [a.model] if a.model else (unit.own_models or [None]):
+            for name in [model] if model else (unit.own_models or [None]):
                 c = run(f, ov, name, unit=unit)
                 if not a.quiet:
                     print(level_table(c) + "\n")
@@ -126,7 +128,7 @@ def cmd_fmt(a) -> int:
 # ---- graph ---------------------------------------------------------------------
 def fill_graph(sub):
     p = sub.add_parser("graph", help="draw the level graph (.svg .png .pdf .dot .mmd)")
-    p.add_argument("file")
+    p.add_argument("file", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAG)")
     p.add_argument("-o", "--out", required=True, help="output path; the suffix picks the format")
     _common(p)
     p.set_defaults(func=cmd_graph)
@@ -150,7 +152,7 @@ EMITS = ("load", "bind-params", "resolve", "graph", "plan", "py", "fx")
 
 def fill_compile(sub):
     p = sub.add_parser("compile", help="run the compiler and print a stage")
-    p.add_argument("file")
+    p.add_argument("file", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAG)")
     p.add_argument("--emit", default="resolve", choices=EMITS, help="stage to print (default: resolve)")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
     p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR")

@@ -7,7 +7,6 @@ the backend (and ``nlc check``) stays fast and works without them.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,8 +87,8 @@ def check_dialect(dialect: str) -> str:
 def import_torch_mlir():
     """``torch_mlir.fx`` and ``torch_mlir.compiler_utils``, or a one-line ExportError."""
     try:
-        fx = importlib.import_module("torch_mlir.fx")
-        utils = importlib.import_module("torch_mlir.compiler_utils")
+        import torch_mlir.compiler_utils as utils
+        import torch_mlir.fx as fx
     except ImportError:
         raise ExportError(f"torch-mlir is not installed: {_INSTALL}") from None
     return fx, utils
@@ -98,8 +97,8 @@ def import_torch_mlir():
 def import_iree():
     """``(iree.compiler, iree.runtime)``, or a one-line ExportError."""
     try:
-        compiler = importlib.import_module("iree.compiler")
-        runtime = importlib.import_module("iree.runtime")
+        import iree.compiler as compiler
+        import iree.runtime as runtime
     except ImportError:
         raise ExportError(
             f"iree is not installed (iree-base-compiler, iree-base-runtime): {_INSTALL}"

@@ -82,6 +82,9 @@ def run(source, overrides=None, model: str | None = None, *, text: str | None = 
 
     `unit` is the result of an earlier `load` of the same source, to check several models of one file.
     """
+    if text is None:  # a path, or a built-in spec by name (`hope`, `titans:TitansMAG`)
+        from nlc.builtin import resolve_spec
+        source, model = resolve_spec(str(source), model)
     c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text, unit=unit)
     dump = dump or os.environ.get("NLC_DUMP")
     for i, (name, stage) in enumerate(PIPELINE):

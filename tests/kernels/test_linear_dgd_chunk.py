@@ -5,6 +5,8 @@ import importlib
 import pytest
 import torch
 
+triton = pytest.importorskip("triton")  # the fused kernels need it; the suite runs without the extra
+
 from nlc.kernels._utils import chunk_block, step_starts
 from nlc.kernels.linear_memory.fused_dgd import linear_memory_fwd_dgd_chunk
 from nlc.kernels.linear_memory.naive import chunk_linear_memory, dgd_block, naive_linear_memory
