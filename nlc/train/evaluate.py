@@ -208,6 +208,10 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: to
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
 
+def _detached(state: dict) -> dict:
+    return {k: v.detach() for k, v in state.items()}
+
+
 def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
              seed: int = 0, callback=None, return_state: bool = False):
     """Feed the prompt, then sample one byte per call, carrying the fast state.
@@ -232,7 +236,7 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
         ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
         state = m.init_state(1)
         if teach and ids.size(1) > 1:
-            state = m(ids[:, :-1], state=state, targets=ids[:, 1:]).state
+            state = _detached(m(ids[:, :-1], state=state, targets=ids[:, 1:]).state)
             ids = ids[:, -1:]
         out = m(ids, state=state)
         for i in range(max_new):
@@ -242,7 +246,9 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
             if callback is not None:
                 callback(b)
             if teach:  # commit the last byte read, now that its successor is known
-                state = m(ids, state=state, targets=nxt.view(1, 1)).state
+                # the teaching pass runs under enable_grad: drop its graph, or every later byte
+                # would carry (and pay for) the autograd history of all bytes before it
+                state = _detached(m(ids, state=state, targets=nxt.view(1, 1)).state)
             else:
                 state = out.state
             ids = nxt.view(1, 1)
