@@ -22,10 +22,19 @@ def compile(spec, backend: str = "torch", model: str | None = None, checkpointin
     """Compile a .nl spec (a path, or spec text) into an nn.Module. Raises NlcError on mistakes.
     `checkpointing=True` recomputes each segment in backward (activation memory O(T d))."""
     from nlc.passes import run
-    if backend not in BACKENDS:
-        raise NlcError(f"unknown backend '{backend}'", hint=f"backends: {', '.join(BACKENDS)}")
+    _check_backend(backend)
     is_text = isinstance(spec, str) and ("{" in spec and not Path(spec).suffix == ".nl")
     c = run(spec, overrides, model, text=spec if is_text else None)
+    return _build(c, backend, checkpointing, overrides, None if is_text else str(spec))
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise NlcError(f"unknown backend '{backend}'", hint=f"backends: {', '.join(BACKENDS)}")
+
+
+def _build(c, backend: str, checkpointing: bool, overrides: dict, spec_path: str | None):
+    """The nn.Module of a compilation (`c`, from nlc.passes.run)."""
     import torch  # noqa: F401 - torch only from here on
     from nlc.lower.program import NLModel
     m = NLModel(c.plan, mode="reference" if backend == "reference" else "chunk", checkpointing=checkpointing)
@@ -38,7 +47,7 @@ def compile(spec, backend: str = "torch", model: str | None = None, checkpointin
     m.backend = backend
     m.spec_name = c.plan.name
     m.spec_text = text
-    m.spec_path = None if is_text else str(spec)
+    m.spec_path = spec_path
     m.config = dict(c.plan.params)
     m.overrides = dict(overrides)
     m.spec_hash = hashlib.sha256((text + json.dumps(m.config, sort_keys=True, default=str) + c.plan.name).encode()).hexdigest()[:16]
@@ -107,25 +116,27 @@ def program_text(m, what) -> str:
 
 
 def load(run_dir, backend: str = "torch"):
-    """Rebuild a trained model from a run directory written by `nlc train` (its spec copy,
-    model name and --set values), with the weights of its latest checkpoint."""
-    run = Path(run_dir)
-    rec_path, spec_path = run / "spec.json", run / "spec.nl"
-    if not run.is_dir():
-        raise NlcError(f"no such run directory: {run}", hint="nlc train SPEC --out DIR writes one")
-    if not rec_path.is_file() or not spec_path.is_file():
-        raise NlcError(f"{run} is not an nlc run (spec.json / spec.nl missing)", hint="pass the --out folder of nlc train")
-    try:
-        rec = json.loads(rec_path.read_text())
-    except (OSError, ValueError) as e:
-        raise NlcError(f"{rec_path} is unreadable or corrupt: {e}") from None
-    text = spec_path.read_text(encoding="utf-8")
-    # imports resolve next to the original spec when it still exists, else in specs/
-    origin = rec.get("spec_path")
-    src = origin if origin and Path(origin).is_file() and Path(origin).read_text(encoding="utf-8") == text else None
-    m = compile(src or text, backend=backend, model=rec.get("model"), **rec.get("overrides", {}))
+    """Rebuild a trained model from a run directory written by `nlc train` (its stored spec,
+    model name and --set values), with the weights of its latest checkpoint.
+
+    A run directory may come from elsewhere: its spec.json is checked against a schema, and
+    nothing outside the directory is read (see nlc.rundir)."""
+    from nlc.passes import run as run_passes
+    from nlc.passes.load import load as load_unit
+    from nlc.rundir import RunDirError, open_run
+
+    _check_backend(backend)
+    r = open_run(run_dir)
+    rec = r.record
+    unit = load_unit(str(r.main), root=r.spec_root)
+    c = run_passes(str(r.main), dict(rec.overrides), rec.model, unit=unit)
+    m = _build(c, backend, False, dict(rec.overrides), rec.spec_path)
+    if m.spec_hash != rec.spec_hash:
+        raise RunDirError(f"{r.path / 'spec.json'}: spec_hash {rec.spec_hash} does not match the stored spec "
+                          f"({m.spec_hash}): the spec or the record was changed after training",
+                          hint="restore the run directory from its origin, or retrain")
     from nlc.train.checkpoint import load_checkpoint
-    from nlc.train.sources import get_tokenizer
-    load_checkpoint(run, m)
-    m.tokenizer = get_tokenizer(rec.get("tokenizer", "bytes"))
+    from nlc.train.sources import run_tokenizer
+    load_checkpoint(r.path, m)
+    m.tokenizer = run_tokenizer(r)
     return m

@@ -78,10 +78,11 @@ def cmd_train(a) -> int:
     out = Path(a.out or f"runs/{model.spec_name.lower()}")
     spec_file = out / "spec.json"
     if a.resume and spec_file.exists():
-        rec = json.loads(spec_file.read_text())
-        if rec.get("spec_hash") != model.spec_hash:
-            raise RunError(f"cannot resume {out}: it was trained from spec {rec.get('spec_name')} "
-                           f"(hash {rec.get('spec_hash')}), not {model.spec_name} (hash {model.spec_hash})",
+        from nlc.rundir import read_record
+        rec = read_record(out)  # validated: a corrupt or foreign spec.json is a clear error
+        if rec.spec_hash != model.spec_hash:
+            raise RunError(f"cannot resume {out}: it was trained from spec {rec.spec_name} "
+                           f"(hash {rec.spec_hash}), not {model.spec_name} (hash {model.spec_hash})",
                            hint="use the same spec and --set values, or a new --out")
     if a.data and a.data.startswith("hf:"):
         data = load_hf(a.data)
@@ -101,11 +102,20 @@ def cmd_train(a) -> int:
 
 
 def _write_spec_record(out: Path, model, a):
+    """The run's self-contained spec: OUT/spec/ (the spec and every file it imports), a local
+    tokenizer file copied into OUT/tokenizer/, OUT/spec.nl (a copy for people), and last
+    OUT/spec.json, which names them (see nlc.rundir)."""
+    from nlc.rundir import store_tokenizer, write_record, write_spec
     from nlc.train.checkpoint import _write_bytes
+    tokenizer = getattr(a, "tokenizer", None) or "bytes"
     rec = dict(spec_name=model.spec_name, spec_hash=model.spec_hash, model=a.model or model.spec_name,
-               overrides=model.overrides, spec_path=model.spec_path, tokenizer=getattr(a, "tokenizer", "bytes"))
+               overrides=model.overrides, spec_path=model.spec_path, spec_file=write_spec(out, model),
+               tokenizer=tokenizer)
+    ref = tokenizer.partition(":")[2]
+    if tokenizer.startswith("tiktoken:") and Path(ref).is_file():  # as get_tokenizer reads it
+        rec["tokenizer_file"] = store_tokenizer(out, ref)
     _write_bytes(out / "spec.nl", model.spec_text.encode())
-    _write_bytes(out / "spec.json", json.dumps(rec, indent=2).encode())
+    write_record(out, rec)
 
 
 # ---- eval ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ Imports resolve relative to the importing file, then to the built-in `specs/` fo
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Unit:
     sources: dict[str, str] = field(default_factory=dict)  # file -> text, for error rendering
     own_models: list[str] = field(default_factory=list)    # models defined in the file itself
     own_optimizers: list[str] = field(default_factory=list)  # optimizer definitions in the file itself
+    root: Path | None = None  # a run directory's spec folder: imports resolve only inside it
 
 
 def display_path(p: Path) -> str:
@@ -45,8 +47,43 @@ def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
     return None
 
 
-def load(path_or_text: str | Path, *, text: str | None = None, file: str | None = None) -> Unit:
-    """Load a spec from a path (or from `text`, named `file`)."""
+def _resolve_in_root(imp: ir.Import, importer: str, root: Path, diags: Diagnostics) -> Path | None:
+    """An import inside `root` (next to the importer, then at `root`), or None with an error:
+    absolute paths, '..' out of `root` and links to outside it are refused, unread."""
+    raw = imp.path
+    if Path(raw).is_absolute() or raw.startswith(("/", "\\")):
+        diags.error(ImportError_, f"import \"{raw}\" is an absolute path, outside the run directory", imp.span,
+                    "a run directory holds its spec and every file it imports; imports are read only inside it")
+        return None
+    escaped = False
+    for base in (Path(os.path.abspath(importer)).parent, root):
+        cand = Path(os.path.normpath(base / raw))
+        if not (cand == root or root in cand.parents):
+            escaped = True
+            continue
+        if cand.is_file():
+            real = cand.resolve()
+            if not (real == root or root in real.parents):
+                diags.error(ImportError_, f"import \"{raw}\" is a link to outside the run directory", imp.span,
+                            "replace the link inside the run directory by a copy of the file")
+                return None
+            return real
+    where = display_path(root)
+    if escaped:
+        diags.error(ImportError_, f"import \"{raw}\" leads outside the run directory ({where})", imp.span,
+                    "a run directory holds its spec and every file it imports; imports are read only inside it")
+    else:
+        diags.error(ImportError_, f"cannot find import \"{raw}\" in the run directory ({where})", imp.span,
+                    f"a run directory holds every file its spec imports: copy the file to {display_path(root / raw)} "
+                    "(a built-in spec's imports, such as optim/adamw.nl, are in nlc's specs/ folder); "
+                    "runs written by this nlc keep them under RUN/spec/")
+    return None
+
+
+def load(path_or_text: str | Path, *, text: str | None = None, file: str | None = None,
+         root: Path | None = None) -> Unit:
+    """Load a spec from a path (or from `text`, named `file`). With `root` (a run directory's
+    spec folder), imports resolve only inside it: no built-in specs, nothing outside."""
     diags = Diagnostics()
     if text is None:
         file = str(path_or_text)
@@ -54,7 +91,7 @@ def load(path_or_text: str | Path, *, text: str | None = None, file: str | None 
     else:
         file = file or "<string>"
     program = parse_text(text, file)
-    unit = Unit(program=program, text=text, sources={file: text})
+    unit = Unit(program=program, text=text, sources={file: text}, root=None if root is None else Path(root).resolve())
     _collect(unit, program, diags, stack=[str(Path(file).resolve()) if Path(file).exists() else file], own=True)
     diags.check()
     return unit
@@ -96,7 +133,12 @@ def _parse_import(p: Path, name: str) -> tuple[str, ir.Program]:
 
 
 def _import(unit: Unit, imp: ir.Import, importer: str, diags: Diagnostics, stack: list[str]) -> None:
-    p = _resolve_path(imp, importer)
+    if unit.root is not None:
+        p = _resolve_in_root(imp, importer, unit.root, diags)
+        if p is None:
+            return
+    else:
+        p = _resolve_path(imp, importer)
     if p is None:
         diags.error(ImportError_, f"cannot find import \"{imp.path}\"", imp.span,
                     f"looked next to {Path(importer).name} and in the built-in specs/ folder")

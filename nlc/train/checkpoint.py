@@ -207,11 +207,23 @@ def _prune(run_dir: Path, keep: int, protect: str) -> None:
 
 
 def _read_latest(run_dir: Path) -> str | None:
+    """What `latest` names (stripped), None without one; reads at most 4 KB of a regular file."""
+    p = Path(run_dir) / LATEST
     try:
-        name = (Path(run_dir) / LATEST).read_text().strip()
-        return name or None
+        if not p.is_file():  # never open a FIFO or a device
+            return None
+        with open(p, "rb") as f:
+            return f.read(4096).decode("utf-8", "replace").strip() or None
     except OSError:
         return None
+
+
+def _own(p: Path, run_dir: Path, what: str) -> Path:
+    """`p` (an entry of `run_dir`), refused when it is a link that leads out of `run_dir`."""
+    if p.resolve().parent != run_dir.resolve():
+        raise CheckpointError(f"{p} ({what}) is a link to outside {run_dir}; nlc reads a run only inside it",
+                              hint="replace the link by a copy")
+    return p
 
 
 def resolve(path) -> Path:
@@ -223,14 +235,20 @@ def resolve(path) -> Path:
         raise CheckpointError(f"no run or checkpoint at {p}", hint="check the path, or start without --resume")
     name = _read_latest(p)
     if name is not None:
+        _own(p / LATEST, p, "the latest pointer")
+        names = [c.name for c in list_checkpoints(p)] or "none"
+        # only a checkpoint folder of this run: no paths ('../other/ckpt-1', '/abs/ckpt-1')
+        if not (name.startswith("ckpt-") and name[5:].isdigit() and name[5:].isascii()):
+            raise CheckpointError(f"{p / LATEST} does not name a checkpoint folder of this run ({name[:60]!r})",
+                                  hint=f"it holds the name of one ckpt-* folder inside {p}: one of {names}")
         if not (p / name).is_dir():
             raise CheckpointError(f"{p / LATEST} points to {name}, which is missing",
-                                  hint=f"point it at one of: {[c.name for c in list_checkpoints(p)] or 'none'}")
-        return p / name
+                                  hint=f"point it at one of: {names}")
+        return _own(p / name, p, "the latest checkpoint")
     ckpts = list_checkpoints(p)
     if not ckpts:
         raise CheckpointError(f"no checkpoint in {p}", hint="train first, or start without --resume")
-    return ckpts[-1]
+    return _own(ckpts[-1], p, "the newest checkpoint")
 
 
 def read_record(ckpt: Path) -> dict:
@@ -267,6 +285,34 @@ def check_spec(rec: dict, model, ckpt: Path) -> None:
             hint="use the same .nl file and --set overrides as the run, or a new --out folder")
 
 
+def load_state(blob: bytes, where: Path, map_location="cpu") -> dict:
+    """The dict in a `state.pt` (optimizer, fast state, RNG), unpickled with `weights_only=True`:
+    tensors and plain values only, so a crafted file cannot run code."""
+    import pickle
+
+    try:
+        st = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # not torch's words: they advise the unsafe load, never right for a file from elsewhere
+        lines = [x.strip() for x in str(e).splitlines()[1:] if x.strip()]
+        what = next((x for x in lines if "GLOBAL" in x), None)
+        if what is not None:
+            name = what.split("GLOBAL", 1)[1].split()[0] if what.split("GLOBAL", 1)[1].split() else "?"
+            raise CheckpointError(f"{where} holds objects other than tensors and plain values (it asks for "
+                                  f"{name[:80]}); nlc does not load it",
+                                  hint="nlc writes only tensors and plain values there: this file was made or changed "
+                                       "elsewhere and is not safe to load; resume from another checkpoint, or "
+                                       "retrain") from None
+        why = next((x for x in lines if "weights_only" not in x and not x.startswith("Check the documentation")),
+                   "not a checkpoint state file")
+        raise CheckpointError(f"{where} is corrupt: {why[:200]}") from None
+    except Exception as e:  # noqa: BLE001 - a truncated or garbled file of any kind
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{where} is corrupt: {why if 'weights_only' not in why else type(e).__name__}") from None
+    if not isinstance(st, dict):
+        raise CheckpointError(f"{where} is corrupt: it holds a {type(st).__name__}, not nlc's state dict")
+    return st
+
+
 def load_checkpoint(path, model=None, optimizer=None, *, map_location="cpu", strict_spec: bool = True) -> Checkpoint:
     """Verify and load a checkpoint into `model` / `optimizer` (either may be None).
 
@@ -276,6 +322,9 @@ def load_checkpoint(path, model=None, optimizer=None, *, map_location="cpu", str
     from safetensors.torch import load
 
     ckpt = resolve(path)
+    for name in (RECORD, WEIGHTS, STATE):  # a checkpoint's files are its own, not links to elsewhere
+        if (ckpt / name).is_symlink():
+            _own(ckpt / name, ckpt, "a checkpoint file")
     rec = read_record(ckpt)
     if rec.get("format") != FORMAT or "step" not in rec:
         raise CheckpointError(f"{ckpt / RECORD} is not an nlc checkpoint record (format {rec.get('format')})")
@@ -285,9 +334,9 @@ def load_checkpoint(path, model=None, optimizer=None, *, map_location="cpu", str
     blob = _read_verified(ckpt, STATE, rec)
     try:
         sd = load(weights)
-        st = torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
-    except Exception as e:  # safetensors / unpickling errors of any kind mean a corrupt file
-        raise CheckpointError(f"checkpoint {ckpt} is corrupt: {e}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors errors of any kind mean a corrupt file
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: {WEIGHTS}: {str(e)[:200] or type(e).__name__}") from None
+    st = load_state(blob, ckpt / STATE, map_location)
     if model is not None:
         try:
             unwrap(model).load_state_dict(sd, strict=True)

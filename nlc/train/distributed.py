@@ -158,9 +158,16 @@ def full_state(model, optimizer):
 
 
 def load_full_optimizer_state(model, optimizer, ckpt_path) -> None:
-    """Restore an optimizer state saved by `full_state` into a sharded optimizer."""
+    """Restore an optimizer state saved by `full_state` into a sharded optimizer. The file is
+    checked against its checksum and unpickled with `weights_only=True` (tensors and plain
+    values only), like every checkpoint nlc reads."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    st = torch.load(Path(ckpt_path) / "state.pt", map_location="cpu", weights_only=False)
+    from nlc.train.checkpoint import STATE, CheckpointError, _read_verified, load_state, read_record
+
+    ckpt = Path(ckpt_path)
+    st = load_state(_read_verified(ckpt, STATE, read_record(ckpt)), ckpt / STATE, "cpu")
+    if st.get("optimizer") is None:
+        raise CheckpointError(f"checkpoint {ckpt} has no optimizer state to resume from")
     set_optimizer_state_dict(model, optimizer, optim_state_dict=st["optimizer"],
                              options=StateDictOptions(full_state_dict=True))

@@ -72,6 +72,7 @@ class Tokenizer:
     name: str
     n_vocab: int
     enc: object = None  # a tiktoken.Encoding; None means bytes
+    file: str | None = None  # the local BPE file it was read from (a run directory keeps a copy)
 
     def encode(self, data: bytes) -> np.ndarray:
         if self.enc is None:
@@ -87,27 +88,84 @@ class Tokenizer:
 BYTES = Tokenizer("bytes", 256)
 
 
-def get_tokenizer(spec: str | None) -> Tokenizer:
-    if not spec or spec == "bytes":
-        return BYTES
-    kind, _, ref = spec.partition(":")
-    if kind != "tiktoken" or not ref:
-        raise DataError(f"unknown tokenizer '{spec}'", hint="bytes (default), tiktoken:NAME or tiktoken:/path/file.tiktoken")
+def _tiktoken(spec: str):
     try:
         import tiktoken
         from tiktoken.load import load_tiktoken_bpe
     except ImportError:
         raise DataError(f"--tokenizer {spec} needs tiktoken", hint="pip install tiktoken") from None
+    return tiktoken, load_tiktoken_bpe
+
+
+def _load_error(spec: str, e: Exception) -> DataError:
+    return DataError(f"cannot load tokenizer {spec}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}",
+                     hint="tiktoken encodings download their BPE file; offline, pass a local .tiktoken file")
+
+
+def _from_file(spec: str, path: Path) -> Tokenizer:
+    tiktoken, load_tiktoken_bpe = _tiktoken(spec)
     try:
-        if Path(ref).is_file():
-            ranks = load_tiktoken_bpe(str(Path(ref).resolve()))
-            enc = tiktoken.Encoding(name=Path(ref).stem, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
-        else:
-            enc = tiktoken.get_encoding(ref)
-    except Exception as e:  # noqa: BLE001 - a download failure or a bad file
-        raise DataError(f"cannot load tokenizer {spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                        hint="tiktoken encodings download their BPE file; offline, pass a local .tiktoken file") from None
+        ranks = load_tiktoken_bpe(str(path.resolve()))
+        enc = tiktoken.Encoding(name=path.stem, pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    except Exception as e:  # noqa: BLE001 - a bad file
+        raise _load_error(spec, e) from None
+    return Tokenizer(spec, enc.n_vocab, enc, str(path))
+
+
+def _from_name(spec: str, name: str) -> Tokenizer:
+    tiktoken, _ = _tiktoken(spec)
+    try:
+        enc = tiktoken.get_encoding(name)
+    except Exception as e:  # noqa: BLE001 - a download failure or an unknown name
+        raise _load_error(spec, e) from None
     return Tokenizer(spec, enc.n_vocab, enc)
+
+
+def _split(spec: str) -> str:
+    kind, _, ref = spec.partition(":")
+    if kind != "tiktoken" or not ref:
+        raise DataError(f"unknown tokenizer '{spec}'", hint="bytes (default), tiktoken:NAME or tiktoken:/path/file.tiktoken")
+    return ref
+
+
+def get_tokenizer(spec: str | None) -> Tokenizer:
+    """`bytes`, `tiktoken:NAME` or `tiktoken:FILE` (a local BPE ranks file), as --tokenizer takes it."""
+    if not spec or spec == "bytes":
+        return BYTES
+    ref = _split(spec)
+    return _from_file(spec, Path(ref)) if Path(ref).is_file() else _from_name(spec, ref)
+
+
+def is_encoding_name(ref: str) -> bool:
+    """A tiktoken encoding name (gpt2, cl100k_base, o200k_base), not a path."""
+    return bool(ref) and ref[0].isalnum() and all(c.isalnum() or c in "_.-" for c in ref) and ".." not in ref
+
+
+def run_tokenizer(run) -> Tokenizer:
+    """The tokenizer of a run directory (an `nlc.rundir.Run`): bytes, a tiktoken encoding by
+    name, or the BPE file copied into the run at training time. Never a path the record names."""
+    from nlc.rundir import RunDirError, inside_run
+
+    rec, spec = run.record, run.record.tokenizer
+    where = run.path / "spec.json"
+    if rec.tokenizer_file is not None:
+        if spec == "bytes":
+            raise RunDirError(f"{where}: tokenizer_file is set, but the tokenizer is bytes")
+        p = inside_run(run.path, rec.tokenizer_file, "tokenizer_file")
+        if not p.is_file():
+            raise RunDirError(f"{where}: tokenizer_file '{rec.tokenizer_file}' is missing from the run directory",
+                              hint="copy the tokenizer's .tiktoken file there")
+        return _from_file(spec, p)
+    if spec == "bytes":
+        return BYTES
+    ref = _split(spec)
+    if not is_encoding_name(ref):
+        raise RunDirError(f"{where}: tokenizer '{spec}' names a file outside the run directory; "
+                          "a run reads its tokenizer only from inside itself",
+                          hint=f"copy the .tiktoken file into {run.path / 'tokenizer'}/ and add "
+                               f"\"tokenizer_file\": \"tokenizer/NAME.tiktoken\" to spec.json "
+                               "(nlc train does both for new runs)")
+    return _from_name(spec, ref)
 
 
 def tokenize(corpus: Corpus, tok: Tokenizer) -> tuple[Corpus, float]:
