@@ -108,7 +108,7 @@ def program_text(m, what) -> str:
 
     def seg(x, *vals):
         s = dict(zip(keys, vals))
-        return layer.segment(x, s, key, ends, m.mode, None, {})
+        return layer.segment(x, s, key, ends, m.mode, {})
 
     keys = [k for k in st if k.startswith(key + ".")]
     gm = torch.fx.experimental.proxy_tensor.make_fx(seg)(x, *[st[k] for k in keys])

@@ -44,3 +44,19 @@ def test_eval_and_generate_a_run(run_dir, capsys):
     assert "validation bpb" in capsys.readouterr().out
     assert main(["generate", str(run_dir), "--max-new", "5", "--prompt", "def "]) == 0
     assert capsys.readouterr().out.startswith("def ")
+
+
+@pytest.mark.parametrize("spec", ["titans:TitansLMM", "hope", "cms", "transformer"])
+@pytest.mark.parametrize("what", ["py", "fx"])
+def test_emit_program(spec, what, capsys):
+    """`nlc compile --emit py|fx` prints the traced segment program (it crashed on every memory spec)."""
+    rc = main(["compile", spec, "--emit", what, "--set", "dim=16", "--set", "layers=1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and len(out) > 200
+    assert ("def forward" in out) if what == "py" else ("placeholder" in out)
+
+
+def test_plot_missing_run_is_a_clear_error(tmp_path, capsys):
+    rc = main(["plot", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no metrics in" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from nlc.errors import NlcError
 from nlc.train.metrics import read_metrics
 
 _BASE = {"step", "loss", "bpb", "lr", "tok_s", "grad_norm", "time", "val_loss", "val_bpb"}
@@ -24,7 +25,8 @@ def plot_run(run_dir, out_png=None) -> Path:
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir)
     if not rows:
-        raise FileNotFoundError(f"no metrics in {run_dir} (expected {run_dir / 'metrics.jsonl'})")
+        raise NlcError(f"no metrics in {run_dir} (expected {run_dir / 'metrics.jsonl'})",
+                       hint="pass the --out folder of an `nlc train` run that has logged a step")
     out_png = Path(out_png) if out_png is not None else run_dir / "loss.png"
     stats = sorted({k for r in rows for k in r if k not in _BASE and "/" in k})
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
