@@ -129,6 +129,13 @@ def load(run_dir, backend: str = "torch"):
     r = open_run(run_dir)
     rec = r.record
     unit = load_unit(str(r.main), root=r.spec_root)
+    from nlc.passes.consts import select_model
+    chosen = select_model(unit, rec.model)
+    params = [p.name for p in chosen.params]
+    for k in rec.overrides:  # before compiling: an error that names the record, not `--set`
+        if k not in params:
+            raise RunDirError(f"{r.path / 'spec.json'}: field 'overrides.{k}': model {chosen.name} has no parameter '{k}'",
+                              hint=f"parameters: {', '.join(params) or 'none'}")
     c = run_passes(str(r.main), dict(rec.overrides), rec.model, unit=unit)
     m = _build(c, backend, False, dict(rec.overrides), rec.spec_path)
     if m.spec_hash != rec.spec_hash:

@@ -236,11 +236,11 @@ def resolve(path) -> Path:
     name = _read_latest(p)
     if name is not None:
         _own(p / LATEST, p, "the latest pointer")
-        names = [c.name for c in list_checkpoints(p)] or "none"
+        names = ", ".join(c.name for c in list_checkpoints(p)) or "none (there is no checkpoint)"
         # only a checkpoint folder of this run: no paths ('../other/ckpt-1', '/abs/ckpt-1')
         if not (name.startswith("ckpt-") and name[5:].isdigit() and name[5:].isascii()):
             raise CheckpointError(f"{p / LATEST} does not name a checkpoint folder of this run ({name[:60]!r})",
-                                  hint=f"it holds the name of one ckpt-* folder inside {p}: one of {names}")
+                                  hint=f"it holds the name of one ckpt-* folder inside {p}; here: {names}")
         if not (p / name).is_dir():
             raise CheckpointError(f"{p / LATEST} points to {name}, which is missing",
                                   hint=f"point it at one of: {names}")
