@@ -155,7 +155,8 @@ def fill_compile(sub):
     p.add_argument("file", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAG)")
     p.add_argument("--emit", default="resolve", choices=EMITS, help="stage to print (default: resolve)")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
-    p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR")
+    p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR: the front-end stages "
+                   "(00_load.txt ... 04_check-graph.txt), then the lowered plan, py and fx")
     _common(p)
     p.set_defaults(func=cmd_compile)
 
@@ -164,13 +165,20 @@ def cmd_compile(a) -> int:
     from nlc.passes import STAGES, run
     from nlc.passes.emit import emit
     ov = _overrides(a.set)
-    if a.emit in STAGES:
-        c = run(a.file, ov, a.model, dump=a.dump, until=None if a.dump else a.emit)
-        sys.stdout.write(emit(c, a.emit))
+    if a.emit in STAGES and not a.dump:
+        sys.stdout.write(emit(run(a.file, ov, a.model, until=a.emit), a.emit))
         return 0
+    c = run(a.file, ov, a.model, dump=a.dump) if a.dump else None  # the front-end stages, 00_load.txt ...
+    if c is not None and a.emit in STAGES:
+        sys.stdout.write(emit(c, a.emit))
     from nlc.api import compile as nlc_compile
     m = nlc_compile(a.file, backend=a.backend, model=a.model, **ov)
-    sys.stdout.write(m.emit(a.emit))
+    if a.dump:  # then the lowered program: its plan and the traced segment program
+        start = len(STAGES)
+        for i, what in enumerate(EMITS[EMITS.index("plan"):]):
+            (Path(a.dump) / f"{start + i:02d}_{what}.txt").write_text(m.emit(what))
+    if a.emit not in STAGES:
+        sys.stdout.write(m.emit(a.emit))
     return 0
 
 

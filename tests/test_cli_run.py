@@ -60,3 +60,12 @@ def test_plot_missing_run_is_a_clear_error(tmp_path, capsys):
     rc = main(["plot", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert rc == 2 and "no metrics in" in err and "Traceback" not in err
+
+
+def test_dump_writes_every_stage(tmp_path, capsys):
+    rc = main(["compile", "titans", "--emit", "plan", "--dump", str(tmp_path), "--set", "dim=16", "--set", "layers=1"])
+    assert rc == 0 and "segment length" in capsys.readouterr().out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["00_load.txt", "01_bind-params.txt", "02_resolve.txt", "03_graph.txt", "04_check-graph.txt",
+                     "05_plan.txt", "06_py.txt", "07_fx.txt"]
+    assert all(p.stat().st_size > 0 for p in tmp_path.iterdir())
