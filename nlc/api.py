@@ -35,6 +35,8 @@ def _check_backend(backend):
 
 def _build(c, backend: str, checkpointing: bool, overrides: dict, spec_path: str | None):
     """The nn.Module of a compilation (`c`, from nlc.passes.run)."""
+    from nlc.passes.size import check_fits_memory
+    check_fits_memory(c.plan)  # a clear error, before allocating, when the parameters cannot fit
     import torch  # noqa: F401 - torch only from here on
     from nlc.lower.program import NLModel
     m = NLModel(c.plan, mode="reference" if backend == "reference" else "chunk", checkpointing=checkpointing)

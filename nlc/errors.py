@@ -112,11 +112,31 @@ def _source_line(file: str, line: int, sources: dict[str, str] | None) -> str | 
     text = (sources or {}).get(file)
     if text is None:
         try:
-            text = Path(file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            p = Path(file)
+            if not p.is_file() or p.stat().st_size > _MAX_RENDER_READ:  # never block on a FIFO or read a huge file
+                return None
+            text = p.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError, ValueError):
             return None
-    lines = text.splitlines()
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # lines as the parser counts them: split at \n only (str.splitlines also splits at \f, \x1c, \u2028, ...)
+    lines = text.split("\n")
     return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+_MAX_RENDER_READ = 64 << 20
+_SHOW = 120  # a longer source line is shown as a window around the error
+
+
+def _excerpt(src: str, col: int, width: int) -> tuple[str, int, int]:
+    """(shown text, caret column, caret width) for a source line, cut to a window around `col`."""
+    if len(src) <= _SHOW:
+        return src, col, max(1, min(width, len(src) - col + 2))
+    start = max(0, col - 1 - _SHOW // 3)
+    end = start + _SHOW
+    shown = ("..." if start else "") + src[start:end] + ("..." if end < len(src) else "")
+    c = col - start + (3 if start else 0)
+    return shown, c, max(1, min(width, end - (col - 1)))
 
 
 def render(err: NlcError, sources: dict[str, str] | None = None) -> str:
@@ -130,8 +150,9 @@ def render(err: NlcError, sources: dict[str, str] | None = None) -> str:
             src = _source_line(s.file, s.line, sources)
             if src is not None:
                 width = (s.end_col - s.col) if s.end_line == s.line and s.end_col > s.col else 1
-                out.append(f"    {src}")
-                out.append("    " + " " * (s.col - 1) + "^" * max(1, min(width, len(src) - s.col + 2)))
+                shown, col, w = _excerpt(src, s.col, width)
+                out.append(f"    {shown}")
+                out.append("    " + " " * (col - 1) + "^" * w)
         if e.hint:
             out.append(f"  hint: {e.hint}")
     return "\n".join(out)

@@ -1,10 +1,18 @@
-"""Text -> lark tree -> IR. The transformer only builds nodes; meaning is checked in passes."""
+"""Text -> lark tree -> IR. The transformer only builds nodes; meaning is checked in passes.
+
+Limits (docs/language.md, "Limits"): a spec file is a regular file of at most
+`max_source_bytes()` bytes (1 MiB; `NLC_MAX_SPEC_BYTES` raises it); an expression nests at
+most `MAX_EXPR_DEPTH` calls and operators deep. A UTF-8 byte-order mark is dropped and every
+newline convention (\n, \r\n, \r) is read as \n.
+"""
 from __future__ import annotations
 
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from nlc.errors import ParseError, Span
@@ -45,11 +53,53 @@ def _as_call(x, file) -> ir.Call:
     return ir.Call(func=str(x), span=_tok_span(file, x))
 
 
+# How deep calls, operators and unary minuses may nest in one expression. The passes walk
+# expressions recursively (a few Python frames per level), so the limit keeps them well
+# inside Python's recursion limit; no person writes 200 nested calls (name intermediate streams).
+MAX_EXPR_DEPTH = 200
+# A spec file larger than this is refused (the front end reads ~0.1-0.3 MB/s on a busy core).
+DEFAULT_MAX_SOURCE_BYTES = 1 << 20
+
+
+def max_source_bytes() -> int:
+    """The size limit of one spec file: 1 MiB, or `NLC_MAX_SPEC_BYTES` when set to a positive integer."""
+    v = os.environ.get("NLC_MAX_SPEC_BYTES", "").strip()
+    if v:
+        try:
+            n = int(v)
+        except ValueError:
+            raise ParseError(f"NLC_MAX_SPEC_BYTES={v!r} is not a number of bytes", None,
+                             "e.g. NLC_MAX_SPEC_BYTES=8388608 for 8 MiB") from None
+        if n > 0:
+            return n
+    return DEFAULT_MAX_SOURCE_BYTES
+
+
+class _Depth:
+    """Expression depth of the nodes built so far (by id; the builder keeps every node alive)."""
+
+    def __init__(self):
+        self.d: dict[int, int] = {}
+
+    def of(self, node) -> int:
+        return self.d.get(id(node), 0)
+
+    def set(self, node, children, file) -> None:
+        depth = 1 + max((self.of(c) for c in children), default=0)
+        if depth > MAX_EXPR_DEPTH:
+            raise ParseError(f"expression nested too deeply (more than {MAX_EXPR_DEPTH} calls or operators)",
+                             node.span, "name intermediate results (`a = ...` then use `a`); "
+                             f"the limit is {MAX_EXPR_DEPTH} (docs/language.md, Limits)", file=file)
+        self.d[id(node)] = depth
+
+
 @v_args(meta=True)
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
+    # non-recursive: any tree depth parses; the expression depth is then checked (_Depth)
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.depth = _Depth()
 
     def _s(self, meta):
         return _span(self.file, meta)
@@ -144,20 +194,23 @@ class _Build(Transformer):
     def cms_chain(self, meta, c):
         args, kwargs = c[0]
         opts = ir.Call(func="cms", args=args, kwargs=kwargs, span=self._s(meta))
-        return ir.Cms(options=opts, stages=c[1:], span=self._s(meta))
-
-    def cms_stage(self, meta, c):
-        return ir.CmsStage(memory=c[0], clock=c[1], span=self._s(meta))
+        node = ir.Cms(options=opts, stages=c[1:], span=self._s(meta))
+        self.depth.set(node, [*args, *(k.value for k in kwargs), *(s.memory for s in c[1:])], self.file)
+        return node
 
     def _bin(op):
         def f(self, meta, c):
-            return ir.BinOp(op=op, left=c[0], right=c[1], span=self._s(meta))
+            node = ir.BinOp(op=op, left=c[0], right=c[1], span=self._s(meta))
+            self.depth.set(node, c, self.file)
+            return node
         return f
 
     add, sub, mul, div = _bin("+"), _bin("-"), _bin("*"), _bin("/")
 
     def neg(self, meta, c):
-        return ir.Neg(operand=c[0], span=self._s(meta))
+        node = ir.Neg(operand=c[0], span=self._s(meta))
+        self.depth.set(node, c, self.file)
+        return node
 
     def number(self, meta, c):
         return ir.Num(value=float(c[0]), text=str(c[0]), span=self._s(meta))
@@ -176,7 +229,9 @@ class _Build(Transformer):
 
     def call(self, meta, c):
         args, kwargs = c[1]
-        return ir.Call(func=str(c[0]), args=args, kwargs=kwargs, span=self._s(meta))
+        node = ir.Call(func=str(c[0]), args=args, kwargs=kwargs, span=self._s(meta))
+        self.depth.set(node, [*args, *(k.value for k in kwargs)], self.file)
+        return node
 
     def call_args(self, meta, c):
         args, kwargs = [], []
@@ -188,6 +243,9 @@ class _Build(Transformer):
 
     def kwarg(self, meta, c):
         return ir.KwArg(name=str(c[0]), value=c[1], span=self._s(meta))
+
+    def cms_stage(self, meta, c):
+        return ir.CmsStage(memory=c[0], clock=c[1], span=self._s(meta))
 
 
 # Examples of common mistakes, matched against lark's error state (lark's match_examples).
@@ -223,7 +281,9 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
             msg, hint = "unterminated string", "a string ends with '\"' on the same line"
         return ParseError(msg, Span(file, line, col, line, col + 1), hint)
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
-        lines = text.splitlines() or [""]
+        lines = text.split("\n")  # lark counts lines by \n only (str.splitlines also splits at \f, \x1c, ...)
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()  # the newline that ends the file
         line = len(lines)
         col = len(lines[-1]) + 1
         return ParseError("unexpected end of file", Span(file, line, max(col - 1, 1), line, col),
@@ -235,8 +295,21 @@ def _friendly(e: UnexpectedInput, text: str, file: str) -> ParseError:
     return ParseError(msg, Span(file, line, col, line, end), hint)
 
 
+def normalize_source(text: str) -> str:
+    """Drop a byte-order mark; read \r\n and a lone \r as \n (so lines and comments end where the author sees)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
 def parse_text(text: str, file: str = "<string>") -> ir.Program:
     """Parse one `.nl` source text into an IR Program (raises ParseError)."""
+    text = normalize_source(text)
+    if len(text) > max_source_bytes():
+        raise ParseError(f"{file} is too large ({len(text)} characters; the limit is {max_source_bytes()} bytes)",
+                         None, "split it into files joined by `import`, or raise NLC_MAX_SPEC_BYTES", file=file)
     if not text.strip():
         raise ParseError("empty file: nothing to compile", None,
                          "a spec holds at least one `model Name(...) { ... }` or `optimizer` definition", file=file)
@@ -246,8 +319,10 @@ def parse_text(text: str, file: str = "<string>") -> ir.Program:
         raise _friendly(e, text, file) from None
     try:
         return _Build(file).transform(tree)
-    except VisitError as e:  # a bug in the builder, not a user error
-        raise e.orig_exc from e
+    except VisitError as e:
+        if isinstance(e.orig_exc, ParseError):  # a limit the builder checks (expression depth)
+            raise e.orig_exc from None
+        raise e.orig_exc from e  # a bug in the builder, not a user error
 
 
 def read_source(path: str | Path) -> str:
@@ -258,16 +333,43 @@ def read_source(path: str | Path) -> str:
         raise ParseError(f"no such file: {f}", None, "check the path; specs live in specs/", file=f)
     if p.is_dir():
         raise ParseError(f"{f} is a directory, not a .nl file", None, f"try {f}/*.nl", file=f)
+    limit = max_source_bytes()
     try:
-        data = p.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError) as e:
+        raise ParseError(f"cannot read {f}: {getattr(e, 'strerror', None) or e}", None, file=f) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise ParseError(f"{f} is {what}, not a .nl file", None, "nlc reads specs from regular files only", file=f)
+        if st.st_size > limit:
+            raise ParseError(f"{f} is too large ({st.st_size} bytes; the limit is {limit} bytes)", None,
+                             "split it into files joined by `import`, or raise NLC_MAX_SPEC_BYTES "
+                             "(docs/language.md, Limits)", file=f)
+        chunks, n = [], 0
+        while n <= limit:  # the file may grow after fstat: read at most limit + 1 bytes
+            b = os.read(fd, min(1 << 20, limit + 1 - n))
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+        data = b"".join(chunks)
     except OSError as e:
-        raise ParseError(f"cannot read {f}: {e.strerror}", None, file=f) from None
+        raise ParseError(f"cannot read {f}: {e.strerror or e}", None, file=f) from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ParseError(f"{f} is too large (more than {limit} bytes)", None,
+                         "split it into files joined by `import`, or raise NLC_MAX_SPEC_BYTES", file=f)
     if b"\0" in data:
         raise ParseError(f"{f} is a binary file, not a .nl spec", None, file=f)
     try:
-        return data.decode("utf-8")
+        return normalize_source(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
+        line = data[: e.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
         raise ParseError(f"{f} is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
                          Span(f, line, 1, line, 2), "save the file as UTF-8", file=f) from None
 

@@ -18,11 +18,33 @@ def did_you_mean(name: str, options) -> str | None:
     return f"did you mean '{m[0]}'?" if m else None
 
 
+# Integers a spec computes with stay within a signed 64-bit range, floats finite: a
+# constant outside is an error where it is written (1e400, 10**400 as digits, 1e300 * 1e300).
+MAX_INT = (1 << 63) - 1
+
+
+def check_number(v, span, what: str = "number"):
+    """`v` itself if it is a usable number (finite float, int within +-MAX_INT); else a ConstError."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return v
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConstError(f"{what} out of range: {v}", span,
+                         "numbers are finite: at most about 1.8e308 (and integers at most 2^63 - 1)")
+    if isinstance(v, int) and not -MAX_INT <= v <= MAX_INT:
+        raise ConstError(f"{what} out of range: an integer of {len(str(abs(v)))} digits", span,
+                         "integers are at most 2^63 - 1 = 9223372036854775807")
+    return v
+
+
 def eval_const(e, env: dict[str, Any], what: str = "value"):
     """Evaluate a constant expression (numbers, strings, bools, names of params, + - * /)."""
     if isinstance(e, ir.Num):
         v = e.value
-        return int(v) if v.is_integer() and not any(c in e.text for c in ".eE") else v
+        if not math.isfinite(v):
+            raise ConstError(f"number out of range: {e.text if len(e.text) <= 40 else e.text[:37] + '...'}", e.span,
+                             "numbers are finite: at most about 1.8e308")
+        v = int(v) if v.is_integer() and not any(c in e.text for c in ".eE") else v
+        return check_number(v, e.span)
     if isinstance(e, (ir.Str, ir.Bool)):
         return e.value
     if isinstance(e, ir.Name):
@@ -32,21 +54,26 @@ def eval_const(e, env: dict[str, Any], what: str = "value"):
     if isinstance(e, ir.Neg):
         v = eval_const(e.operand, env, what)
         _num(v, e)
-        return -v
+        return check_number(-v, e.span, "result")
     if isinstance(e, ir.BinOp):
         a, b = eval_const(e.left, env, what), eval_const(e.right, env, what)
         _num(a, e.left)
         _num(b, e.right)
         if e.op == "+":
-            return a + b
+            return check_number(a + b, e.span, "result")
         if e.op == "-":
-            return a - b
+            return check_number(a - b, e.span, "result")
         if e.op == "*":
-            return a * b
+            return check_number(a * b, e.span, "result")
         if b == 0:
             raise ConstError("division by zero", e.span)
-        r = a / b
-        return int(r) if isinstance(a, int) and isinstance(b, int) and a % b == 0 else r
+        if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+            return a // b  # exact: no detour through a float
+        try:
+            r = a / b
+        except OverflowError:  # an int quotient too large for a float
+            r = math.inf
+        return check_number(r, e.span, "result")
     raise ConstError(f"{what} must be a constant (a number, a string or a spec parameter)", e.span)
 
 
@@ -102,7 +129,10 @@ def bind_params(model: ir.Model, overrides: dict[str, Any]) -> dict[str, Any]:
             continue
         seen[p.name] = p
         if p.name in overrides:
-            env[p.name] = overrides[p.name]
+            try:
+                env[p.name] = check_number(overrides[p.name], model.span, f"--set {p.name}")
+            except NlcError as e:
+                diags.add(e)
             continue
         try:
             env[p.name] = eval_const(p.default, env, f"the default of '{p.name}'")

@@ -6,13 +6,14 @@ per head, or streams of width 1 or `heads`.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.resolved import Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import INITS, MAX_CHUNK, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES
+from nlc.passes.elaborate import INITS, MAX_CHUNK, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES, _number
 
 
 def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
@@ -21,6 +22,8 @@ def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
     v = eval_const(clock.every, env, f"{clock.unit}(...)")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ClockError(f"{clock.unit}(C) needs a number, got {v!r}", clock.span)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ClockError(f"{clock.unit}({v}): a clock period must be a finite number", clock.span)
     if isinstance(v, float) and not v.is_integer():
         raise ClockError(f"{clock.unit}({v}): a clock counts whole {clock.unit}", clock.span,
                          f"use {clock.unit}({int(v) or 1}) or {clock.unit}({int(v) + 1})")
@@ -67,10 +70,23 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
     return MemoryPlan(kind=call.func, span=call.span, **kw)
 
 
+def hidden_width(mem: MemoryPlan, width: int, lname: str, span) -> int:
+    """The hidden width of an MLP memory: round(expansion * width), at least 1."""
+    h = mem.expansion * width
+    if not math.isfinite(h):
+        raise DimensionError(f"level '{lname}': {mem.kind}(expansion = {mem.expansion:g}) makes a hidden width "
+                             f"too large to compute (expansion x {width})", span,
+                             "expansion is the hidden width over the input width, usually 1 to 8")
+    # a huge but finite width stays an exact int: the size check (passes/size.py) reports it in bytes
+    return max(1, int(round(h)))
+
+
 def _gate(el, lname, name, e, heads) -> Gate:
     if isinstance(e, ir.Call) and e.func == "learned":
+        if len(e.args) > 1 or e.kwargs:
+            raise NameError_("learned(init) takes one number: the gate's initial value", e.span)
         init = eval_const(e.args[0], el.env, "learned(init)") if e.args else 0.0
-        return Gate(kind="learned", value=float(init), span=e.span)
+        return Gate(kind="learned", value=_number(init, e.span, "learned(init)"), span=e.span)
     try:
         v = eval_const(e, el.env, name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -150,7 +166,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     if mem.kind == "residual_mlp" and dk != dv:
         raise DimensionError(f"a residual memory maps keys to values of the same width; level '{lname}' has keys {kw} "
                              f"and values {vw}", lv.span, "use mlp(...) for different widths")
-    hidden = max(1, int(round(mem.expansion * dk)))
+    hidden = hidden_width(mem, dk, lname, mcall.span)
     # every read of this level must query with the key width
     for op in el.ops:
         if op.op == "read" and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
@@ -164,7 +180,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
                          obj.span, "objectives: l2, dot, huber(delta), lp(p)")
     if obj.func not in OBJECTIVES:
         raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, OBJECTIVES) or "l2, dot, huber(delta), lp(p)")
-    oargs = {k.name: float(eval_const(k.value, env, k.name)) for k in obj.kwargs}
+    oargs = {k.name: _number(eval_const(k.value, env, k.name), k.span, f"{obj.func}({k.name} = ...)") for k in obj.kwargs}
     for k in oargs:
         if k not in OBJECTIVES[obj.func]:
             raise NameError_(f"{obj.func}() has no argument '{k}'", obj.span)
@@ -202,7 +218,17 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         raise NameError_(f"unknown init '{init.func}'", init.span, "meta, zeros, const(v), pretrained(\"file.safetensors\")")
     if len(init.args) != INITS[init.func]:
         raise NameError_(f"init {init.func} takes {INITS[init.func]} argument(s)", init.span)
-    iargs = {"value": eval_const(init.args[0], env, "init")} if init.args else {}
+    if init.kwargs:
+        raise NameError_(f"init {init.func} takes no named arguments", init.kwargs[0].span)
+    iargs = {}
+    if init.args:
+        v = eval_const(init.args[0], env, "init")
+        if init.func == "const":
+            v = _number(v, init.args[0].span, "init const(value)")
+        elif not isinstance(v, str):
+            raise DimensionError(f"init pretrained(...) takes a file name in quotes, got {v!r}", init.args[0].span,
+                                 'e.g. init pretrained("mem.safetensors")')
+        iargs = {"value": v}
     queries = el.role_stream(lname, "queries", streams["queries"].value) if "queries" in streams else None
 
     per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
@@ -235,7 +261,7 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
     if unit == "steps":
         raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
                          "the outer optimizer level already updates every parameter each step")
-    hidden = max(1, int(round(mem.expansion * width)))
+    hidden = hidden_width(mem, width, lname, st.memory.span)
     return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
                      clock=unit, chunk=chunk, objective="backprop", rule="gd" if unit == "tokens" else "none",
                      gates={"lr": Gate(kind="const", value=lr)}, init="meta", params=2 * width * hidden + width,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlc.errors import Diagnostics, ImportError_, NameError_, NlcError
-from nlc.frontend.parse import parse_text, read_source
+from nlc.frontend.parse import normalize_source, parse_text, read_source
 from nlc.ir import nodes as ir
 
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
@@ -90,6 +90,7 @@ def load(path_or_text: str | Path, *, text: str | None = None, file: str | None 
         text = read_source(file)
     else:
         file = file or "<string>"
+        text = normalize_source(text)  # as read_source does: no BOM, \n newlines (sources render by line)
     program = parse_text(text, file)
     unit = Unit(program=program, text=text, sources={file: text}, root=None if root is None else Path(root).resolve())
     _collect(unit, program, diags, stack=[str(Path(file).resolve()) if Path(file).exists() else file], own=True)

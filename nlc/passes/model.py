@@ -7,19 +7,35 @@ from nlc.ir.resolved import ModelPlan, OptimizerPlan
 from nlc.passes.consts import did_you_mean, eval_const
 from nlc.passes.elaborate import Elaborator
 from nlc.passes.levels import check_clock
+from nlc.passes.size import check_size
 
 TORCH_OPTIMIZERS = ("AdamW", "Adam", "SGD")
+# the arguments of the torch optimizers a spec may set, and what each takes
+_NUM, _BOOL = "a number >= 0", "true or false"
+TORCH_ARGS = {
+    "AdamW": {"lr": _NUM, "weight_decay": _NUM, "eps": _NUM, "amsgrad": _BOOL},
+    "Adam": {"lr": _NUM, "weight_decay": _NUM, "eps": _NUM, "amsgrad": _BOOL},
+    "SGD": {"lr": _NUM, "momentum": _NUM, "weight_decay": _NUM, "dampening": _NUM, "nesterov": _BOOL},
+}
+# the outer level's options: (type, smallest value)
+OUTER_TYPES = {"clip": (float, 0), "warmup": (int, 0), "steps": (int, 1), "batch": (int, 1), "seq_len": (int, 1)}
 # options of the outer optimizer level that `nlc train` reads (defaults for its flags)
 OUTER_OPTIONS = ("clip", "warmup", "steps", "batch", "seq_len")
 
 
 def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
     diags = Diagnostics()
+    declared = {p.name: p for p in model.params}
     for need in ("dim", "vocab"):
         v = env.get(need)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            diags.error(DimensionError, f"model {model.name} needs a positive integer parameter '{need}' (got {v!r})",
-                        model.span, f"add `{need} = ...` to `model {model.name}(...)`")
+            if need in declared:  # declared, but its value (default or --set) is wrong
+                p = declared[need]
+                diags.error(DimensionError, f"model {model.name}: '{need}' must be a positive integer, got {v!r}",
+                            p.span, f"set it to a positive integer: `{need} = 64` here, or --set {need}=64")
+            else:
+                diags.error(DimensionError, f"model {model.name} needs a positive integer parameter '{need}' (got {v!r})",
+                            model.span, f"add `{need} = ...` to `model {model.name}(...)`")
     diags.check()
     memories = {n: m for n, m in unit.memories.items()}
     blocks, seen_blocks, optimizer = [], {}, None
@@ -52,8 +68,11 @@ def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
     if not blocks:
         diags.error(NameError_, f"model {model.name} has no block", model.span, "add `block layer repeat layers { ... out x + ... }`")
     diags.check()
-    return ModelPlan(name=model.name, file=unit.program.file, params=env, dim=env["dim"], vocab=env["vocab"],
+    plan = ModelPlan(name=model.name, file=unit.program.file, params=env, dim=env["dim"], vocab=env["vocab"],
                      blocks=blocks, optimizer=optimizer, span=model.span)
+    # absurd sizes (expansion = 1e300, --set vocab=2^40) stop here, before anything prints or allocates them
+    check_size(plan, model.span, declared["vocab"].span if "vocab" in declared else None)
+    return plan
 
 
 def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
@@ -75,7 +94,12 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
             if p.name not in OUTER_OPTIONS:
                 raise NameError_(f"the outer optimizer has no option '{p.name}'", p.span,
                                  (did_you_mean(p.name, OUTER_OPTIONS) or "") + f" options: {', '.join(OUTER_OPTIONS)}")
-            opts[p.name] = eval_const(p.value, env, p.name)
+            v = eval_const(p.value, env, p.name)
+            typ, lo = OUTER_TYPES[p.name]
+            if isinstance(v, bool) or not isinstance(v, (int, float) if typ is float else int) or v < lo:
+                raise DimensionError(f"{p.name} = {v!r}: {p.name} must be " +
+                                     ("a number" if typ is float else "an integer") + f" >= {lo}", p.span)
+            opts[p.name] = v
         else:
             raise NameError_("an optimizer level takes clock, rule and options (clip = 1.0, warmup = 100)", p.span)
     if rule is None:
@@ -88,6 +112,18 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
     if rule.args:
         raise NameError_("optimizer arguments are named: AdamW(lr = 3e-4)", rule.args[0].span)
     args = {k.name: eval_const(k.value, env, k.name) for k in rule.kwargs}
+    if definition is None:  # a torch optimizer: known arguments of the right type
+        allowed = TORCH_ARGS[rule.func]
+        for k in rule.kwargs:
+            want = allowed.get(k.name)
+            if want is None:
+                raise NameError_(f"{rule.func} has no argument '{k.name}'", k.span,
+                                 did_you_mean(k.name, allowed) or f"arguments: {', '.join(allowed)}")
+            v = args[k.name]
+            ok = isinstance(v, bool) if want == _BOOL else (not isinstance(v, bool) and isinstance(v, (int, float))
+                                                            and v >= 0)
+            if not ok:
+                raise DimensionError(f"{rule.func}({k.name} = {v!r}): {k.name} is {want}", k.span)
     if definition is not None:
         known = {p.name for p in definition.params}
         for k in rule.kwargs:
@@ -96,6 +132,10 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
                                  did_you_mean(k.name, known) or f"parameters: {', '.join(sorted(known))}")
     spec = None
     if definition is not None:
+        for k in rule.kwargs:
+            v = args[k.name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise DimensionError(f"{rule.func}({k.name} = {v!r}): optimizer parameters are numbers", k.span)
         from nlc.passes.optimizer import check_optimizer
         spec = check_optimizer(definition, args)
     return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock[1], targets=lv.type.targets,

@@ -21,7 +21,7 @@ from typing import Any
 from nlc.errors import ClockError, CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.base import Record
-from nlc.passes.consts import did_you_mean, eval_const
+from nlc.passes.consts import check_number, did_you_mean, eval_const
 
 # slot update rules: name -> (positional args, keyword args with defaults). `beta` is in [0, 1].
 #   ema(beta)         s <- beta s + (1 - beta) k
@@ -120,13 +120,19 @@ def _bind(opt: ir.Optimizer, env: dict, diags: Diagnostics) -> dict[str, Any]:
     for p in opt.params:
         if p.name in out:
             diags.error(NameError_, f"parameter '{p.name}' is declared twice", p.span)
-        elif p.name in env:
-            out[p.name] = env[p.name]
         else:
+            # every optimizer parameter is a number (the step is arithmetic on tensors)
+            given = p.name in env
             try:
-                out[p.name] = eval_const(p.default, out, f"the default of '{p.name}'")
+                v = env[p.name] if given else eval_const(p.default, out, f"the default of '{p.name}'")
+                check_number(v, p.span, f"the value of '{p.name}'")
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise DimensionError(f"optimizer {opt.name}: parameter '{p.name}' must be a number, got {v!r}"
+                                         + (" (given by the caller)" if given else ""), p.span)
+                out[p.name] = v
             except NlcError as e:
                 diags.add(e)
+                out[p.name] = None  # declared: uses of the name do not cascade into "unknown name"
     return out
 
 
