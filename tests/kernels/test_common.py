@@ -1,12 +1,17 @@
 """Shared pieces: available(), the NaN-poisoning hook, the closed-form gate coefficients."""
+import importlib.util
+
+import pytest
 import torch
 
 from nlc.kernels import available
-import pytest
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs the triton extra")
 
 from nlc.kernels._utils import gate_coeffs, step_gate_coeffs, step_starts
 
 
+@needs_triton
 def test_available_here():
     # conftest sets TRITON_INTERPRET=1 when there is no CUDA, so Triton can always run under these tests
     assert available()
@@ -59,6 +64,7 @@ def test_step_gate_coeffs_match_per_step(T, C, bc):
         assert torch.allclose(g, w)
 
 
+@needs_triton
 def test_out_of_resources_falls_back_to_torch(monkeypatch):
     """A kernel that does not fit on the GPU (OutOfResources at launch) -> one warning, the torch path,
     same results and gradients."""

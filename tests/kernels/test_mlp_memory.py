@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 
 
+pytest.importorskip("triton")  # the fused kernels need it; the suite runs without the extra
+
 from nlc.kernels import chunk_mlp_memory, mlp_memory, naive_mlp_memory
 from nlc.kernels.mlp_memory.op import mlp_memory_op
 from nlc.kernels.testing import assert_close, gates, qkv
