@@ -150,7 +150,11 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
             G.add_edge("output", n, kind="backprop", label="task loss")
     if plan.optimizer is not None:
         o = plan.optimizer
-        total = sum(lv.params * b.repeat for b, lv in plan.all_levels())
+        if "all" in o.targets:  # every parameter of the model, not only the levels' own
+            from nlc.passes.size import estimate
+            total = sum(p.elements for p in estimate(plan))
+        else:
+            total = sum(lv.params * b.repeat for b, lv in plan.all_levels())
         G.add_node(o.name, kind="optimizer", label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,
                    objective="task-loss", rule=o.rule, memory="params(" + ", ".join(o.targets) + ")", repeat=1,
                    unit="steps", role="optimizer")
