@@ -32,7 +32,7 @@ def builtin_names() -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.nl"))
 
 
-def _builtin_file(name: str) -> Path | None:
+def builtin_file(name: str) -> Path | None:
     name = name.removesuffix(".nl")
     # only plain names below specs/: no absolute paths, no '..'
     if not name or name.startswith("/") or ".." in Path(name).parts:
@@ -53,7 +53,7 @@ def resolve_spec(arg: str, model: str | None = None) -> tuple[str, str | None]:
         raise NlcError(f"{arg}: names model '{suffix}' but --model is '{model}'", hint="give the model once")
     if suffix and Path(name).exists():  # a file with a model suffix: specs/titans.nl:TitansMAG
         return name, suffix or model
-    p = _builtin_file(name)
+    p = builtin_file(name)
     if p is None:
         return arg, model  # not a built-in: the loader reports the missing file with its own hint
     return str(p), suffix or model

@@ -10,8 +10,9 @@ A run directory may come from someone else, so loading one reads nothing outside
 `spec.json` is checked against a schema, imports resolve only inside RUN/spec/ (an import
 that leaves it is an error), `latest` must name a `ckpt-*` folder of the run itself, and a
 tokenizer is a tiktoken encoding by name or the file inside the run. Run directories of
-older nlc versions (RUN/spec.nl, no RUN/spec/) load when they are self-contained: their
-imports resolve inside RUN itself.
+older nlc versions (RUN/spec.nl, no RUN/spec/) load when self-contained: their imports
+resolve inside RUN itself, then in nlc's own built-in specs (so `import "optim/adamw.nl"` of
+a built-in spec's run is found), never anywhere else.
 """
 from __future__ import annotations
 

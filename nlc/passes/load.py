@@ -9,11 +9,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlc.builtin import specs_dir
 from nlc.errors import Diagnostics, ImportError_, NameError_, NlcError
 from nlc.frontend.parse import normalize_source, parse_text, read_source
 from nlc.ir import nodes as ir
-
-SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 
 
 @dataclass
@@ -40,7 +39,7 @@ def display_path(p: Path) -> str:
 
 
 def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
-    for base in (Path(importer).parent, SPECS_DIR):
+    for base in (Path(importer).parent, specs_dir()):
         p = (base / imp.path)
         if p.is_file():
             return p.resolve()
@@ -48,8 +47,9 @@ def _resolve_path(imp: ir.Import, importer: str) -> Path | None:
 
 
 def _resolve_in_root(imp: ir.Import, importer: str, root: Path, diags: Diagnostics) -> Path | None:
-    """An import inside `root` (next to the importer, then at `root`), or None with an error:
-    absolute paths, '..' out of `root` and links to outside it are refused, unread."""
+    """An import inside `root` (next to the importer, then at `root`, then nlc's own built-in
+    specs), or None with an error: absolute paths, '..' out of `root` and links to outside it
+    are refused, unread."""
     raw = imp.path
     if Path(raw).is_absolute() or raw.startswith(("/", "\\")):
         diags.error(ImportError_, f"import \"{raw}\" is an absolute path, outside the run directory", imp.span,
@@ -68,6 +68,13 @@ def _resolve_in_root(imp: ir.Import, importer: str, root: Path, diags: Diagnosti
                             "replace the link inside the run directory by a copy of the file")
                 return None
             return real
+    if not escaped:
+        # nlc's own built-in specs (package data, never a user's file): how runs of older nlc
+        # versions, which stored only spec.nl, still find `import "optim/adamw.nl"`
+        from nlc.builtin import builtin_file
+        p = builtin_file(raw)
+        if p is not None:
+            return p
     where = display_path(root)
     if escaped:
         diags.error(ImportError_, f"import \"{raw}\" leads outside the run directory ({where})", imp.span,
@@ -75,15 +82,14 @@ def _resolve_in_root(imp: ir.Import, importer: str, root: Path, diags: Diagnosti
     else:
         diags.error(ImportError_, f"cannot find import \"{raw}\" in the run directory ({where})", imp.span,
                     f"a run directory holds every file its spec imports: copy the file to {display_path(root / raw)} "
-                    "(a built-in spec's imports, such as optim/adamw.nl, are in nlc's specs/ folder); "
-                    "runs written by this nlc keep them under RUN/spec/")
+                    "(runs written by this nlc keep them under RUN/spec/)")
     return None
 
 
 def load(path_or_text: str | Path, *, text: str | None = None, file: str | None = None,
          root: Path | None = None) -> Unit:
     """Load a spec from a path (or from `text`, named `file`). With `root` (a run directory's
-    spec folder), imports resolve only inside it: no built-in specs, nothing outside."""
+    spec folder), imports resolve only inside it, then in nlc's own built-in specs; nothing else."""
     diags = Diagnostics()
     if text is None:
         file = str(path_or_text)
