@@ -35,15 +35,30 @@ def fill_train(sub):
     p.add_argument("--steps", type=int, help="optimizer steps (default: the spec's, else 300)")
     p.add_argument("--batch", type=int, help="sequences per step (global batch under torchrun)")
     p.add_argument("--seq-len", type=int, help="tokens (bytes) per sequence")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's optimizer lr)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's optimizer lr; with --resume: "
+                   "the run's, and a value given here replaces it)")
+    p.add_argument("--warmup", type=int, metavar="STEPS",
+                   help="steps of linear lr warmup before the cosine decay (default: the spec's, else 100)")
+    p.add_argument("--clip", type=float, metavar="NORM",
+                   help="clip the global gradient norm to NORM (default 1.0; 0 turns clipping off)")
+    p.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="weight decay of the outer optimizer (default: the spec's; AdamW-style rules only)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<spec name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's latest checkpoint, with the run's own --steps, --batch, "
+                        "--seq-len, --lr, --warmup, --clip, --weight-decay unless given again (then the new "
+                        "values take effect, and a note lists them)")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=int,
+                   help="torch intra-op threads (default: the cores not busy with other processes, from the "
+                        "load average; idle threads sleep rather than spin)")
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for a silent peer before the job fails with an "
+                        "error (default 300; torch's own is 30 minutes)")
     p.add_argument("--fsdp", action="store_true",
                    help="under torchrun: shard parameters, gradients and optimizer state (FSDP) instead of DDP")
     p.add_argument("--checkpointing", action="store_true",
@@ -59,6 +74,7 @@ TRAIN_DEFAULTS = dict(steps=300, batch=8, seq_len=128)
 
 
 def cmd_train(a) -> int:
+    _threads(a)  # first: the OpenMP wait policy is read when torch loads
     import torch
     from nlc.api import compile as nlc_compile
     from nlc.train.data import default_corpus, load_data
@@ -72,7 +88,13 @@ def cmd_train(a) -> int:
         if "vocab" in ov and ov["vocab"] < tok.n_vocab:
             raise RunError(f"--set vocab={ov['vocab']} is smaller than {a.tokenizer}'s {tok.n_vocab} tokens")
         ov.setdefault("vocab", tok.n_vocab)
-    _threads(a)
+    for flag, v, ok in (("--warmup", a.warmup, a.warmup is None or a.warmup >= 0),
+                        ("--lr", a.lr, a.lr is None or a.lr > 0),
+                        ("--clip", a.clip, a.clip is None or a.clip >= 0),
+                        ("--weight-decay", a.weight_decay, a.weight_decay is None or a.weight_decay >= 0),
+                        ("--dist-timeout", a.dist_timeout, a.dist_timeout is None or a.dist_timeout > 0)):
+        if not ok or (v is not None and v != v):
+            raise RunError(f"{flag} {v}: must be {'> 0' if flag in ('--lr', '--dist-timeout') else '>= 0'}")
     torch.manual_seed(a.seed)
     model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, **ov)
     out = Path(a.out or f"runs/{model.spec_name.lower()}")
@@ -87,18 +109,38 @@ def cmd_train(a) -> int:
     if a.data and a.data.startswith("hf:"):
         data = load_hf(a.data)
     else:
-        data = load_data(a.data) if a.data else default_corpus(verbose=True)
+        data = load_data(a.data) if a.data else default_corpus(verbose=_rank() == 0)
     data, bytes_per_token = tokenize(data, tok)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_spec_record(out, model, a)
-    d = {k: v for k, v in TRAIN_DEFAULTS.items() if k not in model.train_defaults}
-    report = train(model, data, steps=a.steps or d.get("steps"), batch=a.batch or d.get("batch"),
-                   seq_len=a.seq_len or d.get("seq_len"), lr=a.lr, seed=a.seed, out_dir=str(out), resume=a.resume,
-                   eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
-                   progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp,
-                   bytes_per_token=bytes_per_token)
-    print(report.format())
+    from nlc.train.checkpoint import lock_run_dir, unwritable
+    # one run per --out: lock it before anything is written there (rank 0 writes the run under torchrun);
+    # creating the folder and writing the lock file also prove it writable (else a clear error)
+    lock = lock_run_dir(out) if _rank() == 0 else None
+    try:
+        if lock is not None:
+            try:
+                _write_spec_record(out, model, a)
+            except OSError as e:
+                raise unwritable(out, e) from None
+        report = train(model, data, steps=a.steps, batch=a.batch, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
+                       clip=a.clip, weight_decay=a.weight_decay, seed=a.seed, out_dir=str(out), resume=a.resume,
+                       eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
+                       progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp,
+                       bytes_per_token=bytes_per_token, defaults=TRAIN_DEFAULTS, dist_timeout=a.dist_timeout)
+    finally:
+        if lock is not None:
+            lock.release()
+    if report.rank == 0:  # under torchrun every rank returns; one report is printed
+        print(report.format())
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    import os
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _write_spec_record(out: Path, model, a):
@@ -133,9 +175,39 @@ def fill_eval(sub):
 
 
 def _threads(a):
-    if getattr(a, "threads", None):
-        import torch
-        torch.set_num_threads(a.threads)
+    """--threads N, else `default_threads()`. Call it before torch is imported: it also sets
+    OMP_WAIT_POLICY=PASSIVE (unless set), so OpenMP threads waiting for work sleep instead of
+    spinning against other processes (see docs/performance.md, "Threads on a shared machine")."""
+    import os
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+    n = getattr(a, "threads", None) or default_threads(torch.get_num_threads())
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+
+
+def default_threads(most: int) -> int:
+    """The cores not busy with other processes: at most `most` (torch's choice), at least 1.
+
+    Busy cores are the smaller of the 1-minute load average and the processes runnable right
+    now (besides this one): both must say the machine is busy, so neither a burst nor the
+    average's lag after others have stopped takes threads away for nothing."""
+    import os
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return max(1, most)
+    busy = round(load1)
+    try:  # /proc/loadavg's 4th field: runnable/total scheduling entities, this process included
+        with open("/proc/loadavg") as f:
+            busy = min(busy, max(0, int(f.read().split()[3].split("/")[0]) - 1))
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1, min(most, cores - busy))
 
 
 def cmd_eval(a) -> int:
@@ -149,6 +221,11 @@ def cmd_eval(a) -> int:
         from nlc.train.sources import tokenize
         corpus, bpt = tokenize(load_data(a.data) if a.data else default_corpus(), model.tokenizer)
         print(f"validation bpb: {E.eval_bpb(model, corpus.val, seq_len=a.seq_len) / bpt:.4f}")
+        gain = E.in_context_gain(model, corpus.val, seq_len=a.seq_len)
+        if gain is not None:
+            if bpt != 1.0:
+                gain = E.GainResult(gain.bpb / bpt, {k: g / bpt for k, g in gain.gain.items()}, gain.seq_len)
+            print(gain.format())
     elif a.task == "mqar":
         print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
     elif a.task == "niah":

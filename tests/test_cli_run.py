@@ -69,3 +69,93 @@ def test_dump_writes_every_stage(tmp_path, capsys):
     assert names == ["00_load.txt", "01_bind-params.txt", "02_resolve.txt", "03_graph.txt", "04_check-graph.txt",
                      "05_plan.txt", "06_py.txt", "07_fx.txt"]
     assert all(p.stat().st_size > 0 for p in tmp_path.iterdir())
+
+
+# ---- training under faults (issue 10, section 3) --------------------------------
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+SMALL = ["--steps", "2", "--batch", "2", "--seq-len", "32", "--no-progress", "--eval-every", "0", "--threads", "1",
+         "--data", "nlc/train/loop.py", *TINY]
+
+
+def test_train_help_names_the_recovery_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--warmup", "--clip", "--weight-decay", "--dist-timeout", "--resume", "--lr"):
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize("case", ["file", "under-file", "proc"])
+def test_unwritable_out_exits_2(tmp_path, capsys, case):
+    (tmp_path / "f").write_text("x")
+    out = {"file": tmp_path / "f", "under-file": tmp_path / "f" / "run", "proc": "/proc/nlc-test/run"}[case]
+    assert main(["train", "specs/transformer.nl", "--out", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the run directory" in err and "Traceback" not in err, err
+
+
+def test_full_disk_at_start_up_exits_2(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from nlc.train import checkpoint as C
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(C, "_write_fd", full)
+    assert main(["train", "specs/transformer.nl", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "free disk space" in err
+
+
+def test_second_run_on_the_same_out_exits_2_naming_the_holder(tmp_path, capsys):
+    code = ("import sys, time; from nlc.train.checkpoint import lock_run_dir; lock_run_dir(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "r")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", "specs/transformer.nl", "--out", str(tmp_path / "r"), *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another run (pid {holder.pid} on host" in err, err
+        assert not (tmp_path / "r" / "spec.json").exists()  # nothing of the holder's run was touched
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_resume_flags_take_effect_with_a_note(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "specs/transformer.nl", "--out", out, *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["train", "specs/transformer.nl", "--out", out, "--resume", *SMALL[:-len(TINY)], *TINY,
+                 "--steps", "4", "--lr", "1e-4", "--warmup", "3", "--clip", "0.5", "--weight-decay", "0.2"]) == 0
+    text = capsys.readouterr().out
+    note = next(line for line in text.splitlines() if line.startswith("note: resuming"))
+    for part in ("steps=4 (run used 2)", "lr=0.0001 (run used", "warmup=3 (run used", "clip=0.5 (run used 1)",
+                 "weight_decay=0.2 (run used"):
+        assert part in note, note
+    import json
+
+    rec = json.loads((tmp_path / "r" / "ckpt-0000004" / "record.json").read_text())["train_args"]
+    assert (rec["lr"], rec["warmup"], rec["clip"], rec["weight_decay"]) == (1e-4, 3, 0.5, 0.2)
+    import torch
+    groups = torch.load(tmp_path / "r" / "ckpt-0000004" / "state.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert groups[0]["initial_lr"] == pytest.approx(1e-4)
+
+
+def test_blow_up_then_the_hints_recovery_finishes(tmp_path, capsys):
+    """End to end: too high an lr stops the run with a hint; the hint's flags finish it."""
+    out = str(tmp_path / "r")
+    argv = ["train", "specs/transformer.nl", "--out", out, "--steps", "12", "--batch", "2", "--seq-len", "32",
+            "--no-progress", "--eval-every", "0", "--threads", "1", "--data", "nlc/train/loop.py", *TINY,
+            "--save-every", "1", "--clip", "0", "--warmup", "4", "--weight-decay", "0", "--lr", "3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "blew up" in err and "ckpt-0000001 is kept" in err, err
+    m = re.search(r"--resume --lr (\S+)", err)
+    assert m, err
+    assert main(argv[:-2] + ["--resume", "--lr", m.group(1)]) == 0
+    text = capsys.readouterr().out
+    assert m.group(1) == "0.3" and "lr=0.3 (run used 3)" in text and "trained" in text and "12 steps" in text, text

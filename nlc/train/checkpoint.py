@@ -5,6 +5,22 @@ folder are fsynced, and only then is it renamed into place (`os.replace` is atom
 POSIX); the `latest` pointer is replaced the same way. So a crash, a SIGKILL or a full
 disk at any moment leaves either the old checkpoint or the new one, never half of one.
 `record.json` holds the sha256 of the other two files, so corruption is caught at load.
+
+One run writes a run directory at a time: `lock_run_dir` takes an exclusive `flock` on
+`run_dir/.lock` (released by the kernel when the process ends, however it ends) and
+writes the holder (pid, host, start time, command) into it, so a second run is refused
+with a message naming the holder. Old checkpoints are pruned by renaming them out of the
+way first (`.tmp-ckpt-del-*`) and deleting them after, and `list_checkpoints` lists only
+complete folders, so a kill mid-prune never leaves a half checkpoint that looks whole.
+
+A checkpoint is *healthy* (`weights_problem` returns None) when every parameter, every
+optimizer-state tensor and every fast-state tensor is finite and no parameter has an entry
+with |w| > `MAX_ABS_WEIGHT` (1e3; trained nlc models stay below ~10, and runs that diverged
+were seen at 5e4 before their loss went NaN); training adds that the saved weights' own
+loss on the next training batch is finite and at most twice that of uniform guessing
+(2 ln V nats for V tokens: a run was seen with |w| < 1e3 and a next loss of 3e2, whose
+gradient overflowed whatever the lr it was resumed with). Training never writes an
+unhealthy checkpoint, so the one `latest` points to is a safe place to resume from.
 """
 from __future__ import annotations
 
@@ -14,6 +30,8 @@ import json
 import os
 import random
 import shutil
+import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +45,9 @@ from nlc.train.errors import CheckpointError
 FORMAT = 1
 WEIGHTS, RECORD, STATE, LATEST = "model.safetensors", "record.json", "state.pt", "latest"
 _TMP_PREFIX = ".tmp-ckpt-"
+_LATEST_TMP_PREFIX = ".latest-"
+LOCK = ".lock"
+MAX_ABS_WEIGHT = 1e3
 
 
 @dataclass
@@ -75,6 +96,165 @@ def set_rng_state(s: dict) -> None:
 
 
 # ---------------------------------------------------------------------------
+# the run directory: writable, and locked by one run at a time
+
+
+def unwritable(run_dir: Path, e: OSError) -> CheckpointError:
+    """The CheckpointError for an OSError met while creating or writing the run directory."""
+    import errno
+
+    why = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        hint = "free disk space, or point --out at another disk"
+    elif isinstance(e, (FileExistsError, NotADirectoryError)) or e.errno in (errno.EEXIST, errno.ENOTDIR):
+        why, hint = "a file is in the way of the folder", "choose another --out folder (or remove that file)"
+    else:
+        hint = "choose a writable --out folder"
+    where = f" ({e.filename})" if getattr(e, "filename", None) and str(e.filename) != str(run_dir) else ""
+    return CheckpointError(f"cannot write the run directory {run_dir}: {why}{where}", hint=hint)
+
+
+def prepare_run_dir(run_dir) -> Path:
+    """Create `run_dir` (and its parents); CheckpointError, not an OSError, when that cannot be done."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"cannot write the run directory {run_dir}: it is a file, not a folder",
+                              hint="choose another --out folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(run_dir, e) from None
+    return run_dir
+
+
+_held: dict[str, list] = {}  # realpath -> [fd, count]: this process's locks (re-entrant)
+
+
+class RunLock:
+    """A held run-directory lock; `release()` (or leaving the `with`) lets it go."""
+
+    def __init__(self, key: str | None):
+        self.key = key
+
+    def release(self) -> None:
+        if self.key is None or self.key not in _held:
+            return
+        entry = _held[self.key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _held[self.key]
+            os.close(entry[0])  # closing the descriptor releases the flock
+        self.key = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def _read_holder(path: Path) -> str:
+    """The holder line of a lock file; it is written just after the lock is taken, so wait a little."""
+    for _ in range(20):
+        try:
+            info = json.loads(path.read_text() or "null")
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict):
+            return (f"pid {info.get('pid')} on host {info.get('host')}, started {info.get('started')}"
+                    + (f": {info['command']}" if info.get("command") else ""))
+        time.sleep(0.05)
+    return "holder unknown"
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of `data` at offset 0 and fsync (a full disk shows here, at start-up)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.pwrite(fd, view, len(data) - len(view)):]
+    os.fsync(fd)
+
+
+def lock_run_dir(run_dir) -> RunLock:
+    """Create `run_dir` if needed and lock it for this process (re-entrant within a process).
+
+    Raises CheckpointError when the folder cannot be created or written (read-only, a file in the
+    way, a full disk: writing the lock file is the probe), or when another process holds the lock
+    (the message names it: pid, host, start time and command).
+    """
+    run_dir = prepare_run_dir(run_dir)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock, but still check that the folder is writable
+        fcntl = None
+    key = os.path.realpath(run_dir)
+    if key in _held:
+        _held[key][1] += 1
+        return RunLock(key)
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise unwritable(run_dir, e) from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CheckpointError(f"{run_dir} is in use by another run ({_read_holder(path)})",
+                                      hint="wait for that run to end, or choose another --out folder") from None
+            except OSError as e:
+                raise CheckpointError(f"cannot lock the run directory {run_dir}: {e.strerror or e}",
+                                      hint="put --out on a local disk") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:300] if sys.argv else ""}
+        try:
+            os.ftruncate(fd, 0)
+            _write_fd(fd, json.dumps(info).encode() + b"\n")
+        except OSError as e:
+            raise unwritable(run_dir, e) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    _held[key] = [fd, 1]
+    return RunLock(key)
+
+
+# ---------------------------------------------------------------------------
+# health: what may be kept as a "last good" checkpoint
+
+
+def weights_problem(params, optimizer_state: dict | None = None, fast_state: dict | None = None,
+                    max_abs: float = MAX_ABS_WEIGHT) -> str | None:
+    """None when healthy (see the module docstring), else what is wrong, for a message.
+
+    `params`: (name, tensor) pairs of the parameters; `optimizer_state`: an optimizer's state_dict.
+    """
+    worst, worst_name = 0.0, None
+    for name, p in params:
+        t = p.detach()
+        if t.numel() == 0:
+            continue
+        if not torch.isfinite(t).all():
+            return f"parameter {name} is non-finite"
+        m = float(t.abs().max())
+        if m > worst:
+            worst, worst_name = m, name
+    if worst > max_abs:
+        return f"parameter {worst_name} has |w| = {worst:.3g} > {max_abs:g}"
+    for k, v in (fast_state or {}).items():
+        if isinstance(v, torch.Tensor) and not torch.isfinite(v.detach()).all():
+            return f"fast state {k} is non-finite"
+    for i, st in ((optimizer_state or {}).get("state") or {}).items():
+        for k, v in (st.items() if isinstance(st, dict) else ()):
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+                return f"optimizer state {k} of parameter {i} is non-finite"
+    return None
+
+
+# ---------------------------------------------------------------------------
 # saving
 
 
@@ -115,23 +295,37 @@ def _state_bytes(optimizer, fast_state, rng) -> bytes:
     return buf.getvalue()
 
 
+def is_complete(ckpt: Path) -> bool:
+    """All three files are there (a folder killed half-way through a delete by older versions is not)."""
+    return all((ckpt / f).is_file() for f in (WEIGHTS, STATE, RECORD))
+
+
 def list_checkpoints(run_dir) -> list[Path]:
-    """Complete checkpoint folders of a run, oldest first."""
+    """Complete checkpoint folders of a run, oldest first (incomplete `ckpt-*` folders are ignored)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    out = [p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("ckpt-") and p.name[5:].isdigit()]
+    out = [p for p in run_dir.iterdir()
+           if p.name.startswith("ckpt-") and p.name[5:].isdigit() and p.is_dir() and is_complete(p)]
     return sorted(out, key=lambda p: int(p.name[5:]))
 
 
 def clean_temps(run_dir) -> None:
-    """Remove temp folders left by a run killed mid-save (one writer per run dir)."""
-    for p in Path(run_dir).glob(_TMP_PREFIX + "*"):
+    """Remove what a run killed mid-save or mid-prune left: temp and half-deleted checkpoint folders
+    (`.tmp-ckpt-*`) and temp `latest` pointers (`.latest-*`). Safe because the run directory has one
+    writer: the holder of its lock (`lock_run_dir`)."""
+    run_dir = Path(run_dir)
+    for p in run_dir.glob(_TMP_PREFIX + "*"):
         shutil.rmtree(p, ignore_errors=True)
+    for p in run_dir.glob(_LATEST_TMP_PREFIX + "*"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _point_latest(run_dir: Path, name: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".latest-")
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=_LATEST_TMP_PREFIX)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(name + "\n")
@@ -195,11 +389,19 @@ def save_checkpoint(run_dir, model, optimizer, step: int, *, fast_state: dict | 
 
 
 def _prune(run_dir: Path, keep: int, protect: str) -> None:
+    """Delete all but the newest `keep` checkpoints. Each is first renamed out of the way (atomic), then
+    deleted, so a kill mid-delete leaves a hidden `.tmp-ckpt-del-*` folder (removed by the next
+    `clean_temps`), never a half-deleted `ckpt-*` that looks like a checkpoint."""
     if keep <= 0:
         return
     for p in list_checkpoints(run_dir)[:-keep]:
         if p.name != protect:
-            shutil.rmtree(p, ignore_errors=True)
+            gone = run_dir / f"{_TMP_PREFIX}del-{p.name}"
+            try:
+                os.replace(p, gone)
+            except OSError:
+                continue  # still a complete checkpoint; the next prune tries again
+            shutil.rmtree(gone, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------

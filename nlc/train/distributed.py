@@ -6,12 +6,17 @@ Every rank draws the same deterministic global batch (a pure function of seed an
 and keeps its own slice, so N ranks with global batch B compute exactly the gradient of
 one process with batch B (DDP averages the per-rank means). In-context levels keep
 per-sequence state and need no sync; step-clock levels are parameters and DDP syncs
-them. Only rank 0 logs, evaluates and saves.
+them. Only rank 0 logs, evaluates, saves and prints the report.
+
+Every collective waits at most `timeout` seconds (`nlc train --dist-timeout`, default
+DEFAULT_TIMEOUT_S = 300, not torch's 30 minutes) for a silent peer; a peer that froze or
+died becomes one TrainError line on the ranks that notice it (`peer_error`).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from pathlib import Path
 
@@ -19,6 +24,10 @@ import torch
 import torch.distributed as dist
 
 from nlc.train.errors import TrainError
+
+# seconds a collective waits for a peer before the job fails (torch's default is 30 minutes); raise it
+# when a rank may legitimately keep the others waiting longer (a large checkpoint written by rank 0)
+DEFAULT_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -28,6 +37,8 @@ class DistContext:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     owns_group: bool = False  # we initialised the process group, so we tear it down
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    closed: bool = False      # cleanup() has run
 
     @property
     def enabled(self) -> bool:
@@ -42,21 +53,46 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def setup_distributed(device: str | torch.device | None = None) -> DistContext:
-    """Read torchrun's env (RANK, WORLD_SIZE, LOCAL_RANK); init the process group if WORLD_SIZE > 1."""
+def setup_distributed(device: str | torch.device | None = None, timeout: float | None = None) -> DistContext:
+    """Read torchrun's env (RANK, WORLD_SIZE, LOCAL_RANK); init the process group if WORLD_SIZE > 1.
+
+    `timeout`: seconds any collective may wait for a peer (default DEFAULT_TIMEOUT_S)."""
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+    if not timeout > 0:
+        raise TrainError(f"--dist-timeout {timeout}: must be a positive number of seconds", hint="e.g. --dist-timeout 300")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = torch.device(device) if device is not None else default_device()
     if world <= 1:
-        return DistContext(device=dev)
+        return DistContext(device=dev, timeout_s=timeout)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
         owns = True
-    return DistContext(rank, world, local, dev, owns)
+    return DistContext(rank, world, local, dev, owns, timeout)
+
+
+def peer_error(e: BaseException, ctx: DistContext, step: int, last_good) -> TrainError | None:
+    """A one-line TrainError for a collective that failed because a peer froze or died (None when `e`
+    is something else): a timeout, a closed connection, or any torch.distributed error."""
+    if not ctx.enabled:
+        return None
+    msg = str(e)
+    known = ("Timed out", "timed out", "Connection closed by peer", "Connection reset", "Broken pipe",
+             "connection", "gloo", "NCCL", "ProcessGroup", "Socket")
+    if not (isinstance(e, getattr(dist, "DistError", ())) or any(k in msg for k in known)):
+        return None
+    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(e).__name__)
+    if len(first) > 160:
+        first = first[:157] + "..."
+    keep = f"last checkpoint {last_good}" if last_good else "no checkpoint was saved yet"
+    return TrainError(f"rank {ctx.rank}: lost contact with another rank at step {step + 1} (it died, or froze "
+                      f"for more than --dist-timeout {ctx.timeout_s:g} s: {first}); {keep}",
+                      hint="see the other ranks' output; --resume continues the run; raise --dist-timeout "
+                           "if a rank may legitimately wait longer (e.g. for a large checkpoint save)")
 
 
 def wrap_model(model, ctx: DistContext):
@@ -103,12 +139,15 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def cleanup(ctx: DistContext) -> None:
-    if ctx.owns_group and dist.is_initialized():
+def cleanup(ctx: DistContext, barrier: bool = True) -> None:
+    """Destroy the process group we opened. `barrier=False` after an error (peers may be gone)."""
+    if ctx.owns_group and dist.is_initialized() and not ctx.closed:
         # every rank arrives first: rank 0 may still be drawing the plot, and a rank that tore its
         # gloo connections down meanwhile was once seen aborting at exit ("terminate called without
         # an active exception", CI under load)
-        dist.barrier()
+        if barrier:
+            dist.barrier()
+        ctx.closed = True
         dist.destroy_process_group()
 
 

@@ -9,6 +9,15 @@
 Step k (0-based) trains on `get_batch(data, batch, seq_len, seed, k)`; a checkpoint after
 k steps stores weights, optimizer, RNG and k. So a run resumed from any checkpoint ends
 with exactly the weights of the uninterrupted run (bit-identical on CPU).
+
+Resuming takes the run's own arguments (steps, batch, seq_len, lr, warmup, clip,
+weight_decay) from its checkpoint; any given explicitly win, take effect (the optimizer's
+restored lr and weight decay are overwritten, warmup and the cosine schedule follow the
+new values), and are printed in a `note: resuming ... with lr=... (run used ...)` line.
+The run directory is locked for the whole run (`checkpoint.lock_run_dir`), and only
+healthy checkpoints are written (`checkpoint.weights_problem`): when the weights blow up
+the run stops with the last good checkpoint kept and a hint naming a recovery
+(`--resume --lr <a tenth of the run's lr>`).
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from nlc.train import distributed as D
+from nlc.train import checkpoint as C
 from nlc.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state, unwrap
 from nlc.train.data import Corpus, as_array, check_length, get_batch, load_data
 from nlc.train.errors import TrainError
@@ -31,8 +41,10 @@ from nlc.train.evaluate import eval_loss
 from nlc.train.metrics import LN2, METRICS, MetricsLog, to_float
 
 # used when neither the call nor the spec's train_defaults give a value
-DEFAULTS = dict(steps=1000, batch=8, seq_len=256, lr=None, warmup=100, clip=1.0,
+DEFAULTS = dict(steps=1000, batch=8, seq_len=256, lr=None, warmup=100, clip=1.0, weight_decay=None,
                 log_every=10, eval_every=200, save_every=500)
+# what a resumed run takes from its checkpoint's record unless given again
+RESUMED = ("steps", "batch", "seq_len", "lr", "warmup", "clip", "weight_decay")
 
 
 @dataclass
@@ -51,6 +63,7 @@ class Report:
     bytes_per_token: float = 1.0  # > 1 with a tokenizer: bits per byte = bits per token / this
     interrupted: bool = False
     resumed_from: int | None = None
+    rank: int = 0              # under torchrun: the CLI prints the report of rank 0 only
 
     def format(self) -> str:
         head = "interrupted" if self.interrupted else "trained"
@@ -68,16 +81,66 @@ class Report:
         return "\n".join(s)
 
 
-def resolve_args(model, **given) -> dict:
-    """Call arguments (not None) > the spec's `train_defaults` > DEFAULTS."""
+def _gain_row(raw, val_arr, batch, seq_len, fsdp, bytes_per_token) -> dict:
+    """`gain/<level>`: the in-context gain of each level (bpb frozen - bpb learning, on 4 validation
+    batches), logged beside val_bpb. Not under FSDP (a frozen copy would need its own sharding)."""
+    if fsdp or not hasattr(raw, "with_freeze"):
+        return {}
+    from nlc.train.evaluate import in_context_gain
+    res = in_context_gain(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=4)
+    return {} if res is None else {f"gain/{k}": g / bytes_per_token for k, g in res.gain.items()}
+
+
+def resolve_args(model, saved: dict | None = None, defaults: dict | None = None, **given) -> dict:
+    """Call arguments (not None) > a resumed run's own (`saved`, for RESUMED keys) > the spec's
+    `train_defaults` > `defaults` (the caller's, e.g. the CLI's CPU sizes) > DEFAULTS."""
     args = dict(DEFAULTS)
+    args.update({k: v for k, v in (defaults or {}).items() if k in DEFAULTS and v is not None})
     args.update({k: v for k, v in (getattr(unwrap(model), "train_defaults", None) or {}).items() if k in DEFAULTS})
+    args.update({k: v for k, v in (saved or {}).items() if k in RESUMED and v is not None})
     args.update({k: v for k, v in given.items() if v is not None})
     for k in ("steps", "batch", "seq_len"):
         if not isinstance(args[k], int) or args[k] <= 0:
             raise TrainError(f"{k} must be a positive integer, got {args[k]!r}",
                              hint=f"pass --{k.replace('_', '-')} N with N >= 1")
+    if not isinstance(args["warmup"], int) or args["warmup"] < 0:
+        raise TrainError(f"warmup must be a whole number of steps >= 0, got {args['warmup']!r}",
+                         hint="pass --warmup N with N >= 0")
+    for k in ("lr", "clip", "weight_decay"):
+        v = args[k]
+        if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                              or (k == "lr" and v == 0)):
+            raise TrainError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v!r}",
+                             hint=f"pass --{k.replace('_', '-')} with a value such as "
+                                  f"{ {'lr': '3e-4', 'clip': '1.0', 'weight_decay': '0.01'}[k]}")
     return args
+
+
+def apply_hyperparams(opt, peak_lrs: list[float], weight_decay: float | None) -> None:
+    """Set each group's peak lr (`initial_lr`, scaled by the schedule every step) and, if given, its
+    weight decay. Called after building the optimizer and again after a resume has loaded the saved
+    optimizer state, whose param groups would otherwise bring back the run's old values."""
+    for g, lr in zip(opt.param_groups, peak_lrs):
+        g["initial_lr"] = lr
+    if weight_decay is not None:
+        groups = [g for g in opt.param_groups if "weight_decay" in g]
+        env = getattr(opt, "env", None)  # a spec-defined optimizer (NLOptimizer): its declared parameters
+        has_env = isinstance(env, dict) and "weight_decay" in env
+        if not groups and not has_env:
+            raise TrainError(f"--weight-decay {weight_decay:g}: the spec's outer optimizer "
+                             f"({type(opt).__name__}) has no weight decay",
+                             hint="drop --weight-decay, or give the outer level a rule with decay (AdamW)")
+        for g in groups:
+            g["weight_decay"] = weight_decay
+        if has_env:
+            env["weight_decay"] = weight_decay
+
+
+def current_weight_decay(opt) -> float | None:
+    env = getattr(opt, "env", None)
+    if isinstance(env, dict) and "weight_decay" in env:
+        return env["weight_decay"]
+    return opt.param_groups[0].get("weight_decay")
 
 
 def lr_multiplier(step: int, warmup: int, steps: int, min_ratio: float = 0.1) -> float:
@@ -107,7 +170,19 @@ def level_of(key: str, levels: set[str]) -> str:
     return max(owners, key=len) if owners else key.rsplit(".", 1)[0]
 
 
-def diagnose(step: int, what: str, value: float, out, model, last_good) -> TrainError:
+def recovery_hint(peak_lr: float | None, last_good) -> str:
+    """What to do after a blow-up: a lower lr from the last good checkpoint (a recovery that works:
+    tests/train/test_loop.py and tests/test_cli_run.py follow it to a finished run)."""
+    lower = f"--lr {peak_lr / 10:.3g}" if peak_lr else "a lower --lr"
+    was = f" (this run's peak lr is {peak_lr:.3g})" if peak_lr else ""
+    if last_good:
+        first = f"continue from the last good checkpoint with a lower learning rate: --resume {lower}{was}"
+    else:
+        first = f"start again with a lower learning rate: {lower}{was}, without --resume (nothing was saved)"
+    return first + "; a longer --warmup, --clip 1.0 or --weight-decay 0.1 may help too"
+
+
+def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr: float | None = None) -> TrainError:
     """A TrainError naming the level whose fast state or stats went non-finite (or grew largest)."""
     bad = lambda v: isinstance(v, torch.Tensor) and not torch.isfinite(v.detach()).all()  # noqa: E731
     stats, state = getattr(out, "stats", None) or {}, getattr(out, "state", None) or {}
@@ -127,9 +202,7 @@ def diagnose(step: int, what: str, value: float, out, model, last_good) -> Train
         else:
             where = "no level state is non-finite"
     keep = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
-    return TrainError(f"{what} is {value} at step {step + 1}; {where}; {keep}",
-                      hint="lower --lr (or that level's inner lr), raise --warmup, or set --clip; "
-                           "then --resume from the last good checkpoint")
+    return TrainError(f"{what} is {value} at step {step + 1}; {where}; {keep}", hint=recovery_hint(peak_lr, last_good))
 
 
 class _StopFlag:
@@ -158,17 +231,46 @@ class _StopFlag:
 def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=None, clip=None, seed=0,
           out_dir="runs/run", resume=False, log_every=None, eval_every=None, save_every=None, val_data=None,
           backend_label="torch", keep=3, eval_batches=16, progress=True, tensorboard=False, plot=True,
-          dist_ctx=None, fsdp=False, bytes_per_token: float = 1.0) -> Report:
+          dist_ctx=None, fsdp=False, bytes_per_token: float = 1.0, weight_decay=None, defaults=None,
+          dist_timeout: float | None = None, max_abs_weight: float = C.MAX_ABS_WEIGHT) -> Report:
     """Train `model` on byte data (a Corpus, a path, a uint8 array, bytes or a tensor); see the module docstring.
 
-    None means "the spec's train_defaults, else DEFAULTS". eval_every / save_every <= 0
-    disable periodic eval / saves (a final checkpoint is always written). Raises TrainError,
-    DataError or CheckpointError with a message and hint for the CLI.
+    None means "the resumed run's value, else the spec's train_defaults, else `defaults`, else
+    DEFAULTS". eval_every / save_every <= 0 disable periodic eval / saves (a final checkpoint is
+    always written). `dist_timeout`: seconds a collective may wait for a silent peer under torchrun
+    (default `distributed.DEFAULT_TIMEOUT_S`). Raises TrainError, DataError or CheckpointError with a
+    message and hint for the CLI.
     """
     t_start = time.time()
-    ctx = dist_ctx or D.setup_distributed()
-    a = resolve_args(model, steps=steps, batch=batch, seq_len=seq_len, lr=lr, warmup=warmup, clip=clip,
-                     log_every=log_every, eval_every=eval_every, save_every=save_every)
+    out_dir = Path(out_dir)
+    given = dict(steps=steps, batch=batch, seq_len=seq_len, lr=lr, warmup=warmup, clip=clip,
+                 weight_decay=weight_decay, log_every=log_every, eval_every=eval_every, save_every=save_every)
+    resolve_args(model, defaults=defaults, **given)  # bad arguments fail before anything is touched
+    ctx = dist_ctx or D.setup_distributed(timeout=dist_timeout)
+    lock = C.lock_run_dir(out_dir) if ctx.is_main else None  # rank 0 writes the run; nobody else may
+    try:
+        opts = dict(seed=seed, resume=resume, fsdp=fsdp, keep=keep, val_data=val_data, t_start=t_start,
+                    bytes_per_token=bytes_per_token, defaults=defaults, max_abs_weight=max_abs_weight,
+                    tensorboard=tensorboard, backend_label=backend_label, progress=progress,
+                    eval_batches=eval_batches, plot=plot, dist_ctx=dist_ctx)
+        return _train(model, data, ctx, out_dir, given, opts)
+    finally:
+        if lock is not None:
+            lock.release()
+        if dist_ctx is None and ctx.enabled and not ctx.closed:
+            D.cleanup(ctx, barrier=False)  # an error ended the run: no barrier with peers that may be gone
+
+
+def _train(model, data, ctx, out_dir, given, kw) -> Report:
+    seed, resume, fsdp, keep = kw["seed"], kw["resume"], kw["fsdp"], kw["keep"]
+    val_data, bytes_per_token, t_start = kw["val_data"], kw["bytes_per_token"], kw["t_start"]
+    if ctx.is_main:
+        C.clean_temps(out_dir)
+    saved, saved_seed = None, None
+    if resume:
+        rec = C.read_record(C.resolve(out_dir))
+        saved, saved_seed = rec.get("train_args") or {}, rec.get("seed")
+    a = resolve_args(model, saved=saved, defaults=kw["defaults"], **given)
     steps, batch, seq_len = a["steps"], a["batch"], a["seq_len"]
     D.check_batch(batch, ctx)
     if isinstance(data, (str, Path)):  # a path: the same reading and checks as --data
@@ -183,8 +285,6 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
             print(f"note: validation data ({len(val_arr)} bytes) is shorter than one sequence; skipping validation")
         val_arr = None
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     raw = unwrap(model).to(ctx.device)
     if fsdp and not ctx.enabled:
         raise TrainError("FSDP shards a model over several processes", hint="run under torchrun --nproc-per-node N")
@@ -193,6 +293,9 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         ck = load_checkpoint(out_dir, raw, None, map_location=ctx.device) if resume else None
         D.shard_model(raw, ctx)
     opt = make_optimizer(raw, a["lr"])
+    spec_wd = current_weight_decay(opt)
+    peak_lrs = [g["initial_lr"] for g in opt.param_groups]
+    apply_hyperparams(opt, peak_lrs, a["weight_decay"])
     start, resumed_from, last_good = 0, None, None
     if resume:
         if fsdp:
@@ -200,12 +303,29 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         else:
             ck = load_checkpoint(out_dir, raw, opt, map_location=ctx.device)
         start = resumed_from = ck.step
+        old_lr = opt.param_groups[0].get("initial_lr")
+        old_wd = saved.get("weight_decay")
+        if old_wd is None:  # the run used the spec's (restored with the param groups, or declared in the spec)
+            old_wd = opt.param_groups[0].get("weight_decay", spec_wd)
+        apply_hyperparams(opt, peak_lrs, a["weight_decay"])  # the saved param groups brought back the old ones
+        problem = C.weights_problem([(n, p_) for n, p_ in raw.named_parameters()], fast_state=ck.fast_state,
+                                    max_abs=kw["max_abs_weight"])
+        if problem:
+            raise TrainError(f"checkpoint {ck.path} holds blown-up weights ({problem}); it is no place to resume from",
+                             hint=f"resume from an earlier checkpoint of {out_dir} "
+                                  f"({', '.join(p_.name for p_ in list_checkpoints(out_dir)) or 'none'}), "
+                                  "or start a new run with a lower --lr")
         last_good = ck.path
         if ck.rng is not None:
             set_rng_state(ck.rng)
-        was = {**ck.record.get("train_args", {}), "seed": ck.record.get("seed", seed)}
-        changed = [f"{k}={v} (run used {was[k]})" for k, v in {**a, "seed": seed}.items()
-                   if k in ("batch", "seq_len", "seed", "steps", "warmup") and k in was and was[k] != v]
+        was = {**saved, "seed": saved_seed if saved_seed is not None else seed, "lr": old_lr,
+               "weight_decay": old_wd}
+        now = {**a, "seed": seed, "lr": opt.param_groups[0]["initial_lr"],
+               "weight_decay": current_weight_decay(opt)}
+        changed = [f"{k}={now[k]:g} (run used {was[k]:g})" if isinstance(now[k], float) and isinstance(was[k], float)
+                   else f"{k}={now[k]} (run used {was[k]})"
+                   for k in ("steps", "batch", "seq_len", "seed", "lr", "warmup", "clip", "weight_decay")
+                   if k in was and was[k] is not None and now.get(k) is not None and was[k] != now[k]]
         if changed and ctx.is_main:  # allowed, but the run no longer matches an uninterrupted one
             print(f"note: resuming {ck.path.name} with {', '.join(changed)}")
     else:
@@ -216,30 +336,73 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
     if start >= steps and ctx.is_main:
         print(f"note: checkpoint is at step {start}, nothing to do for steps={steps}")
     net = raw if fsdp else D.wrap_model(raw, ctx)
-    log = MetricsLog(out_dir, enabled=ctx.is_main, tensorboard=tensorboard, resume_step=resumed_from)
-    record = {"seed": seed, "backend": backend_label, "train_args": a, "world_size": ctx.world_size}
+    try:
+        log = MetricsLog(out_dir, enabled=ctx.is_main, tensorboard=kw["tensorboard"], resume_step=resumed_from)
+    except OSError as e:
+        raise C.unwritable(out_dir, e) from None
+    record = {"seed": seed, "backend": kw["backend_label"], "train_args": a, "world_size": ctx.world_size}
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=start, disable=not (progress and ctx.is_main), dynamic_ncols=True,
+    bar = tqdm(total=steps, initial=start, disable=not (kw["progress"] and ctx.is_main), dynamic_ncols=True,
                unit="step", mininterval=0.5)
     tokens_per_step = batch * seq_len
     step, out, val_bpb, interrupted, ckpt_path = start, None, None, False, last_good
     win_loss, win_n, win_t, win_step = 0.0, 0, time.time(), start
     last_loss, t_loop, params = None, time.time(), [p for p in raw.parameters() if p.requires_grad]
+    param_names = {n for n, p_ in raw.named_parameters()}
 
     saved_at = start if resume else None
+
+    def probe(s) -> str | None:
+        """The loss of the weights about to be saved, on the batch that would come next: finite weights
+        can already be poisoned (seen: |w| < 1e3, and the next step's loss 3e2, its gradient inf,
+        whatever the lr). RNG state is kept, so a resumed run stays bit-identical."""
+        if not (ctx.is_main or fsdp):
+            return None
+        rng = torch.get_rng_state()
+        try:
+            x, y = get_batch(train_arr, batch, seq_len, seed, s)
+            if fsdp:
+                x, y = D.shard(x, ctx), D.shard(y, ctx)
+            x, y = x.to(ctx.device), y.to(ctx.device)
+            with torch.no_grad():
+                raw.eval()
+                o = raw(x, state=None if fsdp else raw.init_state(x.size(0)), targets=y)
+                pl = o.loss if o.loss is not None else F.cross_entropy(o.logits.float().flatten(0, 1), y.flatten())
+                vocab = o.logits.size(-1)
+        finally:
+            raw.train()
+            torch.set_rng_state(rng)
+        pl = float(pl)
+        if fsdp:
+            pl = D.sum_scalars([pl], ctx)[0] / ctx.world_size
+        if not math.isfinite(pl) or pl > 2 * math.log(vocab):
+            return (f"their loss on the next batch is {pl:.4g}, more than twice that of uniform guessing "
+                    f"({math.log(vocab):.3g} nats over {vocab} tokens)")
+        return None
 
     def save(s):
         nonlocal last_good, ckpt_path, saved_at
         saved_at = s
         m_, o_ = (raw, opt) if not fsdp else D.full_state(raw, opt)  # FSDP: gathered on every rank
+        fast = None if fsdp else getattr(out, "state", None)
+        # a checkpoint is kept only if healthy (checkpoint.weights_problem); every rank learns the verdict
+        problem = None
+        if ctx.is_main:
+            named = [(n, v) for n, v in m_.state_dict().items() if n in param_names and isinstance(v, torch.Tensor)]
+            problem = C.weights_problem(named, o_.state_dict(), fast, max_abs=kw["max_abs_weight"])
+        if problem is None:
+            problem = probe(s)
+        if D.sum_scalars([1.0 if problem else 0.0], ctx)[0] > 0:
+            keep_ = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
+            raise TrainError(f"the weights blew up by step {s} ({problem or 'seen on rank 0'}); "
+                             f"not saving them; {keep_}", hint=recovery_hint(peak_lrs[0], last_good))
         if ctx.is_main:
             metrics = {"train_loss": last_loss, "val_bpb": val_bpb, "tokens_seen": s * tokens_per_step}
             # (under FSDP the last fast state may view parameter storage FSDP has freed: not saved;
             # training starts every batch from a fresh state anyway)
-            ckpt_path = last_good = save_checkpoint(out_dir, m_, o_, s,
-                                                    fast_state=None if fsdp else getattr(out, "state", None),
+            ckpt_path = last_good = save_checkpoint(out_dir, m_, o_, s, fast_state=fast,
                                                     record={**record, "metrics": metrics}, keep=keep)
 
     try:
@@ -260,12 +423,12 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                 loss_sum, stops = D.sum_scalars([float(loss.detach()), float(stop.set)], ctx)
                 loss_val = loss_sum / ctx.world_size
                 if not math.isfinite(loss_val):
-                    raise diagnose(step, "loss", loss_val, out, raw, last_good)
+                    raise diagnose(step, "loss", loss_val, out, raw, last_good, peak_lrs[0])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(params, a["clip"] if a["clip"] and a["clip"] > 0 else math.inf)
                 if not torch.isfinite(gnorm):
-                    raise diagnose(step, "gradient norm", float(gnorm), out, raw, last_good)
+                    raise diagnose(step, "gradient norm", float(gnorm), out, raw, last_good, peak_lrs[0])
                 opt.step()
                 step += 1
                 last_loss = loss_val
@@ -284,9 +447,10 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
                 # under FSDP every rank evaluates (the forward gathers parameters collectively)
                 if val_arr is not None and (ctx.is_main or fsdp) and (
                         (a["eval_every"] > 0 and step % a["eval_every"] == 0) or step == steps):
-                    vl = eval_loss(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=eval_batches)
+                    vl = eval_loss(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=kw["eval_batches"])
                     val_bpb = vl / LN2 / bytes_per_token
-                    log.log({"step": step, "val_loss": vl, "val_bpb": val_bpb})
+                    log.log({"step": step, "val_loss": vl, "val_bpb": val_bpb, **_gain_row(raw, val_arr, batch, seq_len,
+                                                                                      fsdp, bytes_per_token)})
                 if (a["save_every"] > 0 and step % a["save_every"] == 0) or step == steps:
                     save(step)
                 if stops > 0:
@@ -301,27 +465,38 @@ def train(model, data, *, steps=None, batch=None, seq_len=None, lr=None, warmup=
         if ctx.is_main:
             bar.write(f"aborted at step {step} by a second Ctrl-C; last checkpoint: {last_good or 'none'}")
         raise
+    except RuntimeError as e:
+        err = D.peer_error(e, ctx, step, last_good)
+        if err is None:
+            raise
+        raise err from None
     finally:
         bar.close()
         log.close()
 
     plot_path = None
-    if plot and ctx.is_main:
+    if kw["plot"] and ctx.is_main:
         try:
             from nlc.train.plot import plot_run
 
             plot_path = plot_run(out_dir, out_dir / "loss.png")
         except Exception as e:  # a plot must never lose a finished run
             print(f"note: could not draw the loss plot: {e}")
-    if dist_ctx is None:
+    if kw["dist_ctx"] is None:
         # we opened the process group, so we close it; first drop the DDP wrapper and the optimizer,
         # which hold references to it, so it is torn down here and not at interpreter exit (where a
         # rank was seen aborting: "terminate called without an active exception", under load)
         net = opt = None  # noqa: F841
         gc.collect()
-        D.cleanup(ctx)
+        try:
+            D.cleanup(ctx)
+        except RuntimeError as e:
+            err = D.peer_error(e, ctx, step, last_good)
+            if err is None:
+                raise
+            raise err from None
     wall = time.time() - t_start
     done = step - start
     return Report(out_dir, getattr(raw, "spec_name", None), step, last_loss, val_bpb,
                   done * tokens_per_step / max(time.time() - t_loop, 1e-9), wall, ckpt_path, out_dir / METRICS,
-                  plot_path, backend_label, bytes_per_token, interrupted, resumed_from)
+                  plot_path, kw["backend_label"], bytes_per_token, interrupted, resumed_from, ctx.rank)

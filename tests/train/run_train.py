@@ -37,6 +37,10 @@ def main(argv=None):
     p.add_argument("--weights-out", default=None, help="write the final weights (rank 0) to this .safetensors")
     p.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")
     p.add_argument("--spec", default=None, help="train a real nlc model from this spec (tiny sizes) instead")
+    p.add_argument("--dist-timeout", type=float, default=None)
+    p.add_argument("--freeze-rank", type=int, default=None, help="this rank stops itself (SIGSTOP) at --fault-step")
+    p.add_argument("--die-rank", type=int, default=None, help="this rank exits at once (os._exit) at --fault-step")
+    p.add_argument("--fault-step", type=int, default=3)
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # same arithmetic in every process that is compared
     data = corpus()
@@ -52,9 +56,31 @@ def main(argv=None):
             model.forward = lambda *x, **k: (time.sleep(a.delay), fwd(*x, **k))[1]
     else:
         model = FakeModel(delay=a.delay, dropout=a.dropout)
-    report = train(model, data[:cut], val_data=data[cut:], steps=a.steps, batch=a.batch, seq_len=a.seq_len,
-                   out_dir=a.out, resume=a.resume, save_every=a.save_every, eval_every=a.eval_every,
-                   log_every=a.log_every, progress=False, plot=False, seed=1, fsdp=a.fsdp)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank in (a.freeze_rank, a.die_rank):  # a peer that froze or died: the others must notice it
+        import signal
+
+        fwd, calls = model.forward, [0]
+
+        def faulty(*x, **k):
+            calls[0] += 1
+            if calls[0] == a.fault_step:
+                if rank == a.die_rank:
+                    os._exit(3)
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return fwd(*x, **k)
+        model.forward = faulty
+    from nlc.errors import NlcError, render
+    try:
+        report = train(model, data[:cut], val_data=data[cut:], steps=a.steps, batch=a.batch, seq_len=a.seq_len,
+                       out_dir=a.out, resume=a.resume, save_every=a.save_every, eval_every=a.eval_every,
+                       log_every=a.log_every, progress=False, plot=False, seed=1, fsdp=a.fsdp,
+                       dist_timeout=a.dist_timeout)
+    except NlcError as e:  # as the CLI does: a message, exit 2
+        if __name__ != "__main__":
+            raise
+        print(render(e), file=sys.stderr, flush=True)
+        sys.exit(2)
     if int(os.environ.get("RANK", "0")) == 0:
         print(report.format(), flush=True)
         if a.weights_out:
