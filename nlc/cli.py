@@ -149,6 +149,38 @@ def cmd_graph(a) -> int:
     return 0
 
 
+# ---- view ----------------------------------------------------------------------
+def fill_view(sub):
+    p = sub.add_parser("view", help="explore the level graph in a browser: one self-contained HTML page")
+    p.add_argument("file", nargs="?", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAC, "
+                   "optim/m3); optional with --run (the run's own spec)")
+    p.add_argument("--run", metavar="RUN_DIR", help="a run directory of `nlc train`: per-level statistics, the "
+                   "loss and bpb curves, the run's spec and overrides")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--out", help="write the page here (default: VIEW_NAME.html in the current folder)")
+    out.add_argument("--serve", action="store_true", help="serve the page on http://127.0.0.1:PORT/ instead")
+    p.add_argument("--port", type=int, default=8000, help="with --serve (default: 8000; 0 picks a free port)")
+    _common(p)
+    p.set_defaults(func=cmd_view)
+
+
+def cmd_view(a) -> int:
+    from nlc.view import data, page
+    if a.file is None and a.run is None:
+        raise UserError("nlc view needs a spec, or --run RUN_DIR", hint="e.g. nlc view hope -o hope.html")
+    if a.run is not None and not Path(a.run).is_dir():
+        raise UserError(f"--run {a.run}: no such run directory", hint="pass the --out folder of nlc train")
+    d = data.build(a.file, _overrides(a.set), a.model, a.run)
+    if a.serve:
+        from nlc.view.serve import serve
+        serve(page.render(d), a.port)
+        return 0
+    name = (d["graphs"][0]["title"] if d["graphs"] else "view").split(":")[0].strip().lower() or "view"
+    path = page.write(d, a.out or f"{name}.html")
+    print(f"wrote {path}")
+    return 0
+
+
 # ---- compile -------------------------------------------------------------------
 EMITS = ("load", "bind-params", "resolve", "graph", "plan", "py", "fx")
 
@@ -190,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nlc", description="nlc: a compiler for Nested Learning (.nl specs)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for fill in (fill_check, fill_fmt, fill_graph, fill_compile):
+    for fill in (fill_check, fill_fmt, fill_graph, fill_view, fill_compile):
         fill(sub)
     from nlc import cli_run
     cli_run.fill_all(sub)
