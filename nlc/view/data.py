@@ -276,8 +276,9 @@ def update_eqs(lv) -> list[dict]:
         if norm:
             out.append({"title": "normalised step (Sherman-Morrison, NL eqs. 56-57)", "mathml": M.math(
                 thp, M.mo("="), M.frac(th, M.row(M.mn(1), M.mo("+"), th, M.sup(M.norm(kt), M.mn(2)))))})
-        which = "every layer's own input" if lv.rule_args.get("layers") == "all" else "the first layer's input (k)"
-        out.append({"title": f"k̃ is {which}", "mathml": ""})
+        which = ("each layer's own input (layers = all)" if lv.rule_args.get("layers") == "all"
+                 else "the first layer's input, the keys (layers = first); the other layers take the plain step")
+        out.append({"title": "where", "mathml": M.math(M.t_sub(M.tilde(M.mi("k"))), M.mtext("\u2002is " + which))})
     elif mom:
         out.append({"title": "momentum (surprise, Titans eq. 14)", "mathml": M.math(S, M.mo("="), et, Sp, M.mo("−"), grad(th))})
         out.append({"title": "update (Titans eq. 13)", "mathml": M.math(W, M.mo("="), retain, M.mo("+"), S)})

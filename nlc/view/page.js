@@ -24,8 +24,9 @@
   }
   function fmt(v) {
     if (typeof v !== "number") return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return String(v);
     if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2);
-    return String(Math.round(v * 1e4) / 1e4);
+    return String(Number(v.toPrecision(4)));
   }
   const G = () => DATA.graphs[state.graph];
 
@@ -314,7 +315,7 @@
   }
   function plot(title, series, opts) {
     // series: [{name, points: [[x, y], ...]}]; a small line plot as inline SVG
-    const W = 420, Hh = 112, L = 44, R = 8, T = 8, B = 18;
+    const W = 420, Hh = 112, L = 52, R = 8, T = 8, B = 18;
     const all = series.flatMap((s) => s.points);
     if (!all.length) return "";
     let xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
