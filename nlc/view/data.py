@@ -248,7 +248,7 @@ def update_eqs(lv) -> list[dict]:
             out.append({"title": "update at the end of each chunk of C tokens (NL eq. 71)", "mathml": M.math(
                 M.sub(M.mi("W"), M.row(M.mi("c"), M.mo("+"), M.mn(1))), M.mo("="),
                 M.sub(M.mi("W"), M.mi("c")), M.mo("−"), M.mi("θ"),
-                M.row("<munder><mo>∑</mo>" + M.row(M.mi("t"), M.mo("∈"), M.mi("chunk", True), M.mi("c")) + "</munder>"),
+                M.row("<munder><mo>∑</mo>" + M.row(M.mi("t"), M.mo("∈"), M.sub(M.mi("chunk", True), M.mi("c"))) + "</munder>"),
                 M.sub(M.mo("∇"), M.mi("W")), M.sub(M.mi("L", True), M.mi("task", True)),
                 M.paren(M.row(M.sub(M.mi("W"), M.mi("c")), M.mo(";"), M.t_sub(M.mi("x")))))})
         out.append({"title": "read (a stage of the chain)", "mathml": M.math(
@@ -339,6 +339,9 @@ BUILTIN_OPT["AdamW"] = lambda: BUILTIN_OPT["Adam"]()[:2] + [M.math(
 def _drawing(G, key_of, layer_of=None) -> dict:
     """Node boxes, bands and edge curves of `nlc graph`'s layout, in pixels (y down)."""
     from nlc import viz
+    if not G.graph.get("tiers"):  # a model without levels: input and output only (viz needs one tier)
+        G = G.copy()
+        G.graph["tiers"] = [[]]
     L = viz._layout(G)
     rads = viz._edge_rads(G, L)
     H = L.height
@@ -548,8 +551,10 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                 words += f"; restarted from it whenever a slower stage ({', '.join(slower)}) completes its chunk"
     else:
         words = init_words.get(lv.init, lv.init)
+    # who learns the initial state: the outer optimizer, for meta-learned states and CMS weights
+    learned = lv.role == "cms" or lv.init == "meta"
     info["init"] = {"kind": lv.init if lv.role != "cms" else ("meta" if lv.clock != "frozen" else "weights"),
-                    "words": words, "learned_by": learners}
+                    "words": words, "learned_by": learners if learned else []}
     return info
 
 

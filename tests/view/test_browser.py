@@ -105,10 +105,12 @@ def test_hope(browser, tmp_path):
     text = panel.inner_text()
     assert "tokens(64)" in text and "updated every 64 tokens" in text and "chunk-start" in text
     assert "lr = eta" in text and "produced by" in text and "meta-learned" in text
+    span = g["levels"]["memory"]["spans"][0]  # the level's own lines (specs/hope.nl: `level memory ... { ... }`)
     head = panel.locator(".sec-source .shead").first.inner_text()
-    assert head.endswith("hope.nl · lines 28–34")
+    assert head.endswith(f"hope.nl · lines {span['line']}–{span['end_line']}")
     lines = panel.locator(".sec-source .ln.def").all_inner_texts()
-    assert len(lines) == 7 and "level memory : Fast per head {" in lines[0] and lines[0].lstrip().startswith("28")
+    assert len(lines) == span["end_line"] - span["line"] + 1 > 3
+    assert "level memory : Fast per head {" in lines[0] and lines[0].lstrip().startswith(str(span["line"]))
     assert "o = memory(q)" in " ".join(panel.locator(".sec-source .ln.read").all_inner_texts())
     # a bound symbol's producer is one click away
     panel.locator('.chip.link[data-goto="meta"]').first.click()
@@ -139,7 +141,9 @@ def test_titans_mac(browser, tmp_path):
     text = panel.inner_text()
     assert "tokens(16)" in text and "momentum = eta" in text and "context" not in panel.locator("h2").inner_text()
     assert panel.locator(".sec-rule math").count() >= 3  # momentum, update, read
-    assert "lines 54–60" in panel.locator(".sec-source .shead").first.inner_text()
+    span = g["levels"]["mem"]["spans"][0]
+    assert f"lines {span['line']}–{span['end_line']}" in panel.locator(".sec-source .shead").first.inner_text()
+    assert "level mem : Deep per head {" in panel.locator(".sec-source .ln.def").first.inner_text()
     _timeline_matches(pg, g, 64)
     pg.shot(tmp_path, "view-titans-mac.png")
     # the outer optimizer's own graph (AdamW's slot levels) is a tab away

@@ -287,3 +287,68 @@ def test_serve_answers_on_localhost():
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+SPEC_TWO_BLOCKS = """
+model Two(dim = 32, heads = 2, vocab = 64, layers = 3) {
+  block first {
+    h = rmsnorm(x)
+    k = l2norm(linear(h), groups = heads)
+    level a : linear() per head {
+      keys k
+      values linear(h)
+      rule gd(lr = learned(0.1))
+      clock tokens(8)
+      init zeros
+    }
+    out x + linear(a(k))
+  }
+  block rest repeat layers {
+    h = rmsnorm(x)
+    k = l2norm(linear(h), groups = heads)
+    level a : mlp(depth = 2) per head {
+      keys k
+      values linear(h)
+      learn huber(delta = 0.5)
+      rule momentum(lr = 0.1, momentum = 0.8, decay = 0.01)
+      clock tokens(4)
+    }
+    out x + linear(a(k))
+  }
+}
+"""
+
+
+def test_several_blocks_and_a_user_spec(tmp_path):
+    spec = tmp_path / "two.nl"
+    spec.write_text(SPEC_TWO_BLOCKS)
+    d = D.build(str(spec))
+    g = d["graphs"][0]
+    assert sorted(g["levels"]) == ["first.a", "rest.a"]  # node ids of the level graph: block.level
+    first, rest = g["levels"]["first.a"], g["levels"]["rest.a"]
+    assert first["init"]["learned_by"] == [] and "zeros" in first["init"]["words"]  # not meta-learned
+    lr = next(b for b in first["bindings"] if b["role"] == "lr")
+    assert (lr["kind"], lr["text"], lr["value"]) == ("learned", "learned(0.1)", 0.1)
+    assert "Huber" in rest["objective_eq"] and "<mn>0.5</mn>" in rest["objective_eq"]
+    assert first["spans"][0]["line"] == 6 and "level a" in _line(d, first["spans"][0])
+    assert rest["spans"][0]["line"] == 18
+    exp = [(n["key"], n["layer"]) for n in g["views"]["expanded"]["nodes"] if n["key"] != None]  # noqa: E711
+    assert sorted(exp, key=str) == sorted([("first.a", None)] + [("rest.a", i) for i in range(3)], key=str)
+    rows = [{"step": 1, "first.0.a/surprise": 0.5, "rest.2.a/surprise": 0.25}]
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    d = D.build(str(spec), run_dir=run_dir)  # a spec of one's own with a run's statistics
+    lv = d["graphs"][0]["levels"]
+    assert lv["first.a"]["stats"]["surprise"] == [{"layer": 0, "points": [[1, 0.5]]}]
+    assert lv["rest.a"]["stats"]["surprise"] == [{"layer": 2, "points": [[1, 0.25]]}]
+
+
+def test_a_model_without_levels(tmp_path):
+    spec = tmp_path / "tiny.nl"
+    spec.write_text("model Tiny(dim = 8, vocab = 16) {\n  block b {\n    out x + linear(x)\n  }\n}\n")
+    d = D.build(str(spec))
+    g = d["graphs"][0]
+    assert g["levels"] == {} and g["timeline"] == []
+    assert sorted(n["id"] for n in g["views"]["collapsed"]["nodes"]) == ["input", "output"]
+    assert "<svg" in page.render(d)
