@@ -156,7 +156,8 @@ def clock_words(unit: str, every, role: str = "memory") -> str:
     grad = ("the task-loss gradient summed over the chunk, taken at the chunk-start weights"
             if role == "cms" else "the gradient taken at the chunk-start state")
     if n == 1:
-        return f"updated every token, in context ({grad.replace('chunk', 'token')})"
+        return ("updated every token, in context: fully sequential, each token's read and gradient see the "
+                "state left by the previous token")
     return (f"updated every {n} tokens, in context: the sequence is cut into chunks of {n} tokens; "
             f"reads inside a chunk see the chunk-start state, {grad}, applied at the chunk's end")
 
