@@ -92,7 +92,7 @@ def bands(G) -> list[Band]:
     placed = {n for t in tiers for n in t}
     for n, a in G.nodes(data=True):  # nodes missing from G.graph["tiers"]: use their attribute
         if n not in placed:
-            t = int(a.get("tier") or 0)
+            t = max(0, int(a.get("tier") or 0))  # input/output carry tier -1: any band; they are split out below
             while len(tiers) <= t:
                 tiers.append([])
             tiers[t].append(n)

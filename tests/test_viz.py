@@ -196,3 +196,13 @@ def test_import_is_cheap():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_model_without_levels_draws(tmp_path):
+    """A model with no levels (docs/language.md's Tiny) draws: input and output only (it raised IndexError)."""
+    spec = tmp_path / "tiny.nl"
+    spec.write_text("model Tiny(dim = 8, vocab = 16) {\n  block b {\n    out x + linear(x)\n  }\n}\n")
+    from nlc.passes import run
+    G = run(str(spec)).graph
+    assert [b.key for b in viz.bands(G)] == ["input", "output"]
+    assert viz.render(G, tmp_path / "tiny.svg").stat().st_size > 0
