@@ -46,20 +46,24 @@ class _evaluating:
         return False
 
 
-def _run(m, tokens: torch.Tensor):
+def _run(m, tokens: torch.Tensor, targets: torch.Tensor | None = None):
     tokens = tokens.to(_device(m))
+    kw = {} if targets is None else {"targets": targets.to(tokens.device)}
     # an nlc model builds a fresh state inside forward (where FSDP has gathered its parameters)
     if getattr(m, "detach_state_output", None) is not None:
-        return m(tokens)
-    return m(tokens, state=m.init_state(tokens.size(0)))
+        return m(tokens, **kw)
+    return m(tokens, state=m.init_state(tokens.size(0)), **kw)
 
 
 # ---------------------------------------------------------------------------
 # language modelling
 
 
-def eval_loss(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16) -> float:
-    """Mean next-byte cross-entropy (nats) over evenly spread, non-overlapping windows of `data`."""
+def eval_loss(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16,
+              teach: bool = False) -> float:
+    """Mean next-byte cross-entropy (nats) over evenly spread, non-overlapping windows of `data`.
+    `teach`: pass the targets to the forward, so levels taught by the task loss (CMS stages) learn
+    in context as in training (each chunk's update uses only the losses of tokens already scored)."""
     m = unwrap(model)
     x, y = eval_windows(data, seq_len, None if max_batches is None else batch * max_batches)
     if len(x) == 0:
@@ -67,7 +71,7 @@ def eval_loss(model, data, batch: int = 8, seq_len: int = 256, max_batches: int 
     total, count = 0.0, 0
     with _evaluating(m):
         for i in range(0, len(x), batch):
-            out = _run(m, x[i:i + batch])
+            out = _run(m, x[i:i + batch], y[i:i + batch] if teach else None)
             yb = y[i:i + batch].to(out.logits.device)
             total += float(F.cross_entropy(out.logits.float().flatten(0, 1), yb.flatten(), reduction="sum"))
             count += yb.numel()
@@ -77,6 +81,52 @@ def eval_loss(model, data, batch: int = 8, seq_len: int = 256, max_batches: int 
 def eval_bpb(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16) -> float:
     """Bits per byte = mean cross-entropy in nats / ln 2 (bytes are the tokens)."""
     return eval_loss(model, data, batch, seq_len, max_batches) / LN2
+
+
+# ---------------------------------------------------------------------------
+# in-context gain: what each level's in-context learning buys
+
+INERT_BPB = 0.005  # |gain| below this (bits per byte) is reported as ~0: the level's learning does nothing
+
+
+@dataclass
+class GainResult:
+    bpb: float                 # validation bpb with every level learning (targets given: CMS learns too)
+    gain: dict                 # level (or "inner": all at once) -> bpb frozen - bpb learning
+    seq_len: int = 0
+
+    def inert(self) -> list[str]:
+        return [k for k, g in self.gain.items() if abs(g) < INERT_BPB]
+
+    def format(self) -> str:
+        rows = [f"in-context gain at T={self.seq_len} (bpb with the level frozen minus bpb learning; "
+                f"> 0: its in-context learning helps), all learning: {self.bpb:.4f} bpb",
+                f"  {'level':<12} {'gain bpb':>9}"]
+        for k, g in self.gain.items():
+            flag = "  ~0: inert" if abs(g) < INERT_BPB else ("  hurts" if g < 0 else "")
+            rows.append(f"  {k:<12} {g:>+9.4f}{flag}")
+        return "\n".join(rows)
+
+
+def in_context_gain(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16,
+                    levels=None) -> GainResult | None:
+    """For each level that learns in context (and "inner", all of them at once): validation bpb with
+    that level frozen (`NLModel.with_freeze`) minus bpb with every level learning, on the same windows.
+    None for a model without such levels (or one that cannot freeze)."""
+    m = unwrap(model)
+    if not hasattr(m, "with_freeze"):
+        return None
+    from nlc.lower.program import learning_levels
+    from nlc.train.metrics import LN2
+    names = list(levels) if levels is not None else learning_levels(m.plan)
+    names = [n for n in names if n not in m.frozen]
+    if not names:
+        return None
+    base = eval_loss(m, data, batch, seq_len, max_batches, teach=True) / LN2
+    gain = {}
+    for n in names + (["inner"] if len(names) > 1 and levels is None else []):
+        gain[n] = eval_loss(m.with_freeze(n), data, batch, seq_len, max_batches, teach=True) / LN2 - base
+    return GainResult(base, gain, seq_len)
 
 
 # ---------------------------------------------------------------------------
@@ -94,6 +144,38 @@ def eval_mqar(model, num_pairs: int = 8, num_queries: int | None = None, batch: 
     """MQAR accuracy on the answer positions (sequence length 2 * (pairs + queries)), over seeded batches."""
     accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i)) for i in range(n_batches)]
     return sum(accs) / len(accs)
+
+
+def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num_queries: int | None = None,
+               lr: float | None = None, warmup: int = 20, clip: float = 1.0, seed: int = 0, log=None) -> list[float]:
+    """Train `model` on MQAR (fresh seeded batches every step, disjoint from `eval_mqar`'s seeds), the
+    loss on the answer bytes only, with its own outer optimizer (`lr` overrides its peak lr), linear
+    warmup then cosine to 0.1x, grad-norm clipping. Returns the per-step losses. In place."""
+    import math
+
+    from nlc.train.loop import lr_multiplier, make_optimizer
+    m = unwrap(model)
+    opt = make_optimizer(m, lr)
+    params = [p for p in m.parameters() if p.requires_grad]
+    losses = []
+    m.train()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = g["initial_lr"] * lr_multiplier(step, warmup, steps)
+        tb = mqar(batch, num_pairs, num_queries, seed=10**7 + seed * 10**5 + step)
+        out = _run(m, tb.tokens)
+        mask = tb.mask.to(out.logits.device)
+        loss = F.cross_entropy(out.logits[mask].float(), tb.targets.to(mask.device)[mask])
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"MQAR training: loss {float(loss.detach())} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if log is not None:
+            log(step, losses[-1])
+    return losses
 
 
 @dataclass
