@@ -18,9 +18,9 @@ def check(path, model=None, **overrides):
     return run(path, overrides, model)
 
 
-def compile(spec, backend="torch", model=None, checkpointing=False, **overrides):  # noqa: A001 - the public name
+def compile(spec, backend="torch", model=None, checkpointing=False, freeze=None, **overrides):  # noqa: A001 - the public name
     from nlc.api import compile as _compile
-    return _compile(spec, backend=backend, model=model, checkpointing=checkpointing, **overrides)
+    return _compile(spec, backend=backend, model=model, checkpointing=checkpointing, freeze=freeze, **overrides)
 
 
 def load(run_dir, backend="torch"):

@@ -18,14 +18,16 @@ BACKENDS = ("reference", "torch", "compile", "triton")
 
 
 def compile(spec, backend: str = "torch", model: str | None = None, checkpointing: bool = False,  # noqa: A001
-            **overrides):
+            freeze=None, **overrides):
     """Compile a .nl spec (a path, or spec text) into an nn.Module. Raises NlcError on mistakes.
-    `checkpointing=True` recomputes each segment in backward (activation memory O(T d))."""
+    `checkpointing=True` recomputes each segment in backward (activation memory O(T d)).
+    `freeze`: level names (list or "mem,mk") or "inner" (every in-context level) whose in-context
+    learning is switched off in the plan: they keep their initial state (same parameters)."""
     from nlc.passes import run
     _check_backend(backend)
     is_text = isinstance(spec, str) and ("{" in spec and not Path(spec).suffix == ".nl")
     c = run(spec, overrides, model, text=spec if is_text else None)
-    return _build(c, backend, checkpointing, overrides, None if is_text else str(spec))
+    return _build(c, backend, checkpointing, overrides, None if is_text else str(spec), freeze)
 
 
 def _check_backend(backend):
@@ -33,13 +35,13 @@ def _check_backend(backend):
         raise NlcError(f"unknown backend '{backend}'", hint=f"backends: {', '.join(BACKENDS)}")
 
 
-def _build(c, backend: str, checkpointing: bool, overrides: dict, spec_path: str | None):
+def _build(c, backend: str, checkpointing: bool, overrides: dict, spec_path: str | None, freeze=None):
     """The nn.Module of a compilation (`c`, from nlc.passes.run)."""
     from nlc.passes.size import check_fits_memory
     check_fits_memory(c.plan)  # a clear error, before allocating, when the parameters cannot fit
     import torch  # noqa: F401 - torch only from here on
-    from nlc.lower.program import NLModel
-    m = NLModel(c.plan, mode="reference" if backend == "reference" else "chunk", checkpointing=checkpointing)
+    from nlc.lower.program import NLModel, freeze_plan
+    m = NLModel(freeze_plan(c.plan, freeze), mode="reference" if backend == "reference" else "chunk", checkpointing=checkpointing)
     if backend == "compile":
         m.compile_segments()
     if backend == "triton":

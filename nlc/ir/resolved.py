@@ -70,6 +70,8 @@ class LevelPlan(R):
     params: int = 0
     cms_input: str | None = None    # role == cms: the stream the chain reads
     cms_index: int = 0
+    learns: bool = True             # False: in-context learning frozen (`nlc.compile(freeze=...)`):
+                                    # the level keeps its initial state; reads see it unchanged
 
 
 class BlockPlan(R):

@@ -102,7 +102,8 @@ def closed_form_grads(lv, Ws, k, v):
 class MemoryLevel(nn.Module):
     """Parameters of one memory level (meta-learned initial weights, learned gates)."""
 
-    def __init__(self, lv):
+    def __init__(self, lv, unit_keys: bool = False):
+        """`unit_keys`: the plan l2-normalises this level's keys per head (see `keys_unit_norm`)."""
         super().__init__()
         self.lv = lv
         shapes = layer_shapes(lv)
@@ -111,8 +112,11 @@ class MemoryLevel(nn.Module):
         loaded = load_pretrained(lv, shapes) if lv.init == "pretrained" else None
         for li, (o, i) in enumerate(shapes):
             w = torch.randn(lv.heads, o, i) / math.sqrt(i)
-            if lv.memory.kind == "residual_mlp" and o == lv.dv:
-                w = w * 0.1  # the residual branch starts small: M(x) ~ x
+            if li == 0 and len(shapes) > 1 and unit_keys and normalized_step(lv):
+                # unit-norm keys have entries ~ 1/sqrt(dk), not ~1: scale the first layer so its
+                # pre-activations are ~N(0, 1) (silu's non-linear range, |a|^2 ~ hidden), not ~N(0, 1/dk);
+                # the Sherman-Morrison step theta' = theta / (1 + theta |a|^2) keeps the update stable
+                w = w * math.sqrt(i)
             if lv.init == "meta":
                 self.init.append(nn.Parameter(w))
             elif lv.init == "zeros":
@@ -137,6 +141,19 @@ class MemoryLevel(nn.Module):
             return self.learned[name].view(1, -1, 1).expand(B, -1, n)
         s = streams[g.stream]  # (B, n, 1 or H)
         return s.transpose(1, 2).expand(B, self.lv.heads, n)
+
+
+def normalized_step(lv) -> bool:
+    """Whether every layer's step is the Sherman-Morrison one (dgd, normalize, layers = all): then the
+    update is stable whatever the scale of a layer's input."""
+    return (lv.rule == "dgd" and lv.rule_args.get("normalize", True)
+            and (lv.rule_args.get("layers", "first") == "all" or len(layer_shapes(lv)) == 1))
+
+
+def keys_unit_norm(block, lv) -> bool:
+    """Whether the plan makes the level's keys unit-norm per head (`keys l2norm(..., groups = heads)`)."""
+    op = next((o for o in block.ops if o.name == lv.keys), None)
+    return op is not None and op.op == "l2norm" and op.attrs.get("groups", 1) == lv.heads
 
 
 def load_pretrained(lv, shapes):

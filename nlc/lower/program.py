@@ -44,7 +44,7 @@ class CMSLevel(nn.Module):
 
     @property
     def learns(self):
-        return self.lv.clock == "tokens"
+        return self.lv.clock == "tokens" and self.lv.learns
 
 
 class Layer(nn.Module):
@@ -59,7 +59,8 @@ class Layer(nn.Module):
             m = make_module(op, widths)
             if m is not None:
                 self.mods[op.name] = m
-        self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv) for lv in block.levels if lv.role == "memory"})
+        self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv, mem.keys_unit_norm(block, lv))
+                                   for lv in block.levels if lv.role == "memory"})
         self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == "attention"})
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv) for lv in block.levels if lv.role == "cms"})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
@@ -176,8 +177,8 @@ class Layer(nn.Module):
 
     def _write(self, m, v, st, key, at_end, n, mode, stats, at_start=False):
         lv = m.lv
-        if lv.clock != "tokens":
-            return  # frozen or outer-clock levels do not learn in context
+        if lv.clock != "tokens" or not lv.learns:
+            return  # frozen (by its clock or by `freeze`) or outer-clock levels do not learn in context
         L = len(mem.layer_shapes(lv))
         Wbar = [st[f"{key}.Wbar{i}"] for i in range(L)]
         Ws = [st[f"{key}.W{i}"] for i in range(L)]
@@ -225,6 +226,40 @@ class Layer(nn.Module):
         return h - x
 
 
+def learning_levels(plan) -> list[str]:
+    """Names of the levels that learn in context (memories and CMS stages on a token clock), in plan order."""
+    return list(dict.fromkeys(lv.name for _, lv in plan.all_levels()
+                              if lv.role in ("memory", "cms") and lv.clock == "tokens"))
+
+
+def freeze_plan(plan, freeze):
+    """The plan with in-context learning switched off (`LevelPlan.learns = False`) for the levels named
+    in `freeze`: a name, a comma-separated string or a list of names; "inner" names every level that
+    learns in context (`learning_levels`). A frozen level keeps its initial state (the meta-learned
+    one): its reads see M_0, it takes no writes; parameters and state layout are unchanged."""
+    from nlc.errors import NlcError
+    if freeze is None:
+        return plan
+    names = [s.strip() for s in (freeze.split(",") if isinstance(freeze, str) else freeze) if s and s.strip()]
+    learning = learning_levels(plan)
+    every = {lv.name: lv for _, lv in plan.all_levels()}
+    want = set()
+    for n in names:
+        if n == "inner":
+            want.update(learning)
+        elif n not in every:
+            raise NlcError(f"freeze: no level '{n}' in model {plan.name}",
+                           hint=f"levels that learn in context: {', '.join(learning) or 'none'} (or 'inner' for all)")
+        elif n not in learning:
+            raise NlcError(f"freeze: level '{n}' does not learn in context (role {every[n].role}, clock {every[n].clock})",
+                           hint=f"levels that learn in context: {', '.join(learning) or 'none'}")
+        else:
+            want.add(n)
+    blocks = [b.model_copy(update={"levels": [lv.model_copy(update={"learns": False}) if lv.name in want else lv
+                                              for lv in b.levels]}) for b in plan.blocks]
+    return plan.model_copy(update={"blocks": blocks})
+
+
 def _grad_target(t):
     """`t` itself when torch.autograd.grad can differentiate w.r.t. it (a node of the graph, or a
     leaf); else a detached leaf copy. Frozen weights do not require grad, and a view of a parameter
@@ -260,7 +295,24 @@ class NLModel(nn.Module):
         self.seg = 1 if mode == "reference" else (math.gcd(*chunks) if chunks else 1 << 30)
         self._compiled = None
         self.detach_state_output = False  # set under DDP (nlc.train.distributed)
-        self.cms_learns = any(lv.role == "cms" and lv.clock == "tokens" for _, lv in plan.all_levels())
+        self.cms_learns = any(lv.role == "cms" and lv.clock == "tokens" and lv.learns for _, lv in plan.all_levels())
+        self.frozen = frozenset(lv.name for _, lv in plan.all_levels() if not lv.learns)
+
+    def with_freeze(self, freeze) -> "NLModel":
+        """A copy of this program with `freeze` (level names, or "inner") frozen in context, sharing
+        nothing: a new program from `freeze_plan(self.plan, freeze)` with this one's weights (same
+        state_dict layout). Used to measure what in-context learning buys (the in-context gain)."""
+        m = NLModel(freeze_plan(self.plan, freeze), mode=self.mode, checkpointing=self.checkpointing)
+        m.load_state_dict(self.state_dict())
+        p = next(iter(self.parameters()), None)
+        if p is not None:
+            m.to(p.device)
+        for k in ("backend", "spec_name", "spec_text", "spec_path", "config", "overrides", "spec_hash",
+                  "compilation", "train_defaults", "tokenizer"):  # what nlc.api.compile / load attach
+            if k in self.__dict__:
+                setattr(m, k, self.__dict__[k])
+        m.train(self.training)
+        return m
 
     def layers(self):
         for b in self.plan.blocks:

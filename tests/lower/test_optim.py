@@ -82,7 +82,10 @@ def test_newton_schulz_orthogonalises():
 
 def test_model_optimizer_from_spec_trains():
     text = open("specs/hope.nl").read().replace('import "optim/adamw.nl"', 'import "optim/m3.nl"').replace(
-        "rule AdamW(lr = 3e-3, weight_decay = 0.01)", "rule M3(lr = 1e-3, f = 2)")
+        "rule AdamW(lr = 3e-3, weight_decay = 0.01)", "rule M3(lr = 1e-3, f = 2, eps = 1e-3)")
+    # eps 1e-3: M3's first step is lr * NS(g) / |g| per entry (V additive), unbounded where a gradient is
+    # ~1e-7 (head rows of bytes absent from this 2 x 16-byte batch); with eps 1e-8 the loss jumped on 2
+    # of 3 seeds, before and after issue 16's memory init alike (seed 0 only passed by luck)
     torch.manual_seed(0)
     m = nlc.compile(text, dim=16, heads=2, layers=1, chunk=4, mem_chunk=8)
     opt = m.make_optimizer()
