@@ -19,6 +19,17 @@ def _ov(a):
     return _overrides(getattr(a, "set", None))
 
 
+def _add_freeze(p):
+    p.add_argument("--freeze", metavar="LEVELS",
+                   help="switch off in-context learning of these levels (comma-separated names, or 'inner' for "
+                        "every memory and CMS stage): they keep their initial state")
+
+
+def _freeze(model, a):
+    """The loaded model with `--freeze` applied (the program decides it: NLModel.with_freeze)."""
+    return model.with_freeze(a.freeze) if getattr(a, "freeze", None) else model
+
+
 def fill_all(sub):
     for fill in (fill_train, fill_eval, fill_generate, fill_plot, fill_export, fill_bench):
         fill(sub)
@@ -66,6 +77,7 @@ def fill_train(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec parameter")
     p.add_argument("--model", help="which model of the spec file")
+    _add_freeze(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -96,7 +108,7 @@ def cmd_train(a) -> int:
         if not ok or (v is not None and v != v):
             raise RunError(f"{flag} {v}: must be {'> 0' if flag in ('--lr', '--dist-timeout') else '>= 0'}")
     torch.manual_seed(a.seed)
-    model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, **ov)
+    model = nlc_compile(a.spec, backend=a.backend, model=a.model, checkpointing=a.checkpointing, freeze=a.freeze, **ov)
     out = Path(a.out or f"runs/{model.spec_name.lower()}")
     spec_file = out / "spec.json"
     if a.resume and spec_file.exists():
@@ -171,6 +183,7 @@ def fill_eval(sub):
     p.add_argument("-o", "--out", help="NIAH heatmap PNG path")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    _add_freeze(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -214,7 +227,7 @@ def cmd_eval(a) -> int:
     from nlc.api import load
     _threads(a)
     from nlc.train import evaluate as E
-    model = load(a.run, backend=a.backend)
+    model = _freeze(load(a.run, backend=a.backend), a)
     model.eval()
     if a.task == "bpb":
         from nlc.train.data import default_corpus, load_data
@@ -256,6 +269,7 @@ def fill_generate(sub):
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    _add_freeze(p)
     p.set_defaults(func=cmd_generate)
 
 
@@ -263,7 +277,7 @@ def cmd_generate(a) -> int:
     from nlc.api import load
     _threads(a)
     from nlc.train.evaluate import generate
-    model = load(a.run)
+    model = _freeze(load(a.run), a)
     model.eval()
     import codecs
     sys.stdout.write(a.prompt)
