@@ -38,7 +38,7 @@ def fill_all(sub):
 # ---- train ---------------------------------------------------------------------
 def fill_train(sub):
     p = sub.add_parser("train", help="train a model from a spec (default: the embedded stdlib corpus)")
-    p.add_argument("spec", help=".nl spec file")
+    p.add_argument("spec", help=".nl spec file or built-in spec by name (hope, titans:TitansMAG)")
     p.add_argument("--data", help="a text file, a folder of text files, or hf:NAME[:CONFIG][@SPLIT] / hf:PATH "
                    "(Hugging Face datasets, where installed); default: Python's stdlib source")
     p.add_argument("--tokenizer", default="bytes",

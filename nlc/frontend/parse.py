@@ -330,7 +330,9 @@ def read_source(path: str | Path) -> str:
     p = Path(path)
     f = str(path)
     if not p.exists():
-        raise ParseError(f"no such file: {f}", None, "check the path; specs live in specs/", file=f)
+        from nlc.builtin import builtin_names
+        raise ParseError(f"no such file: {f}", None, "check the path, or name a built-in spec: "
+                         + ", ".join(n for n in builtin_names() if "/" not in n), file=f)
     if p.is_dir():
         raise ParseError(f"{f} is a directory, not a .nl file", None, f"try {f}/*.nl", file=f)
     limit = max_source_bytes()

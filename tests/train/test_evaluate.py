@@ -78,7 +78,8 @@ def test_plot_run_from_metrics(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 12, "lo')
     out = plot_run(tmp_path, tmp_path / "p.png")
     assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileNotFoundError):
+    from nlc.errors import NlcError
+    with pytest.raises(NlcError, match="no metrics in"):  # a clear error for the CLI, not a traceback
         plot_run(tmp_path / "empty")
 
 
