@@ -223,6 +223,10 @@ def default_threads(most: int) -> int:
     return max(1, min(most, cores - busy))
 
 
+_UNTRAINED_TASK = ("note: this scores the run on the task as it is; a model trained only on text is expected "
+                   "near chance (docs/results.md trains models on the task itself)")
+
+
 def cmd_eval(a) -> int:
     from nlc.api import load
     _threads(a)
@@ -242,7 +246,9 @@ def cmd_eval(a) -> int:
                 gain = E.GainResult(gain.bpb / bpt, {k: g / bpt for k, g in gain.gain.items()}, gain.seq_len)
             print(gain.format())
     elif a.task == "mqar":
-        print(f"MQAR accuracy: {E.eval_mqar(model):.4f}")
+        from nlc.train.tasks import MQAR_VALUES
+        print(f"MQAR accuracy: {E.eval_mqar(model):.4f} (chance {1 / MQAR_VALUES:.4f})")
+        print(_UNTRAINED_TASK)
     elif a.task == "niah":
         try:
             lengths = tuple(int(x) for x in a.lengths.split(","))
@@ -252,7 +258,9 @@ def cmd_eval(a) -> int:
             res = E.eval_niah(model, lengths=lengths)
         except ValueError as e:  # a haystack too short for the needle and the query
             raise RunError(f"--lengths {a.lengths}: {e}", hint="use lengths of at least 128") from None
+        from nlc.train.tasks import NIAH_CHANCE
         print(res.format() if hasattr(res, "format") else res)
+        print(f"chance: {NIAH_CHANCE:.2f} per digit. {_UNTRAINED_TASK}")
         png = E.plot_niah(res, a.out or str(Path(a.run) / "niah.png"))
         print(f"heatmap {png}")
     else:

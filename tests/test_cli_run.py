@@ -159,3 +159,13 @@ def test_blow_up_then_the_hints_recovery_finishes(tmp_path, capsys):
     assert main(argv[:-2] + ["--resume", "--lr", m.group(1)]) == 0
     text = capsys.readouterr().out
     assert m.group(1) == "0.3" and "lr=0.3 (run used 3)" in text and "trained" in text and "12 steps" in text, text
+
+
+def test_eval_tasks_state_chance(run_dir, capsys):
+    """Task accuracies come with their chance level and a word that the run was not trained on the task."""
+    assert main(["eval", str(run_dir), "--task", "mqar"]) == 0
+    out = capsys.readouterr().out
+    assert "(chance 0.0156)" in out and "trained only on text" in out
+    assert main(["eval", str(run_dir), "--task", "niah", "--lengths", "128", "-o", str(run_dir / "n.png")]) == 0
+    out = capsys.readouterr().out
+    assert "chance: 0.10 per digit" in out

@@ -45,10 +45,12 @@ def accuracy(logits: torch.Tensor, tb: TaskBatch) -> float:
 # MQAR: k1 v1 k2 v2 ... kn vn  q1 a1 q2 a2 ... ; each q is an earlier key, a its value
 
 MQAR_KEY_BASE, MQAR_VAL_BASE = 64, 128  # keys are bytes 64..127, values 128..191
+MQAR_VALUES = 64  # values to choose from: chance accuracy is 1 / MQAR_VALUES
+NIAH_CHANCE = 0.1  # a passkey digit guessed at random
 
 
 def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: int = 0,
-         key_vocab: int = 64, value_vocab: int = 64) -> TaskBatch:
+         key_vocab: int = 64, value_vocab: int = MQAR_VALUES) -> TaskBatch:
     """Multi-query associative recall (Zoology); scored at the answer (value) of each query."""
     num_queries = num_pairs if num_queries is None else num_queries
     if num_pairs > key_vocab:
