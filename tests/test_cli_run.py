@@ -169,3 +169,16 @@ def test_eval_tasks_state_chance(run_dir, capsys):
     assert main(["eval", str(run_dir), "--task", "niah", "--lengths", "128", "-o", str(run_dir / "n.png")]) == 0
     out = capsys.readouterr().out
     assert "chance: 0.10 per digit" in out
+
+
+def test_resume_a_finished_run(run_dir, tmp_path, capsys):
+    """Resuming a run that reached its --steps: one line saying so, no progress bar, no '0 tok/s'."""
+    import shutil
+    out = tmp_path / "r"
+    shutil.copytree(run_dir, out)
+    capsys.readouterr()
+    assert main(["train", "specs/transformer.nl", "--steps", "2", "--batch", "2", "--seq-len", "32", "--out", str(out),
+                 "--resume", "--eval-every", "0", "--threads", "1", *TINY]) == 0
+    cap = capsys.readouterr()
+    assert "already at step 2 of 2; nothing trained" in cap.out
+    assert "tok/s" not in cap.out and "step/s" not in cap.err + cap.out

@@ -67,8 +67,12 @@ class Report:
 
     def format(self) -> str:
         head = "interrupted" if self.interrupted else "trained"
-        s = [f"{head} {self.spec_name or 'model'} [{self.backend}]: {self.steps} steps in {self.wall_s:.1f} s, "
-             f"{self.tokens_per_s:,.0f} tok/s" + (f" (resumed from step {self.resumed_from})" if self.resumed_from else "")]
+        if self.resumed_from is not None and self.resumed_from >= self.steps:  # a finished run, resumed
+            s = [f"{self.spec_name or 'model'} [{self.backend}]: already at step {self.resumed_from} of {self.steps}; "
+                 "nothing trained (pass a larger --steps to continue it)"]
+        else:
+            s = [f"{head} {self.spec_name or 'model'} [{self.backend}]: {self.steps} steps in {self.wall_s:.1f} s, "
+                 f"{self.tokens_per_s:,.0f} tok/s" + (f" (resumed from step {self.resumed_from})" if self.resumed_from else "")]
         if self.train_loss is not None:
             s.append(f"  train loss {self.train_loss:.4f} ({self.train_loss / LN2 / self.bytes_per_token:.3f} bpb)"
                      + (f", val bpb {self.val_bpb:.3f}" if self.val_bpb is not None else ""))
@@ -344,7 +348,8 @@ def _train(model, data, ctx, out_dir, given, kw) -> Report:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=start, disable=not (kw["progress"] and ctx.is_main), dynamic_ncols=True,
+    bar = tqdm(total=steps, initial=start, disable=not (kw["progress"] and ctx.is_main) or start >= steps,
+               dynamic_ncols=True,
                unit="step", mininterval=0.5)
     tokens_per_step = batch * seq_len
     step, out, val_bpb, interrupted, ckpt_path = start, None, None, False, last_good
