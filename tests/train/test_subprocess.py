@@ -54,7 +54,11 @@ def assert_same_weights(a, b):
 REAL = ["--spec", str(HERE.parents[1] / "specs" / "hope.nl")]
 
 
-@pytest.mark.parametrize("model", [[], REAL], ids=["fake", "hope"])
+# the real-model variants take 30-90 s each on 2 cores: -m slow (the fake model keeps the mechanism in the default run)
+SLOW_REAL = pytest.param(REAL, marks=pytest.mark.slow, id="hope")
+
+
+@pytest.mark.parametrize("model", [pytest.param([], id="fake"), SLOW_REAL])
 def test_kill_and_resume_is_bit_identical(tmp_path, model):
     steps = ["--steps", 30, "--save-every", 5, *model]
     # the reference run in a process like the resumed one (same BLAS threading, same arithmetic)
@@ -92,7 +96,8 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
 
 
 # seq-len 6 < Hope's mem_chunk 8: some parameters cannot reach the loss (DDP must cope)
-@pytest.mark.parametrize("model", [[], REAL, REAL + ["--seq-len", 6]], ids=["fake", "hope", "hope-unused-params"])
+@pytest.mark.parametrize("model", [pytest.param([], id="fake"), SLOW_REAL,
+                                   pytest.param(REAL + ["--seq-len", 6], id="hope-unused-params")])
 def test_ddp_two_cpu_ranks_match_one_process(tmp_path, model):
     common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3, *model]
     run_here("--out", tmp_path / "one", *common, "--weights-out", tmp_path / "one.safetensors")
@@ -107,7 +112,7 @@ def test_ddp_two_cpu_ranks_match_one_process(tmp_path, model):
     assert [c.name for c in list_checkpoints(tmp_path / "ddp")] == ["ckpt-0000003", "ckpt-0000006"]
 
 
-@pytest.mark.parametrize("model", [[], REAL], ids=["fake", "hope"])
+@pytest.mark.parametrize("model", [pytest.param([], id="fake"), SLOW_REAL])
 def test_fsdp_two_cpu_ranks_match_one_process(tmp_path, model):
     """FSDP (fully_shard) over 2 gloo ranks ends with the weights of one process (full checkpoint)."""
     common = ["--steps", 6, "--batch", 4, "--dropout", 0, "--save-every", 3, *model]
