@@ -69,8 +69,12 @@ class NLOptimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         i = len(self.param_groups) - 1
-        check_group(self.program, self.param_groups[i], i)
-        self._dry_run(self.param_groups[i], i)
+        try:
+            check_group(self.program, self.param_groups[i], i)
+            self._dry_run(self.param_groups[i], i)
+        except NlcError:
+            self.param_groups.pop()  # a group it cannot run is not added
+            raise
 
     def __getstate__(self) -> dict:
         # torch keeps only defaults, state and groups; the spec travels too (copy, pickle) and the

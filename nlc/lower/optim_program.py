@@ -21,6 +21,7 @@ import torch
 
 from nlc.errors import DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
+from nlc.ir.printer import expr
 from nlc.passes.optimizer import DOMAINS, INPUTS, STEP_FUNCS, OptimizerSpec, domain_error
 
 Value = Any  # float | torch.Tensor
@@ -80,6 +81,7 @@ class Check:
     what: str      # where it is used, for the message: "ema(beta) of level m"
     domain: str    # a key of DOMAINS
     value: Fn      # of the group's hyperparameters
+    source: str    # the expression as written ("beta1"), for the message
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,11 @@ def compile_program(spec: OptimizerSpec, rules) -> Program:
             fn = _expr(lv.exprs[a], consts, sc) if a in lv.exprs else _const(v)
             args[a] = fn
             if a in DOMAINS:
-                sc.checks.append(Check(f"{lv.rule}({a}) of level '{lv.name}'", a, fn))
+                src = expr(lv.exprs[a]) if a in lv.exprs else repr(v)
+                sc.checks.append(Check(f"{lv.rule}({a}) of level '{lv.name}'", a, fn, src))
         every = _expr(lv.exprs["every"], consts, sc) if "every" in lv.exprs else _const(lv.every)
-        sc.checks.append(Check(f"the clock period of level '{lv.name}'", "every", every))
+        src = expr(lv.exprs["every"]) if "every" in lv.exprs else repr(lv.every)
+        sc.checks.append(Check(f"the clock period of level '{lv.name}'", "every", every, src))
         keys = _expr(lv.keys, consts | set(INPUTS), sc)
         slots.append(SlotUpdate(lv.name, lv.rule, every, args, keys))
     step = _expr(spec.step, consts | set(INPUTS) | {lv.name for lv in spec.levels}, sc)
@@ -150,7 +154,8 @@ def check_group(prog: Program, group: dict, index: int) -> None:
                                  f"({type(e).__name__}: {e})") from None
         what = domain_error(c.domain, v)
         if what is not None:
-            raise DimensionError(f"optimizer {prog.name}, parameter group {index}: {c.what} is {v!r}; "
+            shown = f"{c.source} = {v!r}" if c.source != repr(v) else repr(v)
+            raise DimensionError(f"optimizer {prog.name}, parameter group {index}: {c.what} is {shown}; "
                                  f"it must be {what}", hint="change the group's values")
 
 
@@ -187,9 +192,9 @@ def _expr(e, names: set[str], sc: _Scope) -> Fn:
             fn = FUNCS[e.func]
             tensors = [_expr(a, names, sc) for a in e.args[:ntensor]]
             consts = [_expr(a, set(sc.hyper), sc) for a in e.args[ntensor:]]
-            for cname, c in zip(cnames, consts):
+            for cname, c, a in zip(cnames, consts, e.args[ntensor:]):
                 if f"{e.func}.{cname}" in DOMAINS:
-                    sc.checks.append(Check(f"{e.func}(x, {cname})", f"{e.func}.{cname}", c))
+                    sc.checks.append(Check(f"{e.func}(x, {cname})", f"{e.func}.{cname}", c, expr(a)))
             return lambda env: fn([t(env) for t in tensors], [c(env) for c in consts], env)
     raise NlcError(f"optimizer {sc.opt}: the lowering cannot run `{getattr(e, 'func', type(e).__name__)}` here",
                    getattr(e, "span", None), f"functions it runs: {', '.join(FUNCS)}")

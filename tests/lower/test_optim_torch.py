@@ -252,8 +252,8 @@ def test_every_spec_in_specs_optim_steps():
 
 
 @pytest.mark.parametrize("group,msg", [
-    (dict(beta1=1.5), r"ema\(beta\) of level 'm' is 1.5; it must be a number in \[0, 1\]"),
-    (dict(beta2=1.0), r"unbias\(x, beta\) is 1.0; it must be a number in \[0, 1\)"),
+    (dict(beta1=1.5), r"ema\(beta\) of level 'm' is beta1 = 1.5; it must be a number in \[0, 1\]"),
+    (dict(beta2=1.0), r"unbias\(x, beta\) is beta2 = 1.0; it must be a number in \[0, 1\)"),
     (dict(eps="small"), r"eps = 'small'; it must be a finite number"),
     (dict(lr=float("nan")), r"lr = nan; it must be a finite number"),
 ])
@@ -262,13 +262,21 @@ def test_bad_group_values_fail_at_construction(group, msg):
         NLOptimizer(groups(make_params(), [dict(), group]), spec_of("specs/optim/adamw.nl"))
 
 
+def test_a_bad_group_added_later_is_refused_and_not_kept():
+    params = make_params()
+    opt = NLOptimizer(params[:2], spec_of("specs/optim/adamw.nl"))
+    with pytest.raises(NlcError, match=r"ema\(beta\) of level 'v' is beta2 = -1.0"):
+        opt.add_param_group(dict(params=params[2:], beta2=-1.0))
+    assert len(opt.param_groups) == 1
+
+
 def test_bad_values_set_after_construction_fail_at_the_step():
     params = make_params()
     opt = NLOptimizer(params, spec_of("specs/optim/m3.nl"))
     opt.param_groups[0]["f"] = 0
     for p in params:
         p.grad = torch.ones_like(p)
-    with pytest.raises(NlcError, match="clock period of level 'm2' is 0"):
+    with pytest.raises(NlcError, match="clock period of level 'm2' is f = 0"):
         opt.step()
 
 
