@@ -63,11 +63,11 @@ def test_plot_missing_run_is_a_clear_error(tmp_path, capsys):
 
 
 def test_dump_writes_every_stage(tmp_path, capsys):
-    rc = main(["compile", "titans", "--emit", "plan", "--dump", str(tmp_path), "--set", "dim=16", "--set", "layers=1"])
-    assert rc == 0 and "segment length" in capsys.readouterr().out
+    rc = main(["compile", "titans", "--emit", "schedule", "--dump", str(tmp_path), "--set", "dim=16", "--set", "layers=1"])
+    assert rc == 0 and "segments: 16 tokens" in capsys.readouterr().out
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["00_load.txt", "01_bind-params.txt", "02_resolve.txt", "03_graph.txt", "04_check-graph.txt",
-                     "05_plan.txt", "06_py.txt", "07_fx.txt"]
+                     "05_schedule.txt", "06_py.txt", "07_fx.txt"]
     assert all(p.stat().st_size > 0 for p in tmp_path.iterdir())
 
 
@@ -153,7 +153,9 @@ def test_blow_up_then_the_hints_recovery_finishes(tmp_path, capsys):
             "--save-every", "1", "--clip", "0", "--warmup", "4", "--weight-decay", "0", "--lr", "3"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "blew up" in err and "ckpt-0000001 is kept" in err, err
+    # the data is a source file of nlc, so the step it blows up at moves when that file is edited
+    blew, kept = re.search(r"blew up by step (\d+)", err), re.search(r"ckpt-(\d+) is kept", err)
+    assert blew and kept and 0 < int(kept.group(1)) < int(blew.group(1)), err
     m = re.search(r"--resume --lr (\S+)", err)
     assert m, err
     assert main(argv[:-2] + ["--resume", "--lr", m.group(1)]) == 0

@@ -11,9 +11,9 @@ def make_optimizer(opt, params):
     """`opt`: the plan's OptimizerPlan (None: AdamW at 3e-4). A rule written in .nl runs as NLOptimizer."""
     if opt is None:
         return torch.optim.AdamW(params, lr=3e-4)
-    args = dict(opt.args)
-    if opt.definition is not None:
+    if opt.spec is not None:  # the checked plan of an `optimizer` written in .nl
         from nlc.lower.optim import NLOptimizer
-        return NLOptimizer(params, opt.definition, args)
+        return NLOptimizer(params, opt.spec)
+    args = dict(opt.args)
     args.setdefault("lr", 1e-3)
     return TORCH_OPTIMIZERS[opt.rule](params, **args)

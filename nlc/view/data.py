@@ -242,7 +242,7 @@ def update_eqs(lv) -> list[dict]:
             M.mtext("\u2003over "), ctx)})
         return out
     if lv.role == "cms":
-        if lv.clock == "frozen" or lv.rule == "none" or not lv.learns:
+        if lv.clock == "frozen" or lv.rule == "none":
             out.append({"title": "no in-context update (an ordinary MLP)", "mathml": M.math(
                 W, M.mo("="), M.sub(M.mi("W"), M.mn(0)), M.mtext("  (trained by the outer optimizer)"))})
         else:
@@ -569,19 +569,11 @@ def _timeline_rows(c, G, levels: dict) -> list[dict]:
                      "role": info["role"], "resets": []})
     # nested CMS chains: a stage completing its chunk restarts the faster learning stages of its chain
     by = {(G.nodes[r["key"]].get("block"), G.nodes[r["key"]].get("level")): r for r in rows}
-    for b in c.plan.blocks:
-        for op in b.ops:
-            if op.op != "cms" or op.attrs.get("variant") != "nested":
-                continue
-            for name in op.attrs["levels"]:
-                slow = b.level(name)
-                row = by.get((b.name, name))
-                if row is None or slow.clock != "tokens":
-                    continue
-                for other in op.attrs["levels"]:
-                    o = b.level(other)
-                    if o.clock == "tokens" and o.learns and (o.chunk or 0) < (slow.chunk or 0) and (b.name, other) in by:
-                        row["resets"].append(by[(b.name, other)]["key"])
+    from nlc.passes.schedule import nested_resets  # the schedule's rule, not a second copy of it
+    for (block, name), fast in nested_resets(c.plan).items():
+        row = by.get((block, name))
+        if row is not None:
+            row["resets"] += [by[(block, o)]["key"] for o in fast if (block, o) in by]
     return rows
 
 
