@@ -76,8 +76,8 @@ def make_optimizer(m):
     if opt is None:
         return torch.optim.AdamW(params, lr=3e-4)
     args = dict(opt.args)
-    if opt.definition is not None:
-        return NLOptimizer(params, opt.definition, args)
+    if opt.spec is not None:
+        return NLOptimizer(params, opt.spec)  # checked with the spec's arguments (opt.args)
     cls = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD": torch.optim.SGD}[opt.rule]
     args.setdefault("lr", 1e-3)
     return cls(params, **args)
