@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from nlc.ir.base import Record
 
+# the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
+MAX_CHUNK = 1 << 20
+
 
 class R(Record):
     dump_span = False
@@ -106,8 +109,9 @@ class OptimizerPlan(R):
     every: int = 1                 # steps(C)
     targets: list[str] = ["all"]
     options: dict[str, Any] = {}   # clip, warmup, schedule, ...
-    definition: Any = None         # the ir.Optimizer when the rule is written in .nl
-    spec: Any = None               # ...and its checked form (passes.optimizer.OptimizerSpec)
+    definition: Any = None         # the ir.Optimizer when the rule is written in .nl (for views; the lowering
+                                   # reads only `spec`)
+    spec: Any = None               # ...and its checked form (nlc.ir.optimizer.OptimizerSpec)
 
 
 class ModelPlan(R):

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from nlc.errors import NlcError
+from nlc.ir.optimizer import OptimizerSpec
 from nlc.lower.optim_program import STEP, Program, check_group, compile_program, newton_schulz
 
 __all__ = ["NLOptimizer", "SLOT_UPDATES", "newton_schulz"]
@@ -49,14 +50,15 @@ def _deep(m, k, a, st, name):
     m.mul_(a["beta"]).add_(deep_memory(st, name, k, a["beta"], int(a["hidden"]), float(a["lr"])))
 
 
-# slot rule (passes.optimizer.SLOT_RULES) -> update(state m, summed keys k, rule args, param state, level name)
+# slot rule (ir.optimizer.SLOT_RULES) -> update(state m, summed keys k, rule args, param state, level name)
 SLOT_UPDATES = {"ema": _ema, "accumulate": _accumulate, "momentum": _momentum, "delta": _delta, "deep": _deep}
 
 
 class NLOptimizer(torch.optim.Optimizer):
     """Runs a checked `optimizer` definition. `spec` is its OptimizerSpec (the model plan's
-    `optimizer.spec`); `args` override its parameters' values for every group. An `ir.Optimizer`
-    definition is still accepted and checked here with `args` (the older call)."""
+    `optimizer.spec`, or `nlc.passes.optimizer.check_optimizer(definition, args)`); `args` override
+    its parameters' values for every group. The surface `ir.Optimizer` is not accepted: the lowering
+    reads only the checked plan (issue 11)."""
 
     def __init__(self, params, spec, args: dict | None = None):
         self.spec = _checked(spec, args)
@@ -147,22 +149,19 @@ class NLOptimizer(torch.optim.Optimizer):
         self._step_param(p, {}, group, index)
 
 
-def _checked(spec, args: dict | None):
-    from nlc.passes.optimizer import OptimizerSpec
-    if isinstance(spec, OptimizerSpec):
-        if args:
-            # values for a checked spec are checked like a group's (per hyperparameter, at add_param_group)
-            unknown = [k for k in args if k not in spec.params]
-            if unknown:
-                raise NlcError(f"optimizer {spec.name} has no parameter {', '.join(map(repr, unknown))}",
-                               hint=f"parameters: {', '.join(spec.params) or 'none'}")
-            spec = spec.model_copy(update={"params": spec.params | dict(args)})
-        return spec
-    from nlc.ir import nodes as ir
-    if isinstance(spec, ir.Optimizer):
-        from nlc.passes.optimizer import check_optimizer
-        return check_optimizer(spec, args)
-    raise NlcError(f"NLOptimizer needs a checked optimizer (OptimizerSpec), got {type(spec).__name__}")
+def _checked(spec, args: dict | None) -> OptimizerSpec:
+    if not isinstance(spec, OptimizerSpec):
+        raise NlcError(f"NLOptimizer needs a checked optimizer (OptimizerSpec), got {type(spec).__name__}",
+                       hint="pass the model plan's `optimizer.spec`, or check a definition first: "
+                            "nlc.passes.optimizer.check_optimizer(definition, args)")
+    if args:
+        # values for a checked spec are checked like a group's (per hyperparameter, at add_param_group)
+        unknown = [k for k in args if k not in spec.params]
+        if unknown:
+            raise NlcError(f"optimizer {spec.name} has no parameter {', '.join(map(repr, unknown))}",
+                           hint=f"parameters: {', '.join(spec.params) or 'none'}")
+        spec = spec.model_copy(update={"params": spec.params | dict(args)})
+    return spec
 
 
 def deep_memory(st: dict, name: str, u, b: float, h: int, lr: float):

@@ -1,12 +1,13 @@
-"""Compile a checked optimizer (`passes.optimizer.OptimizerSpec`) once into a per-parameter program.
+"""Compile a checked optimizer (`nlc.ir.optimizer.OptimizerSpec`) once into a per-parameter program.
 
 The program is an ordered list of typed statements: one `SlotUpdate` per slot level (in the
 order the spec declares them), then the `step` expression. Every expression is compiled into a
 Python closure over an environment `env`: the parameter group's hyperparameters (the optimizer's
 declared parameters, read live so a group's own lr, beta1 or weight_decay and a schedule's
 changes apply), `grad`, `param`, the slot states read so far, and the parameter's own step
-count under STEP (not a name a spec can write). Nothing here reads the surface definition:
-local definitions (`u = m * 2`) are already inlined into `step` by the checker.
+count under STEP (not a name a spec can write). Nothing here reads the surface definition or the
+passes: the spec's expressions are the resolved `ir.optimizer` forms, with local definitions
+(`u = m * 2`) already inlined into `step` by the checker.
 
 Everything the program cannot run is an `NlcError` raised by `compile_program`, before any step.
 """
@@ -20,9 +21,8 @@ from typing import Any, Callable
 import torch
 
 from nlc.errors import DimensionError, NameError_, NlcError
-from nlc.ir import nodes as ir
-from nlc.ir.printer import expr
-from nlc.passes.optimizer import DOMAINS, INPUTS, STEP_FUNCS, OptimizerSpec, domain_error
+from nlc.ir import optimizer as rx
+from nlc.ir.optimizer import DOMAINS, INPUTS, STEP_FUNCS, OptimizerSpec, domain_error, show
 
 Value = Any  # float | torch.Tensor
 Fn = Callable[[dict], Value]
@@ -109,7 +109,7 @@ def compile_program(spec: OptimizerSpec, rules) -> Program:
     """`rules`: the slot rule names the caller can run (nlc.lower.optim.SLOT_UPDATES)."""
     if not isinstance(spec, OptimizerSpec) or spec.step is None:
         raise NlcError(f"NLOptimizer needs a checked optimizer (OptimizerSpec), got {type(spec).__name__}",
-                       hint="pass the `spec` of the model plan's optimizer (nlc.passes.optimizer.check_optimizer)")
+                       hint="pass the `spec` of the model plan's optimizer (from nlc.passes.optimizer.check_optimizer)")
     hyper = dict(spec.params)
     if "params" in hyper:
         # torch keeps a group's tensors under "params": a hyperparameter of that name would replace them
@@ -127,10 +127,10 @@ def compile_program(spec: OptimizerSpec, rules) -> Program:
             fn = _expr(lv.exprs[a], consts, sc) if a in lv.exprs else _const(v)
             args[a] = fn
             if a in DOMAINS:
-                src = expr(lv.exprs[a]) if a in lv.exprs else repr(v)
+                src = show(lv.exprs[a]) if a in lv.exprs else repr(v)
                 sc.checks.append(Check(f"{lv.rule}({a}) of level '{lv.name}'", a, fn, src))
         every = _expr(lv.exprs["every"], consts, sc) if "every" in lv.exprs else _const(lv.every)
-        src = expr(lv.exprs["every"]) if "every" in lv.exprs else repr(lv.every)
+        src = show(lv.exprs["every"]) if "every" in lv.exprs else repr(lv.every)
         sc.checks.append(Check(f"the clock period of level '{lv.name}'", "every", every, src))
         keys = _expr(lv.keys, consts | set(INPUTS), sc)
         slots.append(SlotUpdate(lv.name, lv.rule, every, args, keys))
@@ -172,21 +172,21 @@ class _Scope:
 
 def _expr(e, names: set[str], sc: _Scope) -> Fn:
     """A closure computing `e` from env; `names` are those `e` may read."""
-    if isinstance(e, ir.Num):
+    if isinstance(e, rx.Const):
         return _const(e.value)
-    if isinstance(e, ir.Name):
-        if e.id not in names:
-            raise NameError_(f"optimizer {sc.opt}: the lowering cannot read '{e.id}' here", e.span,
+    if isinstance(e, rx.Ref):
+        if e.name not in names:
+            raise NameError_(f"optimizer {sc.opt}: the lowering cannot read '{e.name}' here", e.span,
                              f"names it can read: {', '.join(sorted(names))}")
-        key = e.id
+        key = e.name
         return lambda env: env[key]
-    if isinstance(e, ir.Neg):
-        f = _expr(e.operand, names, sc)
+    if isinstance(e, rx.Neg):
+        f = _expr(e.x, names, sc)
         return lambda env: -f(env)
-    if isinstance(e, ir.BinOp):
-        op, f, g = OPS[e.op], _expr(e.left, names, sc), _expr(e.right, names, sc)
+    if isinstance(e, rx.Bin):
+        op, f, g = OPS[e.op], _expr(e.a, names, sc), _expr(e.b, names, sc)
         return lambda env: op(f(env), g(env))
-    if isinstance(e, ir.Call) and e.func in FUNCS and e.func in STEP_FUNCS and not e.kwargs:
+    if isinstance(e, rx.Apply) and e.func in FUNCS and e.func in STEP_FUNCS:
         ntensor, cnames = STEP_FUNCS[e.func]
         if len(e.args) == ntensor + len(cnames):
             fn = FUNCS[e.func]
@@ -194,7 +194,7 @@ def _expr(e, names: set[str], sc: _Scope) -> Fn:
             consts = [_expr(a, set(sc.hyper), sc) for a in e.args[ntensor:]]
             for cname, c, a in zip(cnames, consts, e.args[ntensor:]):
                 if f"{e.func}.{cname}" in DOMAINS:
-                    sc.checks.append(Check(f"{e.func}(x, {cname})", f"{e.func}.{cname}", c, expr(a)))
+                    sc.checks.append(Check(f"{e.func}(x, {cname})", f"{e.func}.{cname}", c, show(a)))
             return lambda env: fn([t(env) for t in tensors], [c(env) for c in consts], env)
     raise NlcError(f"optimizer {sc.opt}: the lowering cannot run `{getattr(e, 'func', type(e).__name__)}` here",
                    getattr(e, "span", None), f"functions it runs: {', '.join(FUNCS)}")

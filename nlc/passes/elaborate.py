@@ -36,7 +36,6 @@ RULES = {  # in-context update rules and their gates (defaults)
 # `normalize` = the Sherman-Morrison step eta' = eta / (1 + eta ||k||^2) (NL eqs. 56-57)
 RULE_OPTIONS = {"dgd": {"layers": ("first", "all"), "normalize": (True, False)}}
 INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
-MAX_CHUNK = 1 << 20
 
 
 class _Poisoned(NlcError):

@@ -26,11 +26,11 @@ def plan_text(plan) -> str:
         o = plan.optimizer
         out.append(f"  optimizer {o.name}: {o.rule}({o.args}) every {o.every} steps options={o.options}")
         if o.spec is not None:
-            from nlc.ir.printer import expr
+            from nlc.ir.optimizer import show
             out.append("    params: " + ", ".join(f"{k}={v}" for k, v in o.spec.params.items()))
             for lv in o.spec.levels:
-                out.append(f"    slot {lv.name}: every {lv.every} steps rule={lv.rule}{lv.rule_args} keys={expr(lv.keys)}")
-            out.append(f"    step {expr(o.spec.step)}")
+                out.append(f"    slot {lv.name}: every {lv.every} steps rule={lv.rule}{lv.rule_args} keys={show(lv.keys)}")
+            out.append(f"    step {show(o.spec.step)}")
     return "\n".join(out) + "\n"
 
 

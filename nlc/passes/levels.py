@@ -11,9 +11,9 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.resolved import Gate, LevelPlan, MemoryPlan
+from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import INITS, MAX_CHUNK, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES, _number
+from nlc.passes.elaborate import INITS, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES, _number
 
 
 def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:

@@ -11,8 +11,10 @@ gradient, NL-arXiv §4 and App. B) and one `step` expression that reads them:
 
 Each step, every slot level whose clock fires updates from its `keys` (an elementwise
 expression of `grad`, `param` and the optimizer's parameters), then the parameter moves
-by `-step`. The lowering reads the returned OptimizerSpec only: parameters bound, rule
-arguments evaluated, local `name = expr` definitions inlined into `step`.
+by `-step`. The lowering reads the returned OptimizerSpec (`nlc.ir.optimizer`) only: parameters
+bound, rule arguments evaluated, local `name = expr` definitions inlined into `step`, expressions
+resolved (`ir.optimizer.Const`, `Ref`, ...). The registries (SLOT_RULES, STEP_FUNCS, DOMAINS) live
+there too, since checker and lowering both read them.
 """
 from __future__ import annotations
 
@@ -20,78 +22,10 @@ from typing import Any
 
 from nlc.errors import ClockError, CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.base import Record
+from nlc.ir import optimizer as rx
+from nlc.ir.optimizer import (DOMAINS, INPUTS, SLOT_RULES, STEP_FUNCS, OptimizerSpec, SlotLevel,  # noqa: F401
+                              domain_error)
 from nlc.passes.consts import check_number, did_you_mean, eval_const
-from nlc.passes.elaborate import MAX_CHUNK
-
-# slot update rules: name -> (positional args, keyword args with defaults). `beta` is in [0, 1].
-#   ema(beta)         s <- beta s + (1 - beta) k
-#   accumulate(beta)  s <- s + beta k        (additive, as printed in M3's Algorithm 1)
-#   momentum(beta)    s <- beta s + k        (NL §4; the step subtracts it)
-#   delta(beta)       s <- (beta I - k^ k^T) s + k,  k^ = k / |k|   (delta momentum, NL eqs. 48-49)
-#   deep(beta, hidden, lr)  s <- beta s + f(k), f an MLP memory trained by GD on <f(k), 1> (DMGD, eq. 50)
-SLOT_RULES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "ema": (("beta",), {}),
-    "accumulate": (("beta",), {}),
-    "momentum": (("beta",), {}),
-    "delta": (("beta",), {}),
-    "deep": (("beta",), {"hidden": 16, "lr": 1e-3}),
-}
-# functions of `keys` and `step` expressions: name -> (tensor args, constant args)
-STEP_FUNCS = {"sqrt": (1, ()), "sign": (1, ()), "abs": (1, ()), "unbias": (1, ("beta",)),
-              "newton_schulz": (1, ("steps",))}
-INPUTS = ("grad", "param")
-
-
-def _num(v) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float))
-
-
-# the values each constant an optimizer takes may have: key -> (test, what a value must be). The
-# checker tests the values it binds; the lowering tests each parameter group's values again (a group
-# may set its own beta1 or f). Keys: a slot rule's argument, "every" (a slot's clock period), and
-# "<function>.<argument>" for the constant arguments of STEP_FUNCS.
-DOMAINS: dict[str, tuple[Any, str]] = {
-    "beta": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "hidden": (lambda v: _num(v) and not isinstance(v, float) and v >= 1, "a positive integer"),
-    "lr": (lambda v: _num(v) and v > 0, "a positive number"),
-    "every": (lambda v: _num(v) and float(v).is_integer() and 1 <= v <= MAX_CHUNK, f"an integer in 1..{MAX_CHUNK}"),
-    "unbias.beta": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "newton_schulz.steps": (lambda v: _num(v) and not isinstance(v, float) and 1 <= v <= 100, "an integer in 1..100"),
-}
-
-
-def domain_error(key: str, v) -> str | None:
-    """What `v` must be if it is not a valid value for DOMAINS[key], else None."""
-    ok, what = DOMAINS[key]
-    return None if ok(v) else what
-
-
-class SlotLevel(Record):
-    """One optimizer state: updated every `every` steps by `rule` from `keys`."""
-
-    name: str
-    every: int
-    rule: str                       # a key of SLOT_RULES
-    rule_args: dict[str, Any] = {}  # evaluated: beta (float), and hidden/lr for deep
-    keys: Any = None                # ir expression over grad, param and the optimizer's parameters
-    # the constant expressions `every` and `rule_args` were evaluated from ("every", and each rule
-    # argument written in the source; the others are defaults): the lowering evaluates them again
-    # with each parameter group's values
-    exprs: dict[str, Any] = {}
-
-
-class OptimizerSpec(Record):
-    """A checked optimizer definition: bound parameters, slot levels, the step expression."""
-
-    name: str
-    file: str | None = None
-    params: dict[str, Any] = {}     # every parameter, defaults overridden by the caller's values
-    levels: list[SlotLevel] = []
-    step: Any = None                # ir expression over level names, params, grad, param; definitions inlined
-
-    def level(self, name: str) -> SlotLevel:
-        return next(lv for lv in self.levels if lv.name == name)
 
 
 def check_optimizer(opt: ir.Optimizer, env: dict[str, Any] | None = None) -> OptimizerSpec:
@@ -141,7 +75,7 @@ def check_optimizer(opt: ir.Optimizer, env: dict[str, Any] | None = None) -> Opt
                             f"use it in the step, e.g. `step lr * {n}`, or remove the level")
     diags.check()
     return OptimizerSpec(name=opt.name, file=opt.span.file if opt.span else None, params=params,
-                         levels=list(levels.values()), step=step, span=opt.span)
+                         levels=list(levels.values()), step=resolve(step), span=opt.span)
 
 
 def _bind(opt: ir.Optimizer, env: dict, diags: Diagnostics) -> dict[str, Any]:
@@ -213,7 +147,8 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
     diags.check()
     args = _rule_args(rule, params)  # first: it rejects an unknown rule
     exprs = {"every": every} | dict(zip(SLOT_RULES[rule.func][0], rule.args)) | {k.name: k.value for k in rule.kwargs}
-    return SlotLevel(name=name, every=clock[1], rule=rule.func, rule_args=args, keys=keys, exprs=exprs, span=lv.span)
+    return SlotLevel(name=name, every=clock[1], rule=rule.func, rule_args=args, keys=resolve(keys),
+                     exprs={k: resolve(v) for k, v in exprs.items()}, span=lv.span)
 
 
 def _rule_args(rule: ir.Call, params: dict) -> dict[str, Any]:
@@ -243,6 +178,21 @@ def _rule_args(rule: ir.Call, params: dict) -> dict[str, Any]:
             raise DimensionError(f"{rule.func}({k} = {v!r}): {k} must be {what}", rule.span)
     args["beta"] = float(args["beta"])
     return args
+
+
+def resolve(e) -> rx.X:
+    """A checked surface expression as the plan's resolved expression (same text, same spans)."""
+    if isinstance(e, ir.Num):
+        return rx.Const(value=e.value, text=e.text, span=e.span)
+    if isinstance(e, ir.Name):
+        return rx.Ref(name=e.id, span=e.span)
+    if isinstance(e, ir.Neg):
+        return rx.Neg(x=resolve(e.operand), span=e.span)
+    if isinstance(e, ir.BinOp):
+        return rx.Bin(op=e.op, a=resolve(e.left), b=resolve(e.right), span=e.span)
+    if isinstance(e, ir.Call) and not e.kwargs:  # the checks refuse keyword arguments
+        return rx.Apply(func=e.func, args=tuple(resolve(a) for a in e.args), span=e.span)
+    raise TypeError(f"not a checked optimizer expression: {type(e).__name__}")
 
 
 def _inline(e, defs: dict[str, ir.Assign], stack: list[str]):
@@ -341,15 +291,14 @@ def check_file_optimizers(unit, overrides: dict[str, Any]) -> list[OptimizerSpec
 
 def optimizer_table(spec: OptimizerSpec) -> str:
     """`nlc check` output for an optimizer definition: one row per slot level, then the step."""
-    from nlc.ir.printer import expr
     head = ("level", "clock", "rule", "keys")
-    data = [(lv.name, f"steps({lv.every})", _rule_str(lv), expr(lv.keys)) for lv in spec.levels]
+    data = [(lv.name, f"steps({lv.every})", _rule_str(lv), rx.show(lv.keys)) for lv in spec.levels]
     widths = [max(len(h), *(len(d[i]) for d in data)) if data else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out = [f"optimizer {spec.name} ({spec.file}): {len(spec.levels)} slot level{'s' if len(spec.levels) != 1 else ''}",
            line(head), line(["-" * w for w in widths])]
     out += [line(d) for d in data]
-    out.append(f"step: {expr(spec.step)}")
+    out.append(f"step: {rx.show(spec.step)}")
     return "\n".join(out)
 
 

@@ -75,10 +75,10 @@ class _Sources:
 
 
 def _names(e) -> tuple[set[str], set[str]]:
-    """(names, called functions) in a surface expression."""
+    """(names, called functions) in a surface expression (or a checked optimizer one)."""
     from nlc.ir import nodes as ir
     names, calls = set(), set()
-    stack = [e]
+    stack = [M.surface(e)]
     while stack:
         x = stack.pop()
         if isinstance(x, ir.Name):
@@ -307,13 +307,14 @@ def slot_eq(lv) -> str:
     s = M.sub(M.mi("s"), M.mi("τ"))
     sp = M.sub(M.mi("s"), M.row(M.mi("τ"), M.mo("−"), M.mn(1)))
     b = M.mn(_fmt_num(lv.rule_args.get("beta")))
-    k = M.paren(M.expr(lv.keys)) if not _simple(lv.keys) and type(lv.keys).__name__ != "BinOp" else M.expr(lv.keys)
+    keys = M.surface(lv.keys)
+    k = M.paren(M.expr(keys)) if not _simple(keys) and type(keys).__name__ != "BinOp" else M.expr(keys)
     return M.math(SLOT_EQ.get(lv.rule, SLOT_EQ["momentum"])(s, sp, b, k))
 
 
 def _simple(e) -> bool:
     from nlc.ir import nodes as ir
-    return isinstance(e, (ir.Name, ir.Num))
+    return isinstance(M.surface(e), (ir.Name, ir.Num))
 
 
 def step_eq(spec) -> str:

@@ -100,12 +100,31 @@ def t_sub(s: str, t: str = "t") -> str:
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 3}
 
 
+def surface(e):
+    """A checked optimizer expression (nlc.ir.optimizer: Const, Ref, ...) as the surface expression it
+    came from, so one renderer draws both; anything else is returned as it is."""
+    from nlc.ir import nodes as ir
+    from nlc.ir import optimizer as rx
+    if isinstance(e, rx.Const):
+        return ir.Num(value=e.value, text=e.text, span=e.span)
+    if isinstance(e, rx.Ref):
+        return ir.Name(id=e.name, span=e.span)
+    if isinstance(e, rx.Neg):
+        return ir.Neg(operand=surface(e.x), span=e.span)
+    if isinstance(e, rx.Bin):
+        return ir.BinOp(op=e.op, left=surface(e.a), right=surface(e.b), span=e.span)
+    if isinstance(e, rx.Apply):
+        return ir.Call(func=e.func, args=[surface(a) for a in e.args], span=e.span)
+    return e
+
+
 def expr(e, prec: int = 0, consts: dict | None = None) -> str:
-    """An elementwise `.nl` expression (ir nodes: Num, Name, BinOp, Neg, Call) as MathML. `consts`: the
-    optimizer's parameter values, written in place of a name where a function takes a constant
-    (`newton_schulz(m, ns_steps)` -> NS_5(m))."""
+    """An elementwise `.nl` expression (ir nodes: Num, Name, BinOp, Neg, Call, or their checked forms,
+    see `surface`) as MathML. `consts`: the optimizer's parameter values, written in place of a name
+    where a function takes a constant (`newton_schulz(m, ns_steps)` -> NS_5(m))."""
     from nlc.ir import nodes as ir
     consts = consts or {}
+    e = surface(e)
 
     def const(a):
         if isinstance(a, ir.Name) and isinstance(consts.get(a.id), (int, float)):

@@ -5,10 +5,12 @@ import nlc
 from nlc.frontend.parse import parse_file
 from nlc.ir import nodes as ir
 from nlc.lower.optim import NLOptimizer, newton_schulz
+from nlc.passes.optimizer import check_optimizer
 
 
 def opt_def(path, name):
-    return next(i for i in parse_file(path).items if isinstance(i, ir.Optimizer) and i.name == name)
+    """The checked optimizer `name` of a spec file (what NLOptimizer runs; the tests pass its args)."""
+    return check_optimizer(next(i for i in parse_file(path).items if isinstance(i, ir.Optimizer) and i.name == name))
 
 
 def run(opt_factory, steps=5, seed=0):

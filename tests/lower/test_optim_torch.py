@@ -164,11 +164,15 @@ def test_local_definition_in_step_runs():
     assert_same(drive(a, ours), drive(b, theirs))
 
 
-def test_surface_definition_still_accepted():
-    """api.make_optimizer passes the ir.Optimizer and its args: checked at construction, same result."""
+def test_surface_definition_is_refused():
+    """The lowering reads only the checked plan (issue 11): an ir.Optimizer is an NlcError that says how
+    to check it, and its checked form runs with the same args."""
     d = next(i for i in parse_text(TWICE).items if isinstance(i, ir.Optimizer))
+    with pytest.raises(NlcError, match="checked optimizer") as e:
+        NLOptimizer(make_params(), d, {"lr": 0.1})
+    assert "check_optimizer" in e.value.hint
     ours, theirs = make_params(), make_params()
-    a = NLOptimizer(ours, d, {"lr": 0.1})
+    a = NLOptimizer(ours, check_optimizer(d), {"lr": 0.1})
     b = torch.optim.SGD(theirs, lr=0.2, momentum=0.9, foreach=False)
     assert_same(drive(a, ours), drive(b, theirs))
 
@@ -302,9 +306,8 @@ def test_what_is_not_a_checked_optimizer_is_an_nlc_error():
         NLOptimizer(make_params(), {"lr": 1e-3})
     with pytest.raises(NlcError, match="has no parameter 'lrr'"):
         NLOptimizer(make_params(), spec_of("specs/optim/adamw.nl"), {"lrr": 1e-3})
-    bad = next(i for i in parse_text(TWICE.replace("lr * u", "lr * u * w")).items if isinstance(i, ir.Optimizer))
     with pytest.raises(NlcError, match="unknown name 'w'"):
-        NLOptimizer(make_params(), bad, {})
+        NLOptimizer(make_params(), spec_of(TWICE.replace("lr * u", "lr * u * w")))
     params_named = TWICE.replace("beta = 0.9)", "beta = 0.9, params = 1)").replace("lr * u", "lr * u * params")
     with pytest.raises(NlcError, match="cannot be called 'params'"):
         NLOptimizer(make_params(), spec_of(params_named))
