@@ -271,40 +271,65 @@ def cmd_eval(a) -> int:
 
 # ---- generate ------------------------------------------------------------------
 def fill_generate(sub):
-    p = sub.add_parser("generate", help="sample text; in-context levels keep learning as they read")
-    p.add_argument("run")
-    p.add_argument("--prompt", default="def ")
-    p.add_argument("--max-new", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("generate", help="sample text; in-context levels keep learning as they read",
+                       description="Sample text from a trained run, printed as it comes. The fast state is carried "
+                                   "from token to token, so in-context levels keep learning while generating "
+                                   "(--freeze switches that off to compare).")
+    p.add_argument("run", help="run directory written by nlc train")
+    p.add_argument("--prompt", default="def ", help="text the model reads first (default: 'def ')")
+    p.add_argument("--max-new", type=int, default=200, help="tokens to generate per sample (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="divides the logits before sampling; 0 = greedy, the most likely token (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling: only among the most likely tokens whose probabilities add up to P "
+                        "(0 < P <= 1)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="make tokens already in the prompt or the output less likely: a positive logit is "
+                        "divided by R, a negative one multiplied (CTRL's rule, as transformers; default 1 = off)")
+    p.add_argument("--samples", type=int, default=1, metavar="N",
+                   help="N samples, each from a fresh state; sample i uses seed SEED+i (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     _add_freeze(p)
     p.set_defaults(func=cmd_generate)
 
 
+def _check_sampling(a):
+    for flag, v, ok, want in (("--max-new", a.max_new, a.max_new >= 0, ">= 0"),
+                              ("--samples", a.samples, a.samples >= 1, ">= 1"),
+                              ("--top-k", a.top_k, a.top_k is None or a.top_k >= 1, ">= 1"),
+                              ("--top-p", a.top_p, a.top_p is None or 0 < a.top_p <= 1, "in (0, 1]"),
+                              ("--repetition-penalty", a.repetition_penalty, a.repetition_penalty > 0, "> 0"),
+                              ("--temperature", a.temperature, a.temperature == a.temperature, "a number")):
+        if not ok:
+            raise RunError(f"{flag} {v}: must be {want}", hint=f"nlc generate --help describes {flag}")
+
+
 def cmd_generate(a) -> int:
+    _check_sampling(a)
     from nlc.api import load
     _threads(a)
     from nlc.train.evaluate import generate
     model = _freeze(load(a.run), a)
     model.eval()
     import codecs
-    sys.stdout.write(a.prompt)
-    dec = codecs.getincrementaldecoder("utf-8")(errors="replace")  # multi-byte characters arrive byte by byte
-
-    def emit(b):
-        sys.stdout.write(dec.decode(bytes([b])))
-        sys.stdout.flush()
     tok = model.tokenizer
-    if tok.enc is None:
-        generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
-                 callback=emit)
-    else:  # token ids in, token ids out; each token's bytes go to the decoder
-        generate(model, [int(i) for i in tok.encode(a.prompt.encode())], max_new=a.max_new,
-                 temperature=a.temperature, top_k=a.top_k, seed=a.seed,
-                 callback=lambda t: sys.stdout.write(dec.decode(tok.decode([t]))) or sys.stdout.flush())
-    sys.stdout.write("\n")
+    prompt = a.prompt.encode() if tok.enc is None else [int(i) for i in tok.encode(a.prompt.encode())]
+    for i in range(a.samples):
+        if a.samples > 1:
+            sys.stdout.write(("\n" if i else "") + f"--- sample {i + 1} of {a.samples} (seed {a.seed + i})\n")
+        sys.stdout.write(a.prompt)
+        sys.stdout.flush()
+        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")  # multi-byte characters arrive byte by byte
+        as_bytes = (lambda t: bytes([t])) if tok.enc is None else (lambda t: tok.decode([t]))
+
+        def emit(t, dec=dec, as_bytes=as_bytes):  # streamed: each token is written the moment it is sampled
+            sys.stdout.write(dec.decode(as_bytes(t)))
+            sys.stdout.flush()
+        generate(model, prompt, max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed + i,
+                 top_p=a.top_p, repetition_penalty=a.repetition_penalty, callback=emit)
+        sys.stdout.write(dec.decode(b"", final=True) + "\n")
     return 0
 
 
