@@ -348,12 +348,22 @@ def cmd_plot(a) -> int:
 
 
 # ---- export --------------------------------------------------------------------
+# --to: the MLIR formats export the forward step (nlc.backends.torch_mlir); hf writes a transformers folder
+EXPORT_FORMATS = ("mlir", "vmfb", "hf")
+
+
 def fill_export(sub):
-    p = sub.add_parser("export", help="export the forward step to MLIR (torch-mlir), optionally run it in IREE")
-    p.add_argument("spec", help="a .nl spec or a run directory")
-    p.add_argument("--to", default="mlir", choices=("mlir", "vmfb"))
+    p = sub.add_parser("export", help="export a run as a transformers folder (--to hf), or the forward step to MLIR",
+                       description="nlc export RUN --to hf DIR: a folder AutoModelForCausalLM.from_pretrained loads "
+                                   "(after `import nlc.hf`), the spec inside it. --to mlir|vmfb: the forward step "
+                                   "through torch-mlir, optionally run in IREE.")
+    p.add_argument("spec", help="a .nl spec or a run directory (--to hf: a run directory)")
+    # `--to hf DIR` takes the folder with the format: argparse would not give a second positional
+    # after an option (`nlc export RUN --to hf DIR`) to the positional
+    p.add_argument("--to", nargs="+", default=["mlir"], metavar="FORMAT",
+                   help=f"what to write: {', '.join(EXPORT_FORMATS)} (default mlir); --to hf DIR names the folder")
     p.add_argument("--dialect", default="linalg", choices=("torch", "linalg", "stablehlo"))
-    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir)")
+    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir; --to hf: required, or DEST)")
     p.add_argument("--seq-len", type=int, default=64, help="the fixed sequence length of the exported step")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--run-iree", action="store_true", help="run the module in IREE and compare with PyTorch")
@@ -362,10 +372,31 @@ def fill_export(sub):
 
 
 def cmd_export(a) -> int:
+    fmt, *rest = a.to
+    if fmt not in EXPORT_FORMATS:
+        raise RunError(f"--to {fmt}: unknown format", hint=f"formats: {', '.join(EXPORT_FORMATS)}")
+    if len(rest) > (fmt == "hf"):
+        raise RunError(f"--to {' '.join(a.to)}: unexpected '{rest[-1]}'",
+                       hint="nlc export RUN --to hf DIR; for mlir and vmfb the output path is -o/--out")
+    if fmt == "hf":
+        return _export_hf(a, rest[0] if rest else None)
     from nlc.backends.torch_mlir import export_spec
-    res = export_spec(a.spec, to=a.to, dialect=a.dialect, out_path=a.out, seq_len=a.seq_len, batch=a.batch,
+    res = export_spec(a.spec, to=fmt, dialect=a.dialect, out_path=a.out, seq_len=a.seq_len, batch=a.batch,
                       overrides=_ov(a), run_iree=a.run_iree)
     print(res.format() if hasattr(res, "format") else res)
+    return 0
+
+
+def _export_hf(a, dest) -> int:
+    if dest is not None and a.out is not None and dest != a.out:
+        raise RunError(f"two output folders: {dest} and -o {a.out}", hint="nlc export RUN --to hf DIR")
+    dest = dest or a.out
+    if dest is None:
+        raise RunError("nlc export RUN --to hf needs one output folder", hint="nlc export RUN --to hf DIR")
+    if a.set:
+        raise RunError("--set does not apply to --to hf: a run is exported with its own spec and values")
+    from nlc.hf import export_run
+    print(f"wrote {export_run(a.spec, dest)}")
     return 0
 
 
