@@ -322,7 +322,7 @@ def _detached(state: dict) -> dict:
 
 def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
              seed: int = 0, callback=None, return_state: bool = False, top_p: float | None = None,
-             repetition_penalty: float = 1.0):
+             repetition_penalty: float = 1.0, stop=None):
     """Feed the prompt, then sample one byte per call, carrying the fast state.
 
     The carried state is what lets in-context levels keep learning while generating: each
@@ -334,7 +334,8 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
     `callback(byte)` is called per new byte (for streaming output). Returns the new bytes
     (and the final fast state with return_state=True). Sampling: `filter_logits` (temperature,
     top_k, top_p, and a repetition penalty over the prompt and every token generated so far);
-    temperature <= 0 is greedy.
+    temperature <= 0 is greedy. `stop(new)`, called with the new tokens after each one, ends the
+    generation early when it returns True (lm-evaluation-harness's stop strings).
     """
     m = unwrap(model)
     gen = torch.Generator().manual_seed(seed)
@@ -357,6 +358,7 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
             out_bytes.append(b)
             if callback is not None:
                 callback(b)
+            done = stop is not None and bool(stop(out_bytes))
             if teach:  # commit the last byte read, now that its successor is known
                 # the teaching pass runs under enable_grad: drop its graph, or every later byte
                 # would carry (and pay for) the autograd history of all bytes before it
@@ -364,8 +366,10 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
             else:
                 state = out.state
             ids = nxt.view(1, 1)
-            if i + 1 < max_new or return_state:
+            if (i + 1 < max_new and not done) or return_state:
                 out = m(ids, state=state)
+            if done:
+                break
         if return_state and not teach:
             state = out.state
     result = list(out_bytes) if as_ids else bytes(out_bytes)
