@@ -63,7 +63,10 @@ def fill_train(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
-    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
+    p.add_argument("--log", action="append", choices=_log_sinks(), metavar="SINK",
+                   help="also send every metric of RUN/metrics.jsonl to SINK: tensorboard (RUN/tb/; "
+                        "pip install \"nlc[tensorboard]\"). The JSONL log is always written")
+    p.add_argument("--tensorboard", action="store_true", help="the same as --log tensorboard")
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: the cores not busy with other processes, from the "
                         "load average; idle threads sleep rather than spin)")
@@ -81,6 +84,11 @@ def fill_train(sub):
     p.set_defaults(func=cmd_train)
 
 
+def _log_sinks():
+    from nlc.train.metrics import LOG_SINKS  # no torch: the parser stays fast
+    return LOG_SINKS
+
+
 # CPU-sized defaults for `nlc train SPEC` with no flags: a few minutes on 2 cores
 TRAIN_DEFAULTS = dict(steps=300, batch=8, seq_len=128)
 
@@ -95,6 +103,11 @@ def cmd_train(a) -> int:
     ov = _ov(a)
     if a.steps is not None and a.steps <= 0:
         raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
+    tensorboard = a.tensorboard or "tensorboard" in (a.log or ())
+    if tensorboard:
+        from nlc.train.metrics import tensorboard_missing
+        if (why := tensorboard_missing()) is not None:  # before training, not a note after it started
+            raise RunError(f"--log tensorboard: {why}", hint='pip install "nlc[tensorboard]"')
     tok = get_tokenizer(a.tokenizer)
     if tok.enc is not None:  # the model's vocabulary is the tokenizer's
         if "vocab" in ov and ov["vocab"] < tok.n_vocab:
@@ -136,7 +149,7 @@ def cmd_train(a) -> int:
         report = train(model, data, steps=a.steps, batch=a.batch, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
                        clip=a.clip, weight_decay=a.weight_decay, seed=a.seed, out_dir=str(out), resume=a.resume,
                        eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
-                       progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp,
+                       progress=not a.no_progress, tensorboard=tensorboard, fsdp=a.fsdp,
                        bytes_per_token=bytes_per_token, defaults=TRAIN_DEFAULTS, dist_timeout=a.dist_timeout)
     finally:
         if lock is not None:
