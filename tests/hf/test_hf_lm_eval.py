@@ -72,13 +72,13 @@ def test_simple_evaluate_on_local_tasks(runs, monkeypatch, tmp_path):
     from lm_eval.tasks import TaskManager
     monkeypatch.chdir(TASKS)  # the task YAMLs name toy.jsonl relative to the working directory
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
-    res = lm_eval.simple_evaluate(model="nlc", model_args=f"run={runs['titans']}", limit=2,
+    res = lm_eval.simple_evaluate(model="nlc", model_args=f"run={runs['titans']}", limit=1,
                                   tasks=["nlc_toy_choice", "nlc_toy_rolling", "nlc_toy_generate"],
                                   task_manager=TaskManager(include_path=str(TASKS), include_defaults=False))
     r = res["results"]
     assert 0 <= r["nlc_toy_choice"]["acc,none"] <= 1
     assert math.isfinite(r["nlc_toy_rolling"]["bits_per_byte,none"]) and r["nlc_toy_rolling"]["bits_per_byte,none"] > 0
-    assert r["nlc_toy_generate"]["exact_match,none"] in (0.0, 0.5, 1.0)
+    assert r["nlc_toy_generate"]["exact_match,none"] in (0.0, 1.0)
 
 
 @pytest.mark.slow

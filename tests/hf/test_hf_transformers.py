@@ -56,12 +56,12 @@ def test_logits_equal_nlc_after_a_round_trip(runs, exported, tmp_path, which):
 @pytest.mark.parametrize("which", ["titans", "hope"])
 def test_greedy_generate_equals_nlc_generate(runs, exported, which):
     ref = nlc.load(runs[which]).eval()
-    want = generate(ref, PROMPT, max_new=24, temperature=0)
+    want = generate(ref, PROMPT, max_new=12, temperature=0)
     hf = AutoModelForCausalLM.from_pretrained(exported[which]).eval()
-    got = hf.generate(_ids(PROMPT), max_new_tokens=24, do_sample=False)
+    got = hf.generate(_ids(PROMPT), max_new_tokens=12, do_sample=False)
     assert bytes(got[0, len(PROMPT):].tolist()) == want
     # the state carried in the cache is what makes it so: memories frozen, the output differs
-    frozen = generate(ref.with_freeze("inner"), PROMPT, max_new=24, temperature=0)
+    frozen = generate(ref.with_freeze("inner"), PROMPT, max_new=12, temperature=0)
     assert frozen != want
 
 
@@ -71,7 +71,7 @@ def test_the_folder_alone_loads_and_generates_offline(runs, tmp_path):
     dest = tmp_path / "hf"
     assert main(["export", str(run), "--to", "hf", str(dest)]) == 0
     shutil.rmtree(run)  # nothing outside the folder is needed
-    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+    assert {"config.json", "model.safetensors"} <= {p.name for p in dest.iterdir()}
     cfg = AutoConfig.from_pretrained(dest)
     assert cfg.model_type == "nlc" and any(k.startswith("spec/") for k in cfg.nlc_files)
     hf = AutoModelForCausalLM.from_pretrained(dest)
@@ -110,3 +110,12 @@ def test_export_errors_are_clear(runs, capsys, tmp_path):
     assert "needs one output folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--to", "hf", str(tmp_path / "d")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_a_batch_of_prompts_generates_as_each_alone(runs, exported):
+    ref = nlc.load(runs["titans"]).eval()
+    hf = AutoModelForCausalLM.from_pretrained(exported["titans"]).eval()
+    prompts = [b"def f(x):", b"class A:("]
+    got = hf.generate(torch.tensor([list(p) for p in prompts]), max_new_tokens=12, do_sample=False)
+    for row, p in zip(got, prompts):
+        assert bytes(row[len(p):].tolist()) == generate(ref, p, max_new=12, temperature=0)
