@@ -65,3 +65,33 @@ def test_bad_sampling_values_are_clear_errors(run_dir, capsys, flags, msg):
     assert main(["generate", str(run_dir), *flags]) == 2
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
+
+
+def test_tokens_are_streamed_as_they_come(run_dir, monkeypatch):
+    """Each token reaches the terminal (written and flushed) before the next one is sampled."""
+    import io
+    import sys
+
+    import nlc.train.evaluate as E
+    events = []
+
+    class Terminal(io.StringIO):
+        def flush(self):
+            events.append(("flush", self.getvalue()))
+
+    real = E.generate
+
+    def spy(*a, callback=None, **kw):
+        def cb(t):
+            callback(t)
+            events.append(("token", t))
+        return real(*a, callback=cb, **kw)
+    monkeypatch.setattr(E, "generate", spy)
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    assert main(["generate", str(run_dir), "--prompt", "ab", "--max-new", "6", "--temperature", "0"]) == 0
+    tokens = [i for i, (kind, _) in enumerate(events) if kind == "token"]
+    assert len(tokens) == 6
+    for i in tokens:  # the event just before each token's record is the flush of its text
+        assert events[i - 1][0] == "flush" and events[i - 1][1].startswith("ab")
+    shown = [events[i - 1][1] for i in tokens]  # what the terminal held as each token arrived: it only grows
+    assert all(b.startswith(a) for a, b in zip(shown, shown[1:]))
