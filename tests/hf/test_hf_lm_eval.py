@@ -54,6 +54,13 @@ def test_loglikelihood_equals_a_plain_reading(lm, runs):
         assert isinstance(greedy, bool)
 
 
+def test_an_exported_folder_scores_as_its_run(lm, runs, tmp_path):
+    from nlc.cli import main
+    assert main(["export", str(runs["hope"]), "--to", "hf", str(tmp_path / "hf")]) == 0
+    reqs = [_req("loglikelihood", "def f(x):", " return x"), _req("loglikelihood", "import", " os")]
+    assert NlcLM(pretrained=str(tmp_path / "hf")).loglikelihood(reqs) == lm.loglikelihood(reqs)
+
+
 def test_rolling_and_generate_until(lm, runs):
     m = nlc.load(runs["hope"]).eval()
     text = "for i in range(10):\n    print(i)\n"

@@ -119,3 +119,23 @@ def test_a_batch_of_prompts_generates_as_each_alone(runs, exported):
     got = hf.generate(torch.tensor([list(p) for p in prompts]), max_new_tokens=12, do_sample=False)
     for row, p in zip(got, prompts):
         assert bytes(row[len(p):].tolist()) == generate(ref, p, max_new=12, temperature=0)
+
+
+def test_a_tokenizer_file_travels_in_the_config(tmp_path):
+    """A run trained with --tokenizer tiktoken:FILE: the BPE file goes into the config too."""
+    pytest.importorskip("tiktoken")
+    import base64
+
+    from hf_runs import make_run
+    toks = [bytes([i]) for i in range(256)] + [b"de", b"def", b" x"]
+    bpe = tmp_path / "bpe" / "tiny.tiktoken"
+    bpe.parent.mkdir()
+    bpe.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for r, t in enumerate(toks)))
+    run = make_run(tmp_path / "run", tokenizer=f"tiktoken:{bpe}", vocab=259)
+    assert main(["export", str(run), "--to", "hf", str(tmp_path / "hf")]) == 0
+    shutil.rmtree(bpe.parent)
+    shutil.rmtree(run)
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    tok = hf.nlc_tokenizer
+    assert tok.n_vocab == 259 and list(tok.encode(b"def x")) == [257, 258]
+    assert hf.config.nlc_record["tokenizer_file"] == "tokenizer/tiny.tiktoken"
