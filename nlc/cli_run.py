@@ -373,10 +373,10 @@ def fill_export(sub):
     p.add_argument("spec", help="a .nl spec or a run directory (--to hf: a run directory)")
     # `--to hf DIR` takes the folder with the format: argparse would not give a second positional
     # after an option (`nlc export RUN --to hf DIR`) to the positional
-    p.add_argument("--to", nargs="+", default=["mlir"], metavar="FORMAT",
+    p.add_argument("--to", nargs="+", default=["mlir"], metavar=("FORMAT", "DIR"),
                    help=f"what to write: {', '.join(EXPORT_FORMATS)} (default mlir); --to hf DIR names the folder")
     p.add_argument("--dialect", default="linalg", choices=("torch", "linalg", "stablehlo"))
-    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir; --to hf: required, or DEST)")
+    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir; --to hf: the folder, if not given after hf)")
     p.add_argument("--seq-len", type=int, default=64, help="the fixed sequence length of the exported step")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--run-iree", action="store_true", help="run the module in IREE and compare with PyTorch")

@@ -110,6 +110,12 @@ def test_export_errors_are_clear(runs, capsys, tmp_path):
     assert "needs one output folder" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope"), "--to", "hf", str(tmp_path / "d")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+    assert main(["export", str(runs["titans"]), "--to", "onnx"]) == 2
+    assert "--to onnx: unknown format" in capsys.readouterr().err
+    assert main(["export", str(runs["titans"]), "--to", "mlir", "x.mlir"]) == 2
+    assert "unexpected 'x.mlir'" in capsys.readouterr().err
+    assert main(["export", str(runs["titans"]), "--to", "hf", "a", "-o", "b"]) == 2
+    assert "two output folders" in capsys.readouterr().err
 
 
 def test_a_batch_of_prompts_generates_as_each_alone(runs, exported):
