@@ -56,7 +56,7 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))  # be polite on a
 model = nlc.compile(args.spec, model=args.model, **overrides)
 n_params = sum(p.numel() for p in model.parameters())
 print(f"{model.spec_name} from {args.spec} with {overrides}: {n_params / 1e3:.1f}k parameters")
-print(model.emit("plan"), end="")  # how each level is lowered
+print(model.emit("schedule"), end="")  # how each level is lowered, decided by the compiler
 
 # ---------------------------------------------------------------------------- data
 corpus = default_corpus(max_bytes=2**20)  # the embedded corpus, vocab = 256 bytes
@@ -64,7 +64,7 @@ print(corpus.describe())
 
 # ---------------------------------------------------------------------------- optimizer
 # the spec's outer level: its rule (AdamW written in .nl here), warmup and clip
-opt = model.make_optimizer()
+opt = model.optimizer()
 base_lr = args.lr or model.train_defaults.get("lr") or 3e-3
 warmup = min(model.train_defaults.get("warmup", 10), args.steps // 4)
 clip = model.train_defaults.get("clip", 1.0)

@@ -182,38 +182,42 @@ def cmd_view(a) -> int:
 
 
 # ---- compile -------------------------------------------------------------------
-EMITS = ("load", "bind-params", "resolve", "graph", "plan", "py", "fx")
+EMITS = ("load", "bind-params", "resolve", "graph", "check-graph", "schedule", "py", "fx")
 
 
 def fill_compile(sub):
     p = sub.add_parser("compile", help="run the compiler and print a stage")
     p.add_argument("file", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAG)")
-    p.add_argument("--emit", default="resolve", choices=EMITS, help="stage to print (default: resolve)")
+    p.add_argument("--emit", default="resolve", choices=EMITS + ("plan",),
+                   help="stage to print (default: resolve; `plan` is the old name of `schedule`)")
     p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
-    p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR: the front-end stages "
-                   "(00_load.txt ... 04_check-graph.txt), then the lowered plan, py and fx")
+    p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR: the compiler's stages "
+                   "(00_load.txt ... 05_schedule.txt), then the lowered program (py, fx)")
     _common(p)
     p.set_defaults(func=cmd_compile)
 
 
 def cmd_compile(a) -> int:
+    from nlc.api import _build, _target
     from nlc.passes import STAGES, run
     from nlc.passes.emit import emit
     ov = _overrides(a.set)
-    if a.emit in STAGES and not a.dump:
-        sys.stdout.write(emit(run(a.file, ov, a.model, until=a.emit), a.emit))
+    stage = "schedule" if a.emit == "plan" else a.emit
+    target = _target(a.backend, False)
+    if stage in STAGES and not a.dump:
+        sys.stdout.write(emit(run(a.file, ov, a.model, until=stage, target=target), stage))
         return 0
-    c = run(a.file, ov, a.model, dump=a.dump) if a.dump else None  # the front-end stages, 00_load.txt ...
-    if c is not None and a.emit in STAGES:
-        sys.stdout.write(emit(c, a.emit))
-    from nlc.api import compile as nlc_compile
-    m = nlc_compile(a.file, backend=a.backend, model=a.model, **ov)
-    if a.dump:  # then the lowered program: its plan and the traced segment program
-        start = len(STAGES)
-        for i, what in enumerate(EMITS[EMITS.index("plan"):]):
-            (Path(a.dump) / f"{start + i:02d}_{what}.txt").write_text(m.emit(what))
-    if a.emit not in STAGES:
-        sys.stdout.write(m.emit(a.emit))
+    c = run(a.file, ov, a.model, dump=a.dump, target=target)  # the compiler's stages: 00_load.txt ... 05_schedule.txt
+    if stage in STAGES:
+        sys.stdout.write(emit(c, stage))
+    if a.dump or stage not in STAGES:
+        m = _build(c, a.file)
+        lowered = EMITS[len(STAGES):]
+        if a.dump:  # then the lowered program: the traced segment program
+            for i, what in enumerate(lowered):
+                (Path(a.dump) / f"{len(STAGES) + i:02d}_{what}.txt").write_text(m.emit(what))
+        if stage not in STAGES:
+            sys.stdout.write(m.emit(stage))
     return 0
 
 

@@ -26,8 +26,9 @@ def _add_freeze(p):
 
 
 def _freeze(model, a):
-    """The loaded model with `--freeze` applied (the program decides it: NLModel.with_freeze)."""
-    return model.with_freeze(a.freeze) if getattr(a, "freeze", None) else model
+    """The loaded model with `--freeze` applied (rescheduled: nlc.freeze)."""
+    from nlc.api import freeze
+    return freeze(model, a.freeze) if getattr(a, "freeze", None) else model
 
 
 def fill_all(sub):

@@ -70,8 +70,22 @@ class LevelPlan(R):
     params: int = 0
     cms_input: str | None = None    # role == cms: the stream the chain reads
     cms_index: int = 0
-    learns: bool = True             # False: in-context learning frozen (`nlc.compile(freeze=...)`):
-                                    # the level keeps its initial state; reads see it unchanged
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of each weight matrix of a parametric memory, first layer first (per head)."""
+        m, dk, dv, h = self.memory, self.dk, self.dv, self.hidden
+        if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+            return [(dv, dk)]
+        if m.kind == "residual_mlp":
+            return [(h, dk), (dv, h)]
+        return [(h, dk)] + [(h, h)] * (m.depth - 2) + [(dv, h)]
+
+    @property
+    def momentum(self) -> bool:
+        """Whether the rule carries a momentum (surprise) buffer S."""
+        g = self.gates.get("momentum")
+        zero = g is None or (g.kind == "const" and g.value == 0.0)
+        return self.rule == "momentum" or (self.rule == "dgd" and not zero)
 
 
 class BlockPlan(R):

@@ -31,12 +31,7 @@ from nlc.lower.ops import ACTS, act_grad
 
 
 def layer_shapes(lv) -> list[tuple[int, int]]:
-    m, dk, dv, h = lv.memory, lv.dk, lv.dv, lv.hidden
-    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
-        return [(dv, dk)]
-    if m.kind == "residual_mlp":
-        return [(h, dk), (dv, h)]
-    return [(h, dk)] + [(h, h)] * (m.depth - 2) + [(dv, h)]
+    return lv.layer_shapes()
 
 
 def forward_layers(lv, Ws, k):
@@ -127,7 +122,7 @@ class MemoryLevel(nn.Module):
                 self.fixed.append(loaded[li])
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
                                          for g, gate in lv.gates.items() if gate.kind == "learned"})
-        self.momentum = lv.rule == "momentum" or (lv.rule == "dgd" and not _zero_gate(lv, "momentum"))
+        self.momentum = lv.momentum
 
     def initial(self, B, device, dtype):
         ws = list(self.init) if self.lv.init == "meta" else [w.to(device, dtype) for w in self.fixed]
@@ -186,11 +181,6 @@ def load_pretrained(lv, shapes):
                            f"expected ({lv.heads}, {o}, {i}) or ({o}, {i})", lv.span)
         out.append(t.float().clone())
     return out
-
-
-def _zero_gate(lv, name):
-    g = lv.gates.get(name)
-    return g is None or (g.kind == "const" and g.value == 0.0)
 
 
 def split_heads(x, H):

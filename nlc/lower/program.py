@@ -1,14 +1,16 @@
-"""The lowered program: a ModelPlan as an nn.Module that runs segment by segment.
+"""The lowered program: a ModelPlan and its Schedule as an nn.Module.
 
-A forward pass walks the sequence in segments whose ends fall on every chunk boundary of
-every token-clock level (segment length = gcd of the chunk sizes). In a segment, every
-block runs its stream ops token-parallel, its levels are read at their chunk-start state,
-then each level takes the segment's writes; at a level's chunk boundary its chunk-start
-state moves on. The fast state (weights, momenta, conv and attention caches, position) is a
-flat dict of batch-first tensors, so a sequence streamed in segments equals it at once.
+The lowering executes what the `schedule` stage decided (nlc/ir/schedule.py): the segment
+grid and, per segment, which levels start and end a chunk; the order (layer-major or
+segment-major); each level's implementation (`Impl`: the per-token reference, the closed-form
+chunk update, DGD's WY form, a fused Triton kernel); the fast-state layout. It reads only the
+resolved plan and the schedule: no surface IR, no passes (tests/lower/test_layering.py).
 
-mode="chunk": closed-form gradients and scans (nlc.lower.memory), segments of gcd length.
-mode="reference": segments of one token and the literal per-token equations.
+In a segment, every block runs its stream ops token-parallel, its levels are read at their
+chunk-start state, then each level takes the segment's writes; at a level's chunk boundary its
+chunk-start state moves on. The fast state (weights, momenta, conv and attention caches,
+position) is a flat dict of batch-first tensors, so a sequence streamed in segments equals it
+at once.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
@@ -35,24 +38,27 @@ class ModelOutput:
 class CMSLevel(nn.Module):
     """One CMS stage: an MLP h -> W_out act(W_in h) (NL eq. 70), meta-learned initial weights."""
 
-    def __init__(self, lv):
+    def __init__(self, lv, learns: bool):
         super().__init__()
-        self.lv = lv
+        self.lv, self.learns = lv, learns  # learns: the schedule's Impl.CMS_TEACH
         d, h = lv.dk, lv.hidden
         self.w_in = nn.Parameter(torch.randn(h, d) / math.sqrt(d))
         self.w_out = nn.Parameter(torch.zeros(d, h))  # zero: a fresh chain is the identity
 
-    @property
-    def learns(self):
-        return self.lv.clock == "tokens" and self.lv.learns
-
 
 class Layer(nn.Module):
-    """One instance of a block (a repeated block has `repeat` of these)."""
+    """One instance of a block (a repeated block has `repeat` of these), named `key` (`block.i`)."""
 
-    def __init__(self, block, dim: int):
+    def __init__(self, block, dim: int, key: str, schedule):
         super().__init__()
-        self.block = block
+        self.block, self.key = block, key
+        self.impls = {lv.name: schedule.impl(block.name, lv.name) for lv in block.levels}
+        # the fast-state keys of this layer, from the schedule's layout: (owner, part) -> [keys by index]
+        self.skeys: dict = {}
+        for sl in schedule.state:
+            if sl.layer == key:
+                self.skeys.setdefault((sl.owner, sl.part), []).append(sl.key)
+        self._edge_names: dict = {}
         widths = {"x": dim, **{op.name: op.width for op in block.ops}}
         self.mods = nn.ModuleDict()
         for op in block.ops:
@@ -62,28 +68,34 @@ class Layer(nn.Module):
         self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv, mem.keys_unit_norm(block, lv))
                                    for lv in block.levels if lv.role == "memory"})
         self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == "attention"})
-        self.cms = nn.ModuleDict({lv.name: CMSLevel(lv) for lv in block.levels if lv.role == "cms"})
+        self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
+                                 for lv in block.levels if lv.role == "cms"})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
                                      for op in block.ops if op.op == "cms" and op.attrs["variant"] == "independent"})
 
     # ---- fast state
-    def init_state(self, st, key, B, device, dtype):
-        for name, m in self.mems.items():
-            ws = m.initial(B, device, dtype)
-            for i, w in enumerate(ws):
-                st[f"{key}.{name}.Wbar{i}"] = w
-                st[f"{key}.{name}.W{i}"] = w
-                if m.momentum:
-                    st[f"{key}.{name}.S{i}"] = torch.zeros_like(w)
-        for op in self.block.ops:
-            if op.op == "conv":
-                st[f"{key}.{op.name}.conv"] = torch.zeros(B, op.attrs["window"] - 1, op.width, device=device, dtype=dtype)
-        for name, c in self.cms.items():
-            st[f"{key}.{name}.w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
-            st[f"{key}.{name}.w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
-            if c.learns:
-                st[f"{key}.{name}.g_in"] = torch.zeros(B, *c.w_in.shape, device=device, dtype=dtype)
-                st[f"{key}.{name}.g_out"] = torch.zeros(B, *c.w_out.shape, device=device, dtype=dtype)
+    def k(self, owner: str, part: str, index: int = 0) -> str:
+        """The state key of a slot of this layer (spelled once, by the schedule)."""
+        return self.skeys[(owner, part)][index]
+
+    def initial(self, sl, B, device, dtype):
+        """The initial value of one of this layer's state slots (nlc.ir.schedule.StateSlot)."""
+        if sl.part in ("Wbar", "W"):
+            w = self.mems[sl.owner].initial(B, device, dtype)[sl.index]
+            return w
+        if sl.part in ("S", "conv", "g_in", "g_out"):
+            return torch.zeros(B, *sl.shape, device=device, dtype=dtype)
+        c = self.cms[sl.owner]  # w_in, w_out: the meta-learned initial weights, shared by the batch
+        return getattr(c, sl.part).unsqueeze(0).expand(B, -1, -1)
+
+    def edge_names(self, edges):
+        """(starts, ends) of a segment as this block's level names (cached per edge pattern)."""
+        out = self._edge_names.get(edges)
+        if out is None:
+            b = self.block.name
+            out = (frozenset(n for bb, n in edges.starts if bb == b), frozenset(n for bb, n in edges.ends if bb == b))
+            self._edge_names[edges] = out
+        return out
 
     # ---- the whole sequence, layer-major (no CMS teaching): hoist what does not need reads
     def _partition(self):
@@ -116,19 +128,14 @@ class Layer(nn.Module):
                        [op for op in ops if dep[op.name] and op.name not in need])
         return self._parts
 
-    def edges(self, start: int, end: int):
-        """The token-clock levels whose chunk starts at `start` / ends at `end` (absolute positions)."""
-        tok = [lv for lv in self.block.levels if lv.clock == "tokens"]
-        return (frozenset(lv.name for lv in tok if start % lv.chunk == 0),
-                frozenset(lv.name for lv in tok if end % lv.chunk == 0))
-
     def _run_op(self, op, v, st, key):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
         if op.op == "const":
             return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
         if op.op == "conv":
-            out, st[f"{key}.{op.name}.conv"] = self.mods[op.name](ins[0], st[f"{key}.{op.name}.conv"])
+            ck = self.k(op.name, "conv")
+            out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
         if op.op == "read":
             return self._read(op, ins, st, key)
@@ -136,34 +143,37 @@ class Layer(nn.Module):
             return self._cms(op, ins[0], st, key)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 
-    def run(self, x, st, key, pos0, bounds, stats):
+    def run(self, x, st, segments, stats):
+        """The layer over the whole call (layer-major order): `segments` from Schedule.segments."""
+        key = self.key
         before, loop, after = self._partition()
         full = {"x": x}
         for op in before:
             full[op.name] = self._run_op(op, full, st, key)
         pieces = {op.name: [] for op in loop}
-        for s, e in bounds:
+        for s, e, edges in segments:
             v = {name: t[:, s:e] for name, t in full.items()}
             for op in loop:
                 v[op.name] = self._run_op(op, v, st, key)
                 pieces[op.name].append(v[op.name])
-            starts, ends = self.edges(pos0 + s, pos0 + e)
+            starts, ends = self.edge_names(edges)
             for name, m in self.mems.items():
-                self._write(m, v, st, f"{key}.{name}", name in ends, e - s, "chunk", stats, at_start=name in starts)
+                self._write(m, v, st, name, name in ends, e - s, stats, at_start=name in starts)
         for name, ps in pieces.items():
             full[name] = torch.cat(ps, 1)
         for op in after:
             full[op.name] = self._run_op(op, full, st, key)
         return full[self.block.out]
 
-    # ---- one segment
-    def segment(self, x, st, key, ends, mode, stats, starts=frozenset()):
+    # ---- one segment (segment-major order; the unit torch.compile takes whole)
+    def segment(self, x, st, starts, ends, stats):
+        """One segment of this layer; `starts`/`ends`: this block's levels whose chunk starts/ends here."""
         n = x.shape[1]
         v = {"x": x}
         for op in self.block.ops:
-            v[op.name] = self._run_op(op, v, st, key)
+            v[op.name] = self._run_op(op, v, st, self.key)
         for name, m in self.mems.items():
-            self._write(m, v, st, f"{key}.{name}", name in ends, n, mode, stats, at_start=name in starts)
+            self._write(m, v, st, name, name in ends, n, stats, at_start=name in starts)
         return v[self.block.out]
 
     def _read(self, op, ins, st, key):
@@ -171,52 +181,49 @@ class Layer(nn.Module):
         if name in self.attns:
             ctx = ins[1] if len(ins) > 1 else None  # MAC: the memory tokens join the keys
             return self.attns[name](q, ctx, st, f"{key}.{name}")
-        m = self.mems[name]
-        Wbar = [st[f"{key}.{name}.Wbar{i}"] for i in range(len(mem.layer_shapes(m.lv)))]
-        return mem.read(m.lv, Wbar, q)
+        return mem.read(self.mems[name].lv, [st[k] for k in self.skeys[(name, "Wbar")]], q)
 
-    def _write(self, m, v, st, key, at_end, n, mode, stats, at_start=False):
-        lv = m.lv
-        if lv.clock != "tokens" or not lv.learns:
+    def _write(self, m, v, st, name, at_end, n, stats, at_start=False):
+        lv, impl = m.lv, self.impls[name]
+        if impl == Impl.FROZEN:
             return  # frozen (by its clock or by `freeze`) or outer-clock levels do not learn in context
-        L = len(mem.layer_shapes(lv))
-        Wbar = [st[f"{key}.Wbar{i}"] for i in range(L)]
-        Ws = [st[f"{key}.W{i}"] for i in range(L)]
-        Ss = [st[f"{key}.S{i}"] for i in range(L)] if m.momentum else None
+        kW, kS = self.skeys[(name, "W")], self.skeys.get((name, "S"))
+        Wbar = [st[k] for k in self.skeys[(name, "Wbar")]]
+        Ws = [st[k] for k in kW]
+        Ss = [st[k] for k in kS] if kS else None
         B = Ws[0].shape[0]
         k, val = mem.split_heads(v[lv.keys], lv.heads), mem.split_heads(v[lv.values], lv.heads)
         theta, alpha = m.gate("lr", v, B, n, k), m.gate("decay", v, B, n, k)
-        eta = m.gate("momentum", v, B, n, k) if m.momentum else None
-        if getattr(m, "kernel", None) and at_start:
+        eta = m.gate("momentum", v, B, n, k) if kS else None
+        if impl.kernel and at_start:  # a kernel call covers a chunk from its start
             from nlc.lower.triton_plan import fused_write
-            Ws, Ss = fused_write(lv, m.kernel, Ws, Ss, k, val, theta, alpha, eta)
+            Ws, Ss = fused_write(lv, impl.kernel, Ws, Ss, k, val, theta, alpha, eta)
             surprise = mem.objective_value(lv, mem.forward_layers(lv, Wbar, k)[0], val).detach()
-        elif mode == "reference":
+        elif impl == Impl.REFERENCE:
             surprise = 0.0
             for t in range(n):
                 Ws, Ss, loss = mem.reference_token(lv, Wbar, Ws, Ss, k[:, :, t], val[:, :, t], theta[..., t],
                                                    alpha[..., t], eta[..., t] if eta is not None else None)
                 surprise = surprise + loss
-        else:
+        else:  # CHUNK, DGD, or a kernel's level on a segment that starts mid-chunk
             u, surprise = mem.closed_form_grads(lv, Wbar, k, val)
             upd = mem.dgd_update if lv.rule == "dgd" else mem.chunk_update
             Ws, Ss = upd(lv, Ws, Ss, u, theta, alpha, eta)
-        for i in range(L):
-            st[f"{key}.W{i}"] = Ws[i]
-            if Ss is not None:
-                st[f"{key}.S{i}"] = Ss[i]
-        _acc(stats, f"{key}/surprise", surprise / (B * n))
+        st.update(zip(kW, Ws))
+        if Ss is not None:
+            st.update(zip(kS, Ss))
+        where = f"{self.key}.{name}"
+        _acc(stats, f"{where}/surprise", surprise / (B * n))
         if at_end:  # chunk boundary: the chunk-start state moves on
-            _acc(stats, f"{key}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
-            for i in range(L):
-                st[f"{key}.Wbar{i}"] = Ws[i]
+            _acc(stats, f"{where}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
+            st.update(zip(self.skeys[(name, "Wbar")], Ws))
 
     def _cms(self, op, x, st, key):
         names, variant = op.attrs["levels"], op.attrs["variant"]
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
-            w_in, w_out = st[f"{key}.{name}.w_in"], st[f"{key}.{name}.w_out"]
+            w_in, w_out = st[self.k(name, "w_in")], st[self.k(name, "w_out")]
             inp = x if variant == "independent" else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
@@ -224,40 +231,6 @@ class Layer(nn.Module):
         if variant == "independent":
             return sum(w * y for w, y in zip(self.agg[op.name], outs))
         return h - x
-
-
-def learning_levels(plan) -> list[str]:
-    """Names of the levels that learn in context (memories and CMS stages on a token clock), in plan order."""
-    return list(dict.fromkeys(lv.name for _, lv in plan.all_levels()
-                              if lv.role in ("memory", "cms") and lv.clock == "tokens"))
-
-
-def freeze_plan(plan, freeze):
-    """The plan with in-context learning switched off (`LevelPlan.learns = False`) for the levels named
-    in `freeze`: a name, a comma-separated string or a list of names; "inner" names every level that
-    learns in context (`learning_levels`). A frozen level keeps its initial state (the meta-learned
-    one): its reads see M_0, it takes no writes; parameters and state layout are unchanged."""
-    from nlc.errors import NlcError
-    if freeze is None:
-        return plan
-    names = [s.strip() for s in (freeze.split(",") if isinstance(freeze, str) else freeze) if s and s.strip()]
-    learning = learning_levels(plan)
-    every = {lv.name: lv for _, lv in plan.all_levels()}
-    want = set()
-    for n in names:
-        if n == "inner":
-            want.update(learning)
-        elif n not in every:
-            raise NlcError(f"freeze: no level '{n}' in model {plan.name}",
-                           hint=f"levels that learn in context: {', '.join(learning) or 'none'} (or 'inner' for all)")
-        elif n not in learning:
-            raise NlcError(f"freeze: level '{n}' does not learn in context (role {every[n].role}, clock {every[n].clock})",
-                           hint=f"levels that learn in context: {', '.join(learning) or 'none'}")
-        else:
-            want.add(n)
-    blocks = [b.model_copy(update={"levels": [lv.model_copy(update={"learns": False}) if lv.name in want else lv
-                                              for lv in b.levels]}) for b in plan.blocks]
-    return plan.model_copy(update={"blocks": blocks})
 
 
 def _grad_target(t):
@@ -281,38 +254,101 @@ def _acc(stats, k, val):
 
 
 class NLModel(nn.Module):
-    """A compiled .nl model: embedding -> blocks -> norm -> head; fast state per sequence."""
+    """A compiled .nl model: embedding -> blocks -> norm -> head; fast state per sequence.
 
-    def __init__(self, plan, mode: str = "chunk", checkpointing: bool = False):
+    Built from a resolved plan and its schedule (nlc.passes: `run(...)` then `build_schedule`);
+    `source` describes where the spec came from (nlc.api.SpecSource), `tokenizer` is set for a
+    model loaded from a run directory. `nlc.compile` and `nlc.load` return this class."""
+
+    def __init__(self, plan, schedule, source=None, tokenizer=None):
         super().__init__()
-        self.plan, self.mode, self.checkpointing = plan, mode, checkpointing
+        self.plan, self.schedule = plan, schedule
+        self.source, self.tokenizer = source, tokenizer
         self.embed = nn.Embedding(plan.vocab, plan.dim)
         nn.init.normal_(self.embed.weight, std=0.02)
-        self.blocks = nn.ModuleDict({b.name: nn.ModuleList(Layer(b, plan.dim) for _ in range(b.repeat)) for b in plan.blocks})
+        self.blocks = nn.ModuleDict({b.name: nn.ModuleList(Layer(b, plan.dim, f"{b.name}.{i}", schedule)
+                                                           for i in range(b.repeat)) for b in plan.blocks})
         self.norm = RMSNorm(plan.dim)
         self.head = nn.Linear(plan.dim, plan.vocab, bias=False)
-        chunks = [lv.chunk for _, lv in plan.all_levels() if lv.clock == "tokens" and lv.role != "attention"]
-        self.seg = 1 if mode == "reference" else (math.gcd(*chunks) if chunks else 1 << 30)
         self._compiled = None
         self.detach_state_output = False  # set under DDP (nlc.train.distributed)
-        self.cms_learns = any(lv.role == "cms" and lv.clock == "tokens" and lv.learns for _, lv in plan.all_levels())
-        self.frozen = frozenset(lv.name for _, lv in plan.all_levels() if not lv.learns)
+        self.cms_learns = any(ls.impl == Impl.CMS_TEACH for ls in schedule.levels)
+        self.frozen = schedule.target.frozen
+        self._stages = {(layer.key, name): c for _, layer in self.layers() for name, c in layer.cms.items()}
+        if schedule.target.backend == Backend.COMPILE:
+            self._compile_segments()
 
-    def with_freeze(self, freeze) -> "NLModel":
-        """A copy of this program with `freeze` (level names, or "inner") frozen in context, sharing
-        nothing: a new program from `freeze_plan(self.plan, freeze)` with this one's weights (same
-        state_dict layout). Used to measure what in-context learning buys (the in-context gain)."""
-        m = NLModel(freeze_plan(self.plan, freeze), mode=self.mode, checkpointing=self.checkpointing)
-        m.load_state_dict(self.state_dict())
-        p = next(iter(self.parameters()), None)
-        if p is not None:
-            m.to(p.device)
-        for k in ("backend", "spec_name", "spec_text", "spec_path", "config", "overrides", "spec_hash",
-                  "compilation", "train_defaults", "tokenizer"):  # what nlc.api.compile / load attach
-            if k in self.__dict__:
-                setattr(m, k, self.__dict__[k])
-        m.train(self.training)
-        return m
+    # ---- what the compiler decided, and where the spec came from
+    @property
+    def spec_name(self) -> str:
+        return self.plan.name
+
+    @property
+    def config(self) -> dict:
+        """The model's bound parameters (spec defaults with the overrides applied)."""
+        return dict(self.plan.params)
+
+    @property
+    def spec_text(self) -> str | None:
+        return self.source.text if self.source else None
+
+    @property
+    def spec_path(self) -> str | None:
+        return self.source.path if self.source else None
+
+    @property
+    def overrides(self) -> dict:
+        return dict(self.source.overrides) if self.source else {}
+
+    @property
+    def compilation(self):
+        return self.source.compilation if self.source else None
+
+    @property
+    def spec_hash(self) -> str | None:
+        return self.source.spec_hash(self.plan.name, self.config) if self.source else None
+
+    @property
+    def train_defaults(self) -> dict:
+        """Training settings the spec gives: the optimizer level's lr and options (warmup, clip),
+        and `steps`, `batch`, `seq_len` model parameters."""
+        opt = self.plan.optimizer
+        out = {k: v for k, v in ((opt.options if opt else {}) | {"lr": (opt.args.get("lr") if opt else None)}).items()
+               if k in ("steps", "batch", "seq_len", "lr", "warmup", "clip") and v is not None}
+        out.update({k: self.config[k] for k in ("steps", "batch", "seq_len") if k in self.config})
+        return out
+
+    @property
+    def backend(self) -> str:
+        return str(self.schedule.target.backend)
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.schedule.target.checkpointing
+
+    @property
+    def seg(self) -> int | None:
+        """The segment length (None: the whole sequence is one segment)."""
+        return self.schedule.seg
+
+    @property
+    def clock_period(self) -> int:
+        """Tokens after which the chunk schedule repeats (an exported step is exact at p + k * period)."""
+        return self.schedule.period or 1
+
+    def optimizer(self):
+        """The outer optimizer of the spec's `params(...)` level (AdamW if the spec has none)."""
+        from nlc.lower.outer import make_optimizer
+        return make_optimizer(self.plan.optimizer, [p for p in self.parameters() if p.requires_grad])
+
+    def make_optimizer(self):  # the name the trainer used before `optimizer()`
+        return self.optimizer()
+
+    def emit(self, stage: str) -> str:
+        """A printable artifact of the lowering: `schedule`, `plan` (alias), `py` or `fx` (the traced
+        program of one segment of the first layer)."""
+        from nlc.lower.emit import emit
+        return emit(self, stage)
 
     def layers(self):
         for b in self.plan.blocks:
@@ -320,11 +356,16 @@ class NLModel(nn.Module):
                 yield f"{b.name}.{i}", layer
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        """The fast state of `batch_size` fresh sequences, in the schedule's layout."""
         device = device or self.embed.weight.device
         dtype = dtype or self.embed.weight.dtype
-        st = {"pos": torch.zeros(batch_size, dtype=torch.long, device=device)}
-        for key, layer in self.layers():
-            layer.init_state(st, key, batch_size, device, dtype)
+        layers = dict(self.layers())
+        st = {}
+        for sl in self.schedule.state:
+            if sl.part == "pos":
+                st[sl.key] = torch.zeros(batch_size, dtype=torch.long, device=device)
+            else:
+                st[sl.key] = layers[sl.layer].initial(sl, batch_size, device, dtype)
         return st
 
     def forward(self, tokens=None, state=None, targets=None, embeddings=None) -> ModelOutput:
@@ -333,23 +374,18 @@ class NLModel(nn.Module):
         st = dict(state) if state is not None else self.init_state(B, x_all.device, x_all.dtype)
         pos0 = int(st["pos"][0]) if st["pos"].numel() else 0
         stats: dict = {}
+        segments = self.schedule.segments(pos0, T)
+        if self._layer_major():
+            return self._forward_layer_major(x_all, st, segments, targets, stats)
         logits, losses = [], []
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
         teach = {"losses": [], "born": {}}  # segment losses, and the segment each teaching leaf was made in
-        s, bounds = 0, []
-        while s < T:  # segment ends: every chunk boundary of every token-clock level
-            e = min(T, s + self.seg - (pos0 + s) % self.seg) if self.seg < (1 << 30) else T
-            bounds.append((s, e))
-            s = e
-        if self._layer_major():
-            return self._forward_layer_major(x_all, st, pos0, bounds, targets, stats)
         with torch.enable_grad() if learn_cms else _null():
-            for s, e in bounds:
-                pos = pos0 + s
+            for s, e, edges in segments:
                 x = x_all[:, s:e]
-                for key, layer in self.layers():
-                    x = self._segment(layer, x, st, key, pos, e - s, leaves, stats)
+                for _, layer in self.layers():
+                    x = self._segment(layer, x, st, edges, leaves, stats)
                 lg = self.head(self.norm(x))
                 logits.append(lg)
                 if targets is not None:
@@ -357,9 +393,9 @@ class NLModel(nn.Module):
                     losses.append(tok_loss)
                     if learn_cms:
                         teach["losses"].append(tok_loss.sum())
-                        self._cms_step(st, leaves, teach, pos + (e - s), last=e == T)
+                        self._cms_step(st, leaves, teach, edges, last=e == T)
         loss = torch.cat(losses).mean() if losses else None
-        return self._finish(torch.cat(logits, 1), st, loss, stats, len(bounds))
+        return self._finish(torch.cat(logits, 1), st, loss, stats, len(segments))
 
     def _finish(self, logits, st, loss, stats, nseg) -> ModelOutput:
         """Advance the position, detach the state where asked, average the per-segment surprise."""
@@ -370,36 +406,33 @@ class NLModel(nn.Module):
                            stats={k: (v / nseg if "surprise" in k else v) for k, v in stats.items()})
 
     def _layer_major(self) -> bool:
-        # without CMS teaching signals (which need every layer's output for a segment's loss),
-        # the chunk program can run layer by layer, hoisting read-independent ops out of the loop
-        return self.mode == "chunk" and not self.cms_learns and not self.checkpointing and not self._compiled
+        # decided by the schedule; CMS stages that do not learn in this call (no targets) still run
+        # segment-major, so a call with and without targets takes the same path through a layer
+        return self.schedule.order == Order.LAYER_MAJOR
 
-    def _forward_layer_major(self, x, st, pos0, bounds, targets, stats):
-        for key, layer in self.layers():
-            x = layer.run(x, st, key, pos0, bounds, stats)
+    def _forward_layer_major(self, x, st, segments, targets, stats):
+        for _, layer in self.layers():
+            x = layer.run(x, st, segments, stats)
         logits = self.head(self.norm(x))
         loss = _token_loss(logits, targets).mean() if targets is not None else None
-        return self._finish(logits, st, loss, stats, len(bounds))
+        return self._finish(logits, st, loss, stats, len(segments))
 
-    def _segment(self, layer, x, st, key, pos, n, leaves, stats):
-        # which levels reach a chunk boundary at the end of this segment (decided here, in
-        # Python, so the compiled segment program sees plain flags, not positions)
-        starts, ends = layer.edges(pos, pos + n)
+    def _segment(self, layer, x, st, edges, leaves, stats):
+        starts, ends = layer.edge_names(edges)
         if leaves is not None:
             # the CMS teaching signal differentiates w.r.t. each stage's chunk-start weight tensors
             # (all their uses in the chunk derive from them); kept here, outside any compiled program
             for name, c in layer.cms.items():
-                k = f"{key}.{name}"
-                if c.learns and k not in leaves:
-                    for part in (".w_in", ".w_out"):
-                        st[k + part] = _grad_target(st[k + part])
-                    leaves[k] = (st[k + ".w_in"], st[k + ".w_out"])
-        fn = self._compiled.get(id(layer), layer.segment) if self._compiled else layer.segment
+                if c.learns and (layer.key, name) not in leaves:
+                    ki, ko = layer.k(name, "w_in"), layer.k(name, "w_out")
+                    st[ki], st[ko] = _grad_target(st[ki]), _grad_target(st[ko])
+                    leaves[(layer.key, name)] = (st[ki], st[ko])
+        fn = self._compiled[layer.key] if self._compiled else layer.segment
         if self.checkpointing and torch.is_grad_enabled():
-            return self._checkpointed(fn, x, st, key, ends, stats, starts)
-        return fn(x, st, key, ends, self.mode, stats, starts)
+            return self._checkpointed(fn, layer.key, x, st, starts, ends, stats)
+        return fn(x, st, starts, ends, stats)
 
-    def _checkpointed(self, fn, x, st, key, ends, stats, starts):
+    def _checkpointed(self, fn, key, x, st, starts, ends, stats):
         """Activation checkpointing per segment: keep only the segment's inputs and outputs (fast
         state included); recompute its inside during backward. Training memory then grows with T
         (the carried states), not with the activations of every chunk's update."""
@@ -410,7 +443,7 @@ class NLModel(nn.Module):
         def pure(x, *flat):
             s = dict(zip(skeys, flat))
             local = {}
-            out = fn(x, s, key, ends, self.mode, local, starts)
+            out = fn(x, s, starts, ends, local)
             meta["out"], meta["stats"] = sorted(s), sorted(local)
             return (out, *[s[k] for k in meta["out"]],
                     *[torch.as_tensor(local[k], dtype=x.dtype, device=x.device) for k in meta["stats"]])
@@ -422,74 +455,65 @@ class NLModel(nn.Module):
             _acc(stats, k, v)
         return res[0]
 
-    def compile_segments(self, **kw):
-        """torch.compile each block's segment program (fullgraph: no graph break allowed)."""
+    def _compile_segments(self, **kw):
+        """torch.compile each layer's segment program (fullgraph: no graph break allowed). Dynamo
+        specialises it per edge pattern (the starts/ends sets are constants): the schedule knows how
+        many there are, so the recompile limit is set to exactly that."""
         import torch._dynamo
-        # one program per pattern of chunk ends/starts in a segment (a handful per block)
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        n = max(1, len(self.schedule.patterns)) * len(self.schedule.layers) + 4  # + partial first/last segments
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, n)
         if self.cms_learns:
             # CMS teaching signals backprop through a segment's graph more than once (retain_graph)
             import torch._functorch.config as fc
             fc.donated_buffer = False
-        self._compiled = {id(layer): torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
+        self._compiled = {layer.key: torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
         return self
 
-    def _cms_step(self, st, leaves, teach, end, last):
+    def _cms_step(self, st, leaves, teach, edges, last):
         """Task-loss teaching signal for CMS stages (NL eq. 71): a stage's update at its boundary is
         the gradient of the loss of its chunk's tokens w.r.t. its chunk-start weights (first order).
 
-        `leaves[k]` are those weight tensors, taken at the chunk start; every use in the chunk derives
-        from them, so one autograd pass over the summed losses since the chunk began gives the sum of
-        the per-token gradients. Stages ending here share one pass, over the losses since the oldest
-        one's chunk began (earlier losses do not reach younger weights). A stage that a nested reset
-        restarts mid-chunk, and every stage at the end of a call, is flushed into its g accumulators
-        first, so the update is the same however the stream is split."""
+        `leaves[(layer, stage)]` are those weight tensors, taken at the chunk start; every use in the
+        chunk derives from them, so one autograd pass over the summed losses since the chunk began
+        gives the sum of the per-token gradients. Stages ending here share one pass, over the losses
+        since the oldest one's chunk began (earlier losses do not reach younger weights). A stage that
+        a nested reset restarts mid-chunk, and every stage at the end of a call, is flushed into its g
+        accumulators first, so the update is the same however the stream is split."""
         i = len(teach["losses"]) - 1
         born = teach["born"]
         for k in leaves:
             born.setdefault(k, i)
-        stages = self._cms_stages()
-        boundary = [k for k in leaves if end % stages[k].lv.chunk == 0]
-        reset = {r for k in boundary for r in self._nested_targets(k)}
+        layers = dict(self.layers())
+        boundary = [k for k in leaves if (layers[k[0]].block.name, k[1]) in edges.ends]
+        reset = {(k[0], r) for k in boundary for r in self.schedule.nested.get((layers[k[0]].block.name, k[1]), ())}
         due = list(leaves) if last else [k for k in leaves if k in boundary or k in reset]
         if due:
             first = min(born[k] for k in due)
             loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
             flat = [t for k in due for t in leaves[k]]
             grads = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
-            for j, k in enumerate(due):
-                for part, g in zip((".g_in", ".g_out"), grads[2 * j:2 * j + 2]):
+            for j, (lk, name) in enumerate(due):
+                for part, g in zip(("g_in", "g_out"), grads[2 * j:2 * j + 2]):
                     if g is not None:
-                        st[k + part] = st[k + part] + g.detach()
-        for k in boundary:
-            lr = stages[k].lv.gates["lr"].value
-            for w, g in ((".w_in", ".g_in"), (".w_out", ".g_out")):
-                st[k + w] = st[k + w] - lr * st[k + g]
-                st[k + g] = torch.zeros_like(st[k + g])
-        for k in reset:
+                        gk = layers[lk].k(name, part)
+                        st[gk] = st[gk] + g.detach()
+        for lk, name in boundary:
+            layer = layers[lk]
+            lr = self._stages[(lk, name)].lv.gates["lr"].value
+            for w, g in (("w_in", "g_in"), ("w_out", "g_out")):
+                wk, gk = layer.k(name, w), layer.k(name, g)
+                st[wk] = st[wk] - lr * st[gk]
+                st[gk] = torch.zeros_like(st[gk])
+        for lk, name in reset:
             # nested CMS (eq. 72): a slower stage completing its chunk restarts the faster stages of
             # its chain from their meta-learned initial state (the slower level owns their init)
-            c, B = stages[k], st[k + ".w_in"].shape[0]
-            st[k + ".w_in"] = c.w_in.unsqueeze(0).expand(B, -1, -1)
-            st[k + ".w_out"] = c.w_out.unsqueeze(0).expand(B, -1, -1)
+            layer, c = layers[lk], self._stages[(lk, name)]
+            B = st[layer.k(name, "w_in")].shape[0]
+            st[layer.k(name, "w_in")] = c.w_in.unsqueeze(0).expand(B, -1, -1)
+            st[layer.k(name, "w_out")] = c.w_out.unsqueeze(0).expand(B, -1, -1)
         for k in set(boundary) | reset:
             leaves.pop(k, None)  # the next segment takes the new weights as the teaching leaves
             born.pop(k, None)
-
-    def _cms_stages(self) -> dict:
-        if not hasattr(self, "_stages"):  # built once: the layers do not change after construction
-            self._stages = {f"{key}.{name}": c for key, layer in self.layers() for name, c in layer.cms.items()}
-        return self._stages
-
-    def _nested_targets(self, k) -> list:
-        """The learning stages a nested chain restarts when stage `k` completes its chunk: the faster
-        ones of every nested `cms` op that holds it."""
-        key, name = k.rsplit(".", 1)
-        layer = dict(self.layers())[key]
-        slow = layer.cms[name].lv.chunk
-        return [f"{key}.{other}" for op in layer.block.ops
-                if op.op == "cms" and op.attrs["variant"] == "nested" and name in op.attrs["levels"]
-                for other in op.attrs["levels"] if layer.cms[other].learns and layer.cms[other].lv.chunk < slow]
 
 
 class _null:

@@ -1,5 +1,6 @@
-"""The `triton` backend: pick fused kernels for the levels they cover; the rest stays on
-the chunk-parallel torch path. Which level runs where is printed by `--emit plan`.
+"""The `triton` backend's fused writes. Which levels a kernel covers is the schedule's decision
+(nlc/passes/schedule.py: `fused_kernel`); `--emit schedule` prints it. The rest stays on the
+chunk-parallel torch path.
 
 Covered (nlc/kernels): l2-objective memories whose gradients the kernels compute in closed form,
     linear memory, rules gd / momentum / dgd          -> nlc::linear_memory
@@ -10,37 +11,6 @@ Without CUDA the kernels run only in the Triton interpreter (TRITON_INTERPRET=1)
 backend falls back to torch with a one-line note.
 """
 from __future__ import annotations
-
-import sys
-
-
-def kernel_for(lv) -> str | None:
-    m = lv.memory
-    if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
-        return None
-    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
-        return "linear_memory" if lv.rule in ("gd", "momentum", "dgd") else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in ("silu", "relu") and lv.rule in ("gd", "momentum"):
-        return "mlp_memory"
-    return None
-
-
-def apply_triton(model) -> None:
-    from nlc import kernels
-    fused, runnable = {}, kernels.available()
-    for key, layer in model.layers():
-        for name, mem in layer.mems.items():
-            k = kernel_for(mem.lv)
-            if k is None:
-                continue
-            fused[f"{key}.{name}"] = f"triton {k}" + ("" if runnable else " (fallback: torch, no GPU/interpreter)")
-            if runnable:
-                mem.kernel = k
-    model.fused_levels = fused
-    if not runnable and fused:
-        print("nlc: triton backend: no CUDA device and TRITON_INTERPRET is not set; "
-              f"{len(fused)} fusable level(s) run on the torch path", file=sys.stderr)
-
 
 def fused_write(lv, kernel, Ws, Ss, k, v, theta, alpha, eta):
     """One chunk-aligned segment through a fused kernel. Returns new (Ws, Ss)."""

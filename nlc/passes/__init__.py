@@ -5,6 +5,8 @@
     resolve      names, stream ops, levels, dimensions, clocks    -> ModelPlan
     graph        the level graph (`c.layout`; `c.graph` is it as a networkx MultiDiGraph)
     check-graph  unread levels, optimizer clocks                  -> (same graph)
+    schedule     segment grid, order, each level's implementation,
+                 fast-state layout, nested resets (for a Target)  -> Schedule
 
 Invariants after each stage are in passes/README.md. Every stage's artifact is printable
 (`nlc compile --emit STAGE`), and `NLC_DUMP=dir` writes all of them.
@@ -33,6 +35,9 @@ class Compilation:
     params: dict | None = None
     plan: Any = None
     layout: Any = None               # the level graph as plain data (no networkx import)
+    target: Any = None               # nlc.ir.schedule.Target (default: the torch backend)
+    freeze: Any = None               # levels frozen in context (names, "a,b" or "inner")
+    schedule: Any = None
     _graph: Any = field(default=None, repr=False)
 
     @property
@@ -66,26 +71,38 @@ def _check_graph(c: Compilation):
     check_graph(c.plan, c.layout)
 
 
+def _schedule(c: Compilation):
+    from dataclasses import replace
+
+    from nlc.ir.schedule import Target
+    from nlc.passes.schedule import build_schedule, frozen_levels
+    target = replace(c.target or Target(), frozen=frozen_levels(c.plan, c.freeze))
+    c.schedule = build_schedule(c.plan, target)
+
+
 PIPELINE = [
     ("load", _load),
     ("bind-params", _bind),
     ("resolve", _resolve),
     ("graph", _graph),
     ("check-graph", _check_graph),
+    ("schedule", _schedule),
 ]
 STAGES = [name for name, _ in PIPELINE]
 
 
 def run(source, overrides=None, model: str | None = None, *, text: str | None = None, until: str | None = None,
-        dump: str | None = None, unit=None) -> Compilation:
+        dump: str | None = None, unit=None, target=None, freeze=None) -> Compilation:
     """Run the pipeline up to and including stage `until`; raise NlcError on user mistakes.
 
     `unit` is the result of an earlier `load` of the same source, to check several models of one file.
+    `target` (nlc.ir.schedule.Target) and `freeze` are what the `schedule` stage decides for.
     """
     if text is None:  # a path, or a built-in spec by name (`hope`, `titans:TitansMAG`)
         from nlc.builtin import resolve_spec
         source, model = resolve_spec(str(source), model)
-    c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text, unit=unit)
+    c = Compilation(source=str(source), overrides=dict(overrides or {}), model_name=model, text=text, unit=unit,
+                    target=target, freeze=freeze)
     dump = dump or os.environ.get("NLC_DUMP")
     for i, (name, stage) in enumerate(PIPELINE):
         stage(c)

@@ -48,4 +48,7 @@ def emit(c, stage: str) -> str:
         return plan_text(c.plan)
     if stage in ("graph", "check-graph"):
         return graph_text(c.graph)
+    if stage == "schedule":
+        from nlc.ir.schedule import schedule_text
+        return schedule_text(c.schedule)
     raise ValueError(stage)

@@ -22,6 +22,7 @@ from nlc.errors import ClockError, CycleError, Diagnostics, DimensionError, Name
 from nlc.ir import nodes as ir
 from nlc.ir.base import Record
 from nlc.passes.consts import check_number, did_you_mean, eval_const
+from nlc.passes.elaborate import MAX_CHUNK
 
 # slot update rules: name -> (positional args, keyword args with defaults). `beta` is in [0, 1].
 #   ema(beta)         s <- beta s + (1 - beta) k
@@ -42,6 +43,30 @@ STEP_FUNCS = {"sqrt": (1, ()), "sign": (1, ()), "abs": (1, ()), "unbias": (1, ("
 INPUTS = ("grad", "param")
 
 
+def _num(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float))
+
+
+# the values each constant an optimizer takes may have: key -> (test, what a value must be). The
+# checker tests the values it binds; the lowering tests each parameter group's values again (a group
+# may set its own beta1 or f). Keys: a slot rule's argument, "every" (a slot's clock period), and
+# "<function>.<argument>" for the constant arguments of STEP_FUNCS.
+DOMAINS: dict[str, tuple[Any, str]] = {
+    "beta": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "hidden": (lambda v: _num(v) and not isinstance(v, float) and v >= 1, "a positive integer"),
+    "lr": (lambda v: _num(v) and v > 0, "a positive number"),
+    "every": (lambda v: _num(v) and float(v).is_integer() and 1 <= v <= MAX_CHUNK, f"an integer in 1..{MAX_CHUNK}"),
+    "unbias.beta": (lambda v: _num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "newton_schulz.steps": (lambda v: _num(v) and not isinstance(v, float) and 1 <= v <= 100, "an integer in 1..100"),
+}
+
+
+def domain_error(key: str, v) -> str | None:
+    """What `v` must be if it is not a valid value for DOMAINS[key], else None."""
+    ok, what = DOMAINS[key]
+    return None if ok(v) else what
+
+
 class SlotLevel(Record):
     """One optimizer state: updated every `every` steps by `rule` from `keys`."""
 
@@ -50,6 +75,10 @@ class SlotLevel(Record):
     rule: str                       # a key of SLOT_RULES
     rule_args: dict[str, Any] = {}  # evaluated: beta (float), and hidden/lr for deep
     keys: Any = None                # ir expression over grad, param and the optimizer's parameters
+    # the constant expressions `every` and `rule_args` were evaluated from ("every", and each rule
+    # argument written in the source; the others are defaults): the lowering evaluates them again
+    # with each parameter group's values
+    exprs: dict[str, Any] = {}
 
 
 class OptimizerSpec(Record):
@@ -152,6 +181,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
         raise NameError_("optimizer states are elementwise: `per head` does not apply", lv.span)
     seen: dict[str, ir.Node] = {}
     clock, keys, rule = ("steps", 1), None, None
+    every: Any = ir.Num(value=1, text="1")
     for p in lv.props:
         key = p.role if isinstance(p, ir.StreamProp) else p.kind.replace("_prop", "")
         if key in seen:
@@ -159,6 +189,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
         seen[key] = p
         if isinstance(p, ir.ClockProp):
             clock = check_clock(p.clock, params)
+            every = p.clock.every
             if clock[0] != "steps":
                 raise ClockError(f"optimizer level '{name}' runs on training steps; `clock {clock[0]}` cannot drive it",
                                  p.clock.span, "use clock steps(C): every C optimizer steps")
@@ -180,8 +211,9 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
         diags.error(NameError_, f"keys of level '{name}' do not depend on grad or param", keys.span,
                     "a slot memorises something of the gradient: `keys grad`")
     diags.check()
-    return SlotLevel(name=name, every=clock[1], rule=rule.func, rule_args=_rule_args(rule, params), keys=keys,
-                     span=lv.span)
+    args = _rule_args(rule, params)  # first: it rejects an unknown rule
+    exprs = {"every": every} | dict(zip(SLOT_RULES[rule.func][0], rule.args)) | {k.name: k.value for k in rule.kwargs}
+    return SlotLevel(name=name, every=clock[1], rule=rule.func, rule_args=args, keys=keys, exprs=exprs, span=lv.span)
 
 
 def _rule_args(rule: ir.Call, params: dict) -> dict[str, Any]:
@@ -203,16 +235,13 @@ def _rule_args(rule: ir.Call, params: dict) -> dict[str, Any]:
     for n in pos:
         if n not in args:
             raise NameError_(f"{rule.func}() needs '{n}'", rule.span, f"e.g. {rule.func}(0.9)")
-    beta = args["beta"]
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-        raise DimensionError(f"{rule.func}(beta = {beta!r}): beta must be a number in [0, 1]", rule.span)
-    args["beta"] = float(beta)
     for k, d in kwdefaults.items():
-        v = args.setdefault(k, d)
-        if k == "hidden" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise DimensionError(f"deep(hidden = {v!r}): the hidden width must be a positive integer", rule.span)
-        if k == "lr" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise DimensionError(f"deep(lr = {v!r}): the learning rate must be a positive number", rule.span)
+        args.setdefault(k, d)
+    for k, v in args.items():
+        what = domain_error(k, v)
+        if what is not None:
+            raise DimensionError(f"{rule.func}({k} = {v!r}): {k} must be {what}", rule.span)
+    args["beta"] = float(args["beta"])
     return args
 
 
@@ -280,11 +309,10 @@ def _check_expr(e, params: dict, levels: set[str], diags: Diagnostics, what: str
             except NlcError as err:
                 diags.add(err)
                 continue
-            if name == "beta" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
-                diags.error(DimensionError, f"unbias(x, beta): beta must be a number in [0, 1), got {v!r}", a.span)
-            if name == "steps" and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100):
-                diags.error(DimensionError, f"newton_schulz(x, steps): steps must be an integer in 1..100, got {v!r}",
-                            a.span)
+            what = domain_error(f"{e.func}.{name}", v)
+            if what is not None:
+                sig = ", ".join(["x", *consts])
+                diags.error(DimensionError, f"{e.func}({sig}): {name} must be {what}, got {v!r}", a.span)
         return
     diags.error(NameError_, f"{what} must be a numeric expression", e.span,
                 "numbers, names, + - * / and functions: " + ", ".join(STEP_FUNCS))

@@ -111,12 +111,13 @@ class GainResult:
 def in_context_gain(model, data, batch: int = 8, seq_len: int = 256, max_batches: int | None = 16,
                     levels=None) -> GainResult | None:
     """For each level that learns in context (and "inner", all of them at once): validation bpb with
-    that level frozen (`NLModel.with_freeze`) minus bpb with every level learning, on the same windows.
+    that level frozen (`nlc.freeze`) minus bpb with every level learning, on the same windows.
     None for a model without such levels (or one that cannot freeze)."""
     m = unwrap(model)
-    if not hasattr(m, "with_freeze"):
+    if not hasattr(m, "schedule"):
         return None
-    from nlc.lower.program import learning_levels
+    from nlc.api import freeze
+    from nlc.passes.schedule import learning_levels
     from nlc.train.metrics import LN2
     names = list(levels) if levels is not None else learning_levels(m.plan)
     names = [n for n in names if n not in m.frozen]
@@ -125,7 +126,7 @@ def in_context_gain(model, data, batch: int = 8, seq_len: int = 256, max_batches
     base = eval_loss(m, data, batch, seq_len, max_batches, teach=True) / LN2
     gain = {}
     for n in names + (["inner"] if len(names) > 1 and levels is None else []):
-        gain[n] = eval_loss(m.with_freeze(n), data, batch, seq_len, max_batches, teach=True) / LN2 - base
+        gain[n] = eval_loss(freeze(m, n), data, batch, seq_len, max_batches, teach=True) / LN2 - base
     return GainResult(base, gain, seq_len)
 
 

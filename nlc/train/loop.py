@@ -88,7 +88,7 @@ class Report:
 def _gain_row(raw, val_arr, batch, seq_len, fsdp, bytes_per_token) -> dict:
     """`gain/<level>`: the in-context gain of each level (bpb frozen - bpb learning, on 4 validation
     batches), logged beside val_bpb. Not under FSDP (a frozen copy would need its own sharding)."""
-    if fsdp or not hasattr(raw, "with_freeze"):
+    if fsdp or not hasattr(raw, "schedule"):  # an NLModel (not a stand-in)
         return {}
     from nlc.train.evaluate import in_context_gain
     res = in_context_gain(raw, val_arr, batch=batch, seq_len=seq_len, max_batches=4)

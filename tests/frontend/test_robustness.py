@@ -159,7 +159,7 @@ def test_parentheses_do_not_count():
 def test_deep_expression_compiles():
     pytest.importorskip("torch")
     import nlc
-    m = nlc.compile(_nested("call", 150))
+    m = nlc.compile_text(_nested("call", 150))
     assert sum(p.numel() for p in m.parameters()) > 0
 
 

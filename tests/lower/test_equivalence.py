@@ -99,7 +99,7 @@ model R(dim = 8, heads = 2, vocab = 256) {{
   }}
 }}"""
     torch.manual_seed(1)
-    ref = nlc.compile(text, backend="reference").double()
-    fast = nlc.compile(text, backend="torch").double()
+    ref = nlc.compile_text(text, backend="reference").double()
+    fast = nlc.compile_text(text, backend="torch").double()
     fast.load_state_dict(ref.state_dict())
     compare(ref, fast, torch.randint(0, 256, (2, 8)), 1e-9)

@@ -1,10 +1,11 @@
-"""`freeze`: in-context learning switched off per level, decided in the plan (LevelPlan.learns)."""
+"""`freeze`: in-context learning switched off per level, decided by the schedule (Impl.FROZEN)."""
 import pytest
 import torch
 
 import nlc
 from nlc.errors import NlcError
-from nlc.lower.program import learning_levels
+from nlc.ir.schedule import Impl
+from nlc.passes.schedule import learning_levels
 
 SMALL = dict(dim=32, layers=1)
 
@@ -17,10 +18,10 @@ def _mem_state(st, name):
     return {k: v for k, v in st.items() if f".{name}.W" in k}
 
 
-def test_freeze_is_a_plan_field_and_keeps_the_initial_state():
+def test_freeze_is_scheduled_and_keeps_the_initial_state():
     torch.manual_seed(0)
     m = nlc.compile("specs/titans.nl", model="TitansLMM", freeze="mem", **SMALL)
-    assert [lv.learns for _, lv in m.plan.all_levels()] == [False]
+    assert [ls.impl for ls in m.schedule.levels] == [Impl.FROZEN]
     assert m.frozen == {"mem"}
     st0 = m.init_state(2)
     out = m(_x(), state=dict(st0))
@@ -52,10 +53,10 @@ def test_freeze_some_levels_of_hope_and_inner():
     assert not inner.cms_learns
 
 
-def test_with_freeze_equals_compiling_frozen():
+def test_freeze_equals_compiling_frozen():
     torch.manual_seed(0)
     m = nlc.compile("specs/hope.nl", **SMALL)
-    f = m.with_freeze("memory,mv")
+    f = nlc.freeze(m, "memory,mv")
     g = nlc.compile("specs/hope.nl", freeze="memory,mv", **SMALL)
     g.load_state_dict(m.state_dict())
     x = _x(80)  # past the first mem_chunk (64): before it, reads see the initial state either way

@@ -23,8 +23,10 @@ def hope(**ov):
 def test_streaming_equals_one_pass(spec, model, ov):
     torch.manual_seed(0)
     if spec == "nested-cms":
-        spec = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
-    m = nlc.compile(spec, model=model, **{**SMALL, **ov}).double()
+        text = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
+        m = nlc.compile_text(text, model=model, **{**SMALL, **ov}).double()
+    else:
+        m = nlc.compile(spec, model=model, **{**SMALL, **ov}).double()
     x = torch.randint(0, 256, (2, 21))
     whole = m(x, targets=x)
     st, logits = None, []
@@ -135,7 +137,7 @@ def test_torch_compile_fullgraph_matches_eager(spec, model, ov, T):
 def test_nested_cms_resets_faster_stages_at_slow_boundary():
     text = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
     torch.manual_seed(0)
-    m = nlc.compile(text, **SMALL, fast=2, mid=4, slow=8).double()
+    m = nlc.compile_text(text, **SMALL, fast=2, mid=4, slow=8).double()
     x = torch.randint(0, 256, (1, 9))
     st = m.init_state(1)
     layer = m.blocks["layer"][0]
@@ -214,8 +216,8 @@ def test_attention_rope_option():
     """Attention carries rotary positions by default; `rope = false` is NoPE. Both stream exactly."""
     text = open("specs/transformer.nl").read()
     torch.manual_seed(0)
-    rope = nlc.compile(text, **SMALL).double()
-    nope = nlc.compile(text.replace("attention()", "attention(rope = false)"), **SMALL).double()
+    rope = nlc.compile_text(text, **SMALL).double()
+    nope = nlc.compile_text(text.replace("attention()", "attention(rope = false)"), **SMALL).double()
     nope.load_state_dict(rope.state_dict())
     x = torch.randint(0, 256, (2, 12))
     a, b = rope(x), nope(x)

@@ -31,7 +31,7 @@ def test_gain_per_level_and_inner():
     # the definition: bpb frozen minus bpb learning, on the same windows
     from nlc.train.evaluate import eval_loss
     from nlc.train.metrics import LN2
-    frozen = eval_loss(m.with_freeze("memory"), _data(), 2, 96, 1, teach=True) / LN2
+    frozen = eval_loss(nlc.freeze(m, "memory"), _data(), 2, 96, 1, teach=True) / LN2
     assert res.gain["memory"] == pytest.approx(frozen - res.bpb, abs=1e-9)
     one = in_context_gain(nlc.compile("specs/titans.nl", model="TitansLMM", **TINY), _data(), 2, 96, 1)
     assert set(one.gain) == {"mem"}  # one level: no separate "inner" row
@@ -74,7 +74,7 @@ def test_generate_learning_vs_frozen_differs_on_a_copy_prompt():
     m = nlc.compile("specs/titans.nl", model="TitansLMM", **TINY)
     prompt = b"qzjx" * 12
     a = generate(m, prompt, max_new=16, temperature=0)
-    b = generate(m.with_freeze("inner"), prompt, max_new=16, temperature=0)
+    b = generate(nlc.freeze(m, "inner"), prompt, max_new=16, temperature=0)
     assert a != b
 
 
@@ -82,7 +82,7 @@ def _mqar_case(spec, model, steps, **ov):
     torch.manual_seed(0)
     m = nlc.compile(spec, model=model, dim=32, layers=1, heads=1, chunk=8, **ov)
     train_mqar(m, steps=steps, batch=32, num_pairs=4, lr=1e-2)
-    return eval_mqar(m, num_pairs=4), eval_mqar(m.with_freeze("inner"), num_pairs=4)
+    return eval_mqar(m, num_pairs=4), eval_mqar(nlc.freeze(m, "inner"), num_pairs=4)
 
 
 # MQAR, 4 pairs and 4 queries (16 bytes: with chunk 8, one chunk of pairs, then one of queries), 64 values:

@@ -1,0 +1,198 @@
+"""The schedule: what the `schedule` stage decides once, and the lowering only executes.
+
+From a resolved `ModelPlan` and a `Target` (backend, checkpointing, whether fused kernels can
+run here) the schedule fixes:
+    the segment grid   segment length `seg` (gcd of the token-clock chunks; None = the whole
+                       sequence) and, per segment of one period (lcm of the chunks), which
+                       levels start and which end a chunk there (`Edges`);
+    the order          layer-major (each layer over the whole sequence, read-independent ops
+                       hoisted) or segment-major (every layer per segment: CMS teaching needs a
+                       segment's loss through every layer), and why;
+    the implementation of each level (`Impl`) and why (kernel choice included);
+    the fast-state layout (`StateSlot`s: every key, its owner and its shape without batch);
+    the nested-CMS resets (which stages a slower stage restarts at its boundary).
+Plain data, no torch: `nlc compile --emit schedule` prints it.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+
+class Backend(enum.StrEnum):
+    REFERENCE = "reference"  # per-token interpreter of the equations (the ground truth)
+    TORCH = "torch"          # the chunk-parallel program, eager
+    COMPILE = "compile"      # the same, each layer's segment program under torch.compile(fullgraph=True)
+    TRITON = "triton"        # the chunk-parallel program with fused Triton update kernels where they apply
+
+
+class Order(enum.StrEnum):
+    LAYER_MAJOR = "layer-major"
+    SEGMENT_MAJOR = "segment-major"
+
+
+class Impl(enum.StrEnum):
+    """How a level runs. Memories: the per-token reference, the closed-form chunk update (scalar
+    recurrences as gate products), DGD's WY/UT form, or a fused Triton kernel; frozen levels only read."""
+    REFERENCE = "reference"
+    CHUNK = "chunk"
+    DGD = "dgd"
+    TRITON_LINEAR = "triton:linear_memory"
+    TRITON_MLP = "triton:mlp_memory"
+    FROZEN = "frozen"
+    ATTENTION = "attention"
+    CMS_TEACH = "cms-teach"
+    CMS_FIXED = "cms-fixed"
+
+    @property
+    def kernel(self) -> str | None:
+        """The fused op's name (nlc.kernels) for a Triton implementation."""
+        return self.value.split(":", 1)[1] if self.value.startswith("triton:") else None
+
+
+@dataclass(frozen=True)
+class Target:
+    backend: Backend = Backend.TORCH
+    checkpointing: bool = False
+    kernels_runnable: bool = False   # a CUDA device or the Triton interpreter is there (nlc.kernels.available)
+    frozen: frozenset = frozenset()  # levels whose in-context learning is switched off (`freeze=`)
+
+
+@dataclass(frozen=True)
+class Edges:
+    """The levels, as (block, level) pairs, whose chunk starts at the beginning / ends at the end
+    of a segment."""
+    starts: frozenset = frozenset()
+    ends: frozenset = frozenset()
+
+    def __str__(self):
+        def names(s):
+            return ", ".join(f"{b}.{n}" for b, n in sorted(s))
+        return f"starts {{{names(self.starts)}}} ends {{{names(self.ends)}}}"
+
+
+NO_EDGES = Edges()
+
+
+@dataclass(frozen=True)
+class StateSlot:
+    key: str                 # the key in the fast-state dict
+    layer: str               # the layer (`block.i`), "" for the position
+    owner: str               # the level or op within the layer
+    part: str                # Wbar, W, S (a memory's weights, per layer `index`), conv, w_in, w_out, g_in, g_out, pos
+    index: int | None = None
+    shape: tuple = ()        # without the batch dimension
+
+
+@dataclass(frozen=True)
+class LevelSchedule:
+    level: str
+    block: str
+    impl: Impl
+    why: str
+    clock: str               # tokens(C), steps(C), frozen
+    chunk: int | None = None
+
+
+def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:
+    """The one place a fast-state key is spelled: `block.i.level.part[index]`."""
+    return f"{layer}.{owner}.{part}{'' if index is None else index}"
+
+
+def slot(layer: str, owner: str, part: str, shape: tuple, index: int | None = None) -> StateSlot:
+    return StateSlot(state_key(layer, owner, part, index), layer, owner, part, index, tuple(shape))
+
+
+# a period longer than this many segments is not tabulated: edges are computed by the same rule on demand
+MAX_TABLE = 4096
+
+
+@dataclass(frozen=True)
+class Schedule:
+    target: Target
+    seg: int | None                      # None: the whole sequence is one segment
+    period: int | None                   # lcm of the chunks (the edge pattern repeats with it)
+    chunks: dict = field(default_factory=dict)       # (block, level) -> chunk, for levels whose edges matter
+    table: tuple = ()                    # Edges of each segment of one period (empty if > MAX_TABLE)
+    patterns: tuple = ()                 # the distinct Edges in the table
+    order: Order = Order.SEGMENT_MAJOR
+    order_why: str = ""
+    levels: tuple = ()                   # LevelSchedule per level of every block (plan order)
+    state: tuple = ()                    # StateSlot: the fast-state layout of the whole model
+    nested: dict = field(default_factory=dict)       # (block, stage) -> stages it restarts at its boundary
+    layers: tuple = ()                   # (block, layer key) in execution order
+
+    impls: dict = field(default_factory=dict)        # (block, level) -> Impl (the `levels` column)
+
+    def impl(self, block: str, level: str) -> Impl:
+        return self.impls[(block, level)]
+
+    def edges(self, start: int, end: int) -> Edges:
+        """Which levels start a chunk at absolute position `start` and end one at `end` (a segment
+        of the grid: `end - start <= seg`, no chunk boundary strictly inside)."""
+        if not self.chunks:
+            return NO_EDGES
+        g = self.seg
+        if self.table:
+            n = len(self.table)
+            starts = self.table[(start // g) % n].starts if start % g == 0 else frozenset()
+            ends = self.table[((end - 1) // g) % n].ends if end % g == 0 else frozenset()
+            return Edges(starts, ends)
+        return Edges(frozenset(k for k, c in self.chunks.items() if start % c == 0),
+                     frozenset(k for k, c in self.chunks.items() if end % c == 0))
+
+    def segments(self, pos0: int, T: int) -> list[tuple[int, int, Edges]]:
+        """The segments of a call over tokens [pos0, pos0 + T), relative to the call: (s, e, edges).
+        A stream split anywhere meets the same chunk boundaries as the whole sequence."""
+        if self.seg is None:
+            return [(0, T, self.edges(pos0, pos0 + T) if self.chunks else NO_EDGES)]
+        out, s = [], 0
+        while s < T:
+            e = min(T, s + self.seg - (pos0 + s) % self.seg)
+            out.append((s, e, self.edges(pos0 + s, pos0 + e)))
+            s = e
+        return out
+
+
+def grid(chunks: dict, seg: int | None = None) -> tuple[int | None, int | None, tuple, tuple]:
+    """(seg, period, table, patterns) for levels with the given chunk sizes; `seg` forces a segment
+    length that divides every chunk (1: the reference interpreter)."""
+    if not chunks:
+        return seg, None, (), ()
+    seg = seg or math.gcd(*chunks.values())
+    period = math.lcm(*chunks.values())
+    n = period // seg
+    if n > MAX_TABLE:
+        return seg, period, (), ()
+    table = tuple(Edges(frozenset(k for k, c in chunks.items() if (i * seg) % c == 0),
+                        frozenset(k for k, c in chunks.items() if ((i + 1) * seg) % c == 0)) for i in range(n))
+    return seg, period, table, tuple(dict.fromkeys(table))
+
+
+def schedule_text(s: Schedule) -> str:
+    """The schedule as `nlc compile --emit schedule` prints it."""
+    t = s.target
+    out = [f"schedule for backend {t.backend}" + (" (checkpointing)" if t.checkpointing else "")
+           + (f", frozen in context: {', '.join(sorted(t.frozen))}" if t.frozen else ""),
+           f"  segments: {'whole sequence' if s.seg is None else f'{s.seg} tokens'}"
+           + (f", period {s.period} tokens ({s.period // s.seg} segments, {len(s.patterns)} edge patterns)"
+              if s.period and s.table else (f", period {s.period} tokens (not tabulated)" if s.period else "")),
+           f"  order: {s.order} ({s.order_why})",
+           "  levels:"]
+    for ls in s.levels:
+        out.append(f"    {ls.block}.{ls.level:<12} {ls.clock:<12} {ls.impl:<22} {ls.why}")
+    if s.table:
+        out.append("  edge patterns (segment indices within the period):")
+        for p in s.patterns:
+            idx = [i for i, e in enumerate(s.table) if e == p]
+            shown = ", ".join(map(str, idx[:8])) + (f", ... ({len(idx)} segments)" if len(idx) > 8 else "")
+            out.append(f"    [{shown}]: {p}")
+    if s.nested:
+        out.append("  nested CMS resets:")
+        for (b, name), fast in s.nested.items():
+            out.append(f"    {b}.{name} restarts {', '.join(fast)} at its boundary")
+    out.append(f"  fast state: {len(s.state)} tensors per sequence (+ attention caches)")
+    for sl in s.state:
+        out.append(f"    {sl.key:<28} {'x'.join(map(str, sl.shape)) or '-'}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,170 @@
+"""Pass `schedule`: decide, once, how the lowered program runs (see nlc/ir/schedule.py).
+
+The segment grid, the order of layers and segments, each level's implementation (kernel
+choice included), the fast-state layout and the nested-CMS resets, from the resolved plan
+and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
+"""
+from __future__ import annotations
+
+from nlc.errors import NlcError
+from nlc.ir.schedule import (
+    Backend,
+    Impl,
+    LevelSchedule,
+    Order,
+    Schedule,
+    StateSlot,
+    Target,
+    grid,
+    slot,
+)
+
+# the rules each fused kernel implements (nlc/kernels/<kernel>): l2 objective, token clock
+LINEAR_KERNEL_RULES = ("gd", "momentum", "dgd")
+MLP_KERNEL_RULES = ("gd", "momentum")
+MLP_KERNEL_ACTS = ("silu", "relu")
+
+
+def fused_kernel(lv) -> Impl | None:
+    """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
+    l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term)."""
+    m = lv.memory
+    if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
+        return None
+    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+        return Impl.TRITON_LINEAR if lv.rule in LINEAR_KERNEL_RULES else None
+    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and lv.rule in MLP_KERNEL_RULES:
+        return Impl.TRITON_MLP
+    return None
+
+
+def learning_levels(plan) -> list[str]:
+    """Names of the levels that learn in context (memories and CMS stages on a token clock), in plan order."""
+    return list(dict.fromkeys(lv.name for _, lv in plan.all_levels()
+                              if lv.role in ("memory", "cms") and lv.clock == "tokens"))
+
+
+def frozen_levels(plan, freeze) -> frozenset:
+    """The levels whose in-context learning `freeze` switches off: a name, a comma-separated string or
+    a list of names; "inner" names every level that learns in context (`learning_levels`). A frozen
+    level keeps its initial state (the meta-learned one): its reads see M_0, it takes no writes;
+    parameters are unchanged."""
+    if not freeze:
+        return frozenset()
+    names = [s.strip() for s in (freeze.split(",") if isinstance(freeze, str) else freeze) if s and s.strip()]
+    learning = learning_levels(plan)
+    every = {lv.name: lv for _, lv in plan.all_levels()}
+    want = set()
+    for n in names:
+        if n == "inner":
+            want.update(learning)
+        elif n not in every:
+            raise NlcError(f"freeze: no level '{n}' in model {plan.name}",
+                           hint=f"levels that learn in context: {', '.join(learning) or 'none'} (or 'inner' for all)")
+        elif n not in learning:
+            raise NlcError(f"freeze: level '{n}' does not learn in context (role {every[n].role}, clock {every[n].clock})",
+                           hint=f"levels that learn in context: {', '.join(learning) or 'none'}")
+        else:
+            want.add(n)
+    return frozenset(want)
+
+
+def level_impl(lv, target: Target) -> tuple[Impl, str]:
+    learns = lv.clock == "tokens" and lv.name not in target.frozen
+    if lv.role == "attention":
+        return Impl.ATTENTION, "softmax attention over its key/value cache"
+    if lv.role == "cms":
+        if learns:
+            return Impl.CMS_TEACH, f"task-loss gradient at its chunk start, applied every {lv.chunk} tokens"
+        return Impl.CMS_FIXED, "frozen in context (freeze=)" if lv.clock == "tokens" else \
+            f"clock {lv.clock}: learns only in the outer loop"
+    if lv.clock != "tokens":
+        return Impl.FROZEN, f"clock {lv.clock}: no in-context update"
+    if not learns:
+        return Impl.FROZEN, "frozen in context (freeze=)"
+    if target.backend == Backend.REFERENCE:
+        return Impl.REFERENCE, "the literal per-token equations"
+    closed = (Impl.DGD, "DGD: WY/UT triangular solve per chunk") if lv.rule == "dgd" else \
+             (Impl.CHUNK, "closed-form chunk update (gate products, rank-1 gradients)")
+    if target.backend == Backend.TRITON:
+        k = fused_kernel(lv)
+        if k is None:
+            return closed[0], closed[1] + "; no fused kernel covers this level"
+        if not target.kernels_runnable:
+            return closed[0], closed[1] + f"; {k.kernel} applies but no CUDA device or Triton interpreter here"
+        return k, "fused Triton kernel on chunk-aligned segments (the closed form on a segment that starts mid-chunk)"
+    return closed
+
+
+def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
+    """Every fast-state tensor of one sequence. Attention caches (k, v, pos) grow with the stream
+    and are created on first use (nlc/lower/attention.py)."""
+    slots = [StateSlot("pos", "", "", "pos")]
+    for b in plan.blocks:
+        for i in range(b.repeat):
+            layer = f"{b.name}.{i}"
+            for lv in b.levels:
+                if lv.role == "memory":
+                    for li, shape in enumerate(lv.layer_shapes()):
+                        for part in ("Wbar", "W") + (("S",) if lv.momentum else ()):
+                            slots.append(slot(layer, lv.name, part, (lv.heads, *shape), li))
+            for op in b.ops:
+                if op.op == "conv":
+                    slots.append(slot(layer, op.name, "conv", (op.attrs["window"] - 1, op.width)))
+            for lv in b.levels:
+                if lv.role == "cms":
+                    shapes = {"w_in": (lv.hidden, lv.dk), "w_out": (lv.dk, lv.hidden)}
+                    if lv.clock == "tokens" and lv.name not in frozen:  # the teaching-gradient accumulators
+                        shapes |= {"g_in": shapes["w_in"], "g_out": shapes["w_out"]}
+                    slots += [slot(layer, lv.name, p, s) for p, s in shapes.items()]
+    return tuple(slots)
+
+
+def nested_resets(plan, frozen=frozenset()) -> dict:
+    """(block, stage) -> the learning stages of its nested chain that are faster (eq. 72: the slower
+    stage completing its chunk restarts them from their meta-learned initial state)."""
+    out = {}
+    for b in plan.blocks:
+        for op in b.ops:
+            if op.op != "cms" or op.attrs["variant"] != "nested":
+                continue
+            for name in op.attrs["levels"]:
+                slow = b.level(name).chunk
+                fast = tuple(o for o in op.attrs["levels"]
+                             if b.level(o).clock == "tokens" and o not in frozen and b.level(o).chunk < slow)
+                if fast:
+                    out[(b.name, name)] = fast
+    return out
+
+
+def order_of(plan, target: Target) -> tuple[Order, str]:
+    if target.backend == Backend.REFERENCE:
+        return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
+    if any(lv.role == "cms" and lv.clock == "tokens" and lv.name not in target.frozen for _, lv in plan.all_levels()):
+        return Order.SEGMENT_MAJOR, "a CMS stage learns from the task loss: each segment's loss needs every layer"
+    if target.checkpointing:
+        return Order.SEGMENT_MAJOR, "checkpointing recomputes per segment"
+    if target.backend == Backend.COMPILE:
+        return Order.SEGMENT_MAJOR, "compile: one compiled program per layer and edge pattern"
+    return Order.LAYER_MAJOR, "no level feeds back across layers within a segment: each layer runs over the " \
+                              "whole sequence, read-independent ops hoisted out of the segment loop"
+
+
+def build_schedule(plan, target: Target | None = None) -> Schedule:
+    target = target or Target()
+    # every token-clock memory and CMS stage sets the grid (attention reads its cache every token)
+    chunks = {(b.name, lv.name): lv.chunk for b, lv in plan.all_levels()
+              if lv.clock == "tokens" and lv.role in ("memory", "cms")}
+    # the reference interpreter takes one token per segment
+    seg, period, table, patterns = grid(chunks, seg=1 if target.backend == Backend.REFERENCE else None)
+    levels, impls = [], {}
+    for b, lv in plan.all_levels():
+        impl, why = level_impl(lv, target)
+        levels.append(LevelSchedule(lv.name, b.name, impl, why, lv.clock if lv.clock == "frozen" else f"{lv.clock}({lv.chunk})",
+                                    lv.chunk))
+        impls[(b.name, lv.name)] = impl
+    order, why = order_of(plan, target)
+    return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
+                    order=order, order_why=why, levels=tuple(levels), impls=impls,
+                    state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
+                    layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)))
