@@ -51,7 +51,8 @@ class NlcLM(LM):
             hf = NlcForCausalLM.from_pretrained(pretrained)
             model, self.tok = hf.nlc, hf.nlc_tokenizer
         if freeze:
-            model = model.with_freeze(freeze)
+            from nlc.api import freeze as freeze_levels
+            model = freeze_levels(model, freeze)
         # lm-eval passes device=cuda unless told otherwise; without CUDA, as its HF model, run on the CPU
         if not device or (str(device).startswith("cuda") and not torch.cuda.is_available()):
             device = "cpu"

@@ -97,3 +97,9 @@ def test_the_command_line_runs_offline(runs, tmp_path):
                        cwd=TASKS, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "nlc_toy_choice" in p.stdout and "acc" in p.stdout
+
+
+def test_freeze_switches_off_in_context_learning(lm, runs):
+    reqs = [_req("loglikelihood", "abcabcabcabcabcabcabc", "abcabc")]
+    frozen = NlcLM(run=str(runs["hope"]), freeze="inner")
+    assert frozen.loglikelihood(reqs) != lm.loglikelihood(reqs)

@@ -61,7 +61,7 @@ def test_greedy_generate_equals_nlc_generate(runs, exported, which):
     got = hf.generate(_ids(PROMPT), max_new_tokens=12, do_sample=False)
     assert bytes(got[0, len(PROMPT):].tolist()) == want
     # the state carried in the cache is what makes it so: memories frozen, the output differs
-    frozen = generate(ref.with_freeze("inner"), PROMPT, max_new=12, temperature=0)
+    frozen = generate(nlc.freeze(ref, "inner"), PROMPT, max_new=12, temperature=0)
     assert frozen != want
 
 
