@@ -64,7 +64,10 @@ def fill_train(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
-    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (if installed)")
+    p.add_argument("--log", action="append", choices=_log_sinks(), metavar="SINK",
+                   help="also send every metric of RUN/metrics.jsonl to SINK: tensorboard (RUN/tb/; "
+                        "pip install \"nlc[tensorboard]\"). The JSONL log is always written")
+    p.add_argument("--tensorboard", action="store_true", help="the same as --log tensorboard")
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (default: the cores not busy with other processes, from the "
                         "load average; idle threads sleep rather than spin)")
@@ -82,6 +85,11 @@ def fill_train(sub):
     p.set_defaults(func=cmd_train)
 
 
+def _log_sinks():
+    from nlc.train.metrics import LOG_SINKS  # no torch: the parser stays fast
+    return LOG_SINKS
+
+
 # CPU-sized defaults for `nlc train SPEC` with no flags: a few minutes on 2 cores
 TRAIN_DEFAULTS = dict(steps=300, batch=8, seq_len=128)
 
@@ -96,6 +104,11 @@ def cmd_train(a) -> int:
     ov = _ov(a)
     if a.steps is not None and a.steps <= 0:
         raise RunError(f"--steps {a.steps}: the number of steps must be at least 1")
+    tensorboard = a.tensorboard or "tensorboard" in (a.log or ())
+    if tensorboard:
+        from nlc.train.metrics import tensorboard_missing
+        if (why := tensorboard_missing()) is not None:  # before training, not a note after it started
+            raise RunError(f"--log tensorboard: {why}", hint='pip install "nlc[tensorboard]"')
     tok = get_tokenizer(a.tokenizer)
     if tok.enc is not None:  # the model's vocabulary is the tokenizer's
         if "vocab" in ov and ov["vocab"] < tok.n_vocab:
@@ -137,7 +150,7 @@ def cmd_train(a) -> int:
         report = train(model, data, steps=a.steps, batch=a.batch, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
                        clip=a.clip, weight_decay=a.weight_decay, seed=a.seed, out_dir=str(out), resume=a.resume,
                        eval_every=a.eval_every, save_every=a.save_every, backend_label=a.backend,
-                       progress=not a.no_progress, tensorboard=a.tensorboard, fsdp=a.fsdp,
+                       progress=not a.no_progress, tensorboard=tensorboard, fsdp=a.fsdp,
                        bytes_per_token=bytes_per_token, defaults=TRAIN_DEFAULTS, dist_timeout=a.dist_timeout)
     finally:
         if lock is not None:
@@ -272,40 +285,65 @@ def cmd_eval(a) -> int:
 
 # ---- generate ------------------------------------------------------------------
 def fill_generate(sub):
-    p = sub.add_parser("generate", help="sample text; in-context levels keep learning as they read")
-    p.add_argument("run")
-    p.add_argument("--prompt", default="def ")
-    p.add_argument("--max-new", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("generate", help="sample text; in-context levels keep learning as they read",
+                       description="Sample text from a trained run, printed as it comes. The fast state is carried "
+                                   "from token to token, so in-context levels keep learning while generating "
+                                   "(--freeze switches that off to compare).")
+    p.add_argument("run", help="run directory written by nlc train")
+    p.add_argument("--prompt", default="def ", help="text the model reads first (default: 'def ')")
+    p.add_argument("--max-new", type=int, default=200, help="tokens to generate per sample (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="divides the logits before sampling; 0 = greedy, the most likely token (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling: only among the most likely tokens whose probabilities add up to P "
+                        "(0 < P <= 1)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                   help="make tokens already in the prompt or the output less likely: a positive logit is "
+                        "divided by R, a negative one multiplied (CTRL's rule, as transformers; default 1 = off)")
+    p.add_argument("--samples", type=int, default=1, metavar="N",
+                   help="N samples, each from a fresh state; sample i uses seed SEED+i (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     _add_freeze(p)
     p.set_defaults(func=cmd_generate)
 
 
+def _check_sampling(a):
+    for flag, v, ok, want in (("--max-new", a.max_new, a.max_new >= 0, ">= 0"),
+                              ("--samples", a.samples, a.samples >= 1, ">= 1"),
+                              ("--top-k", a.top_k, a.top_k is None or a.top_k >= 1, ">= 1"),
+                              ("--top-p", a.top_p, a.top_p is None or 0 < a.top_p <= 1, "in (0, 1]"),
+                              ("--repetition-penalty", a.repetition_penalty, a.repetition_penalty > 0, "> 0"),
+                              ("--temperature", a.temperature, a.temperature == a.temperature, "a number")):
+        if not ok:
+            raise RunError(f"{flag} {v}: must be {want}", hint=f"nlc generate --help describes {flag}")
+
+
 def cmd_generate(a) -> int:
+    _check_sampling(a)
     from nlc.api import load
     _threads(a)
     from nlc.train.evaluate import generate
     model = _freeze(load(a.run), a)
     model.eval()
     import codecs
-    sys.stdout.write(a.prompt)
-    dec = codecs.getincrementaldecoder("utf-8")(errors="replace")  # multi-byte characters arrive byte by byte
-
-    def emit(b):
-        sys.stdout.write(dec.decode(bytes([b])))
-        sys.stdout.flush()
     tok = model.tokenizer
-    if tok.enc is None:
-        generate(model, a.prompt.encode(), max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed,
-                 callback=emit)
-    else:  # token ids in, token ids out; each token's bytes go to the decoder
-        generate(model, [int(i) for i in tok.encode(a.prompt.encode())], max_new=a.max_new,
-                 temperature=a.temperature, top_k=a.top_k, seed=a.seed,
-                 callback=lambda t: sys.stdout.write(dec.decode(tok.decode([t]))) or sys.stdout.flush())
-    sys.stdout.write("\n")
+    prompt = a.prompt.encode() if tok.enc is None else [int(i) for i in tok.encode(a.prompt.encode())]
+    for i in range(a.samples):
+        if a.samples > 1:
+            sys.stdout.write(("\n" if i else "") + f"--- sample {i + 1} of {a.samples} (seed {a.seed + i})\n")
+        sys.stdout.write(a.prompt)
+        sys.stdout.flush()
+        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")  # multi-byte characters arrive byte by byte
+        as_bytes = (lambda t: bytes([t])) if tok.enc is None else (lambda t: tok.decode([t]))
+
+        def emit(t, dec=dec, as_bytes=as_bytes):  # streamed: each token is written the moment it is sampled
+            sys.stdout.write(dec.decode(as_bytes(t)))
+            sys.stdout.flush()
+        generate(model, prompt, max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, seed=a.seed + i,
+                 top_p=a.top_p, repetition_penalty=a.repetition_penalty, callback=emit)
+        sys.stdout.write(dec.decode(b"", final=True) + "\n")
     return 0
 
 
@@ -324,12 +362,22 @@ def cmd_plot(a) -> int:
 
 
 # ---- export --------------------------------------------------------------------
+# --to: the MLIR formats export the forward step (nlc.backends.torch_mlir); hf writes a transformers folder
+EXPORT_FORMATS = ("mlir", "vmfb", "hf")
+
+
 def fill_export(sub):
-    p = sub.add_parser("export", help="export the forward step to MLIR (torch-mlir), optionally run it in IREE")
-    p.add_argument("spec", help="a .nl spec or a run directory")
-    p.add_argument("--to", default="mlir", choices=("mlir", "vmfb"))
+    p = sub.add_parser("export", help="export a run as a transformers folder (--to hf), or the forward step to MLIR",
+                       description="nlc export RUN --to hf DIR: a folder AutoModelForCausalLM.from_pretrained loads "
+                                   "(after `import nlc.hf`), the spec inside it. --to mlir|vmfb: the forward step "
+                                   "through torch-mlir, optionally run in IREE.")
+    p.add_argument("spec", help="a .nl spec or a run directory (--to hf: a run directory)")
+    # `--to hf DIR` takes the folder with the format: argparse would not give a second positional
+    # after an option (`nlc export RUN --to hf DIR`) to the positional
+    p.add_argument("--to", nargs="+", default=["mlir"], metavar=("FORMAT", "DIR"),
+                   help=f"what to write: {', '.join(EXPORT_FORMATS)} (default mlir); --to hf DIR names the folder")
     p.add_argument("--dialect", default="linalg", choices=("torch", "linalg", "stablehlo"))
-    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir)")
+    p.add_argument("-o", "--out", help="output path (default: <spec>.mlir; --to hf: the folder, if not given after hf)")
     p.add_argument("--seq-len", type=int, default=64, help="the fixed sequence length of the exported step")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--run-iree", action="store_true", help="run the module in IREE and compare with PyTorch")
@@ -338,10 +386,31 @@ def fill_export(sub):
 
 
 def cmd_export(a) -> int:
+    fmt, *rest = a.to
+    if fmt not in EXPORT_FORMATS:
+        raise RunError(f"--to {fmt}: unknown format", hint=f"formats: {', '.join(EXPORT_FORMATS)}")
+    if len(rest) > (fmt == "hf"):
+        raise RunError(f"--to {' '.join(a.to)}: unexpected '{rest[-1]}'",
+                       hint="nlc export RUN --to hf DIR; for mlir and vmfb the output path is -o/--out")
+    if fmt == "hf":
+        return _export_hf(a, rest[0] if rest else None)
     from nlc.backends.torch_mlir import export_spec
-    res = export_spec(a.spec, to=a.to, dialect=a.dialect, out_path=a.out, seq_len=a.seq_len, batch=a.batch,
+    res = export_spec(a.spec, to=fmt, dialect=a.dialect, out_path=a.out, seq_len=a.seq_len, batch=a.batch,
                       overrides=_ov(a), run_iree=a.run_iree)
     print(res.format() if hasattr(res, "format") else res)
+    return 0
+
+
+def _export_hf(a, dest) -> int:
+    if dest is not None and a.out is not None and dest != a.out:
+        raise RunError(f"two output folders: {dest} and -o {a.out}", hint="nlc export RUN --to hf DIR")
+    dest = dest or a.out
+    if dest is None:
+        raise RunError("nlc export RUN --to hf needs one output folder", hint="nlc export RUN --to hf DIR")
+    if a.set:
+        raise RunError("--set does not apply to --to hf: a run is exported with its own spec and values")
+    from nlc.hf import export_run
+    print(f"wrote {export_run(a.spec, dest)}")
     return 0
 
 

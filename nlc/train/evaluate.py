@@ -280,13 +280,39 @@ def eval_continual(model, tasks=("copy", "reverse", "shift3", "sort"), steps_per
 # generation
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator) -> torch.Tensor:
-    if temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, repetition_penalty: float = 1.0, seen=None) -> torch.Tensor:
+    """The logits (..., V) that sampling draws from, in the order transformers applies them:
+    repetition penalty on the tokens in `seen` (a positive logit divided by the penalty, a negative
+    one multiplied: CTRL's rule), then temperature, then top-k, then top-p (the smallest set of the
+    most likely tokens whose probabilities add up to at least top_p; the most likely always stays).
+    Removed tokens get -inf. A temperature <= 0 skips the temperature (greedy decoding takes the argmax)."""
+    logits = logits.float()
+    if repetition_penalty != 1.0 and seen is not None and len(seen):
+        idx = torch.as_tensor(sorted(set(int(t) for t in seen)), dtype=torch.long, device=logits.device)
+        idx = idx[idx < logits.size(-1)].expand(*logits.shape[:-1], -1)
+        got = logits.gather(-1, idx)
+        logits = logits.scatter(-1, idx, torch.where(got > 0, got / repetition_penalty, got * repetition_penalty))
+    if temperature > 0:
+        logits = logits / temperature
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        srt, order = torch.sort(logits, -1, descending=True)
+        probs = torch.softmax(srt, -1)
+        before = probs.cumsum(-1) - probs  # the mass of the tokens more likely than this one
+        drop = before >= top_p
+        drop[..., 0] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator,
+            top_p: float | None = None, repetition_penalty: float = 1.0, seen=None) -> torch.Tensor:
+    logits = filter_logits(logits, temperature, top_k, top_p, repetition_penalty, seen)
+    if temperature <= 0:
+        return logits.argmax(-1)
     probs = torch.softmax(logits, -1)
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
@@ -296,7 +322,8 @@ def _detached(state: dict) -> dict:
 
 
 def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0, callback=None, return_state: bool = False):
+             seed: int = 0, callback=None, return_state: bool = False, top_p: float | None = None,
+             repetition_penalty: float = 1.0, stop=None):
     """Feed the prompt, then sample one byte per call, carrying the fast state.
 
     The carried state is what lets in-context levels keep learning while generating: each
@@ -306,7 +333,10 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
     with the byte just sampled as its target, to commit the state. The logits of the two reads
     are equal (a level's writes come after its reads).
     `callback(byte)` is called per new byte (for streaming output). Returns the new bytes
-    (and the final fast state with return_state=True).
+    (and the final fast state with return_state=True). Sampling: `filter_logits` (temperature,
+    top_k, top_p, and a repetition penalty over the prompt and every token generated so far);
+    temperature <= 0 is greedy. `stop(new)`, called with the new tokens after each one, ends the
+    generation early when it returns True (lm-evaluation-harness's stop strings).
     """
     m = unwrap(model)
     gen = torch.Generator().manual_seed(seed)
@@ -323,11 +353,13 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
             ids = ids[:, -1:]
         out = m(ids, state=state)
         for i in range(max_new):
-            nxt = _sample(out.logits[:, -1], temperature, top_k, gen)
+            nxt = _sample(out.logits[:, -1], temperature, top_k, gen, top_p, repetition_penalty,
+                          seen=(list(prompt) + list(out_bytes)) if repetition_penalty != 1.0 else None)
             b = int(nxt.item())
             out_bytes.append(b)
             if callback is not None:
                 callback(b)
+            done = stop is not None and bool(stop(out_bytes))
             if teach:  # commit the last byte read, now that its successor is known
                 # the teaching pass runs under enable_grad: drop its graph, or every later byte
                 # would carry (and pay for) the autograd history of all bytes before it
@@ -335,8 +367,10 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
             else:
                 state = out.state
             ids = nxt.view(1, 1)
-            if i + 1 < max_new or return_state:
+            if (i + 1 < max_new and not done) or return_state:
                 out = m(ids, state=state)
+            if done:
+                break
         if return_state and not teach:
             state = out.state
     result = list(out_bytes) if as_ids else bytes(out_bytes)

@@ -2,7 +2,11 @@
 
 Train lines carry `step, loss, bpb, lr, tok_s, grad_norm` and every entry of the model's
 `out.stats` (per-level `"<level>/update_norm"`, `"<level>/surprise"`, ...); validation
-lines carry `step, val_loss, val_bpb`. `plot.py` reads the file back.
+lines carry `step, val_loss, val_bpb` and `gain/<level>`. `plot.py` reads the file back.
+
+The JSONL file is the source of truth and always written; `nlc train --log SINK` adds a sink
+(LOG_SINKS) that receives every number of every line as a scalar under the same name, at the
+line's step (a NaN/inf, written as null in the JSONL, is left out there too).
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from pathlib import Path
 
 LN2 = math.log(2)
 METRICS = "metrics.jsonl"
+# what `nlc train --log` accepts, besides the JSONL log that is always written
+LOG_SINKS = ("tensorboard",)
+TENSORBOARD_DIR = "tb"
 
 
 def to_float(v) -> float:
@@ -75,11 +82,20 @@ class MetricsLog:
             self.tb = None
 
 
+def tensorboard_missing() -> str | None:
+    """Why TensorBoard logging cannot work here (None when it can)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - ImportError, or tensorboard broken in another way
+        return f"tensorboard is not installed ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    return None
+
+
 def make_tensorboard(run_dir):
     """A SummaryWriter in run_dir/tb, or None (with a note) when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:
-        print("note: TensorBoard logging asked for but tensorboard is not installed (pip install tensorboard)")
+    why = tensorboard_missing()
+    if why is not None:
+        print(f'note: TensorBoard logging asked for but {why}: pip install "nlc[tensorboard]"')
         return None
-    return SummaryWriter(str(Path(run_dir) / "tb"))
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR))
