@@ -85,10 +85,9 @@ class LevelPlan(R):
 
     @property
     def momentum(self) -> bool:
-        """Whether the rule carries a momentum (surprise) buffer S."""
-        g = self.gates.get("momentum")
-        zero = g is None or (g.kind == "const" and g.value == 0.0)
-        return self.rule == "momentum" or (self.rule == "dgd" and not zero)
+        """Whether the rule carries a momentum (surprise) buffer S (nlc/rules: the rule's registration)."""
+        from nlc.rules import RULES
+        return self.role == "memory" and self.rule in RULES and RULES[self.rule].has_momentum(self)
 
 
 class BlockPlan(R):

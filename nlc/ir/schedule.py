@@ -33,11 +33,10 @@ class Order(enum.StrEnum):
 
 
 class Impl(enum.StrEnum):
-    """How a level runs. Memories: the per-token reference, the closed-form chunk update (scalar
-    recurrences as gate products), DGD's WY/UT form, or a fused Triton kernel; frozen levels only read."""
+    """How a level runs. Memories: the per-token reference, the rule's closed-form chunk update
+    (nlc/rules/<rule>/update.py: `chunk`), or a fused Triton kernel; frozen levels only read."""
     REFERENCE = "reference"
     CHUNK = "chunk"
-    DGD = "dgd"
     TRITON_LINEAR = "triton:linear_memory"
     TRITON_MLP = "triton:mlp_memory"
     FROZEN = "frozen"

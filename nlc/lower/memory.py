@@ -7,17 +7,13 @@ NL eq. 89). Its fast state per sequence is
             (Titans eqs. 16-18, Hope eqs. 90-91);
     W_l     the running weights, updated token by token inside the chunk;
     S_l     the momentum (surprise) buffer, for rules with momentum.
-At a chunk boundary Wbar <- W. Per token t of a chunk, with u_t = grad of the objective at Wbar:
-    momentum/gd:  S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = (1 - alpha_t) W_{t-1} + S_t    (Titans 13-14)
-    dgd:          S_t = eta_t S_{t-1} - theta_t u_t ;  W_t = W_{t-1}((1 - alpha_t) I - theta_t k~ k~^T) + S_t
-                  (Hope eq. 88; k~ is the layer's input; `layers = first` applies the k k^T term
-                  only to the layer that consumes k, `all` to every layer with its own input;
-                  `normalize` (default) takes the exact proximal step of NL eqs. 56-57 via
-                  Sherman-Morrison: theta' = theta / (1 + theta ||k~||^2) on those layers)
-(gd is momentum with eta = 0.) Two implementations of one semantics:
-    ChunkMemory      closed-form per-token gradients (rank-1 per layer) as batched matmuls, the
-                     scalar recurrences as a coefficient matrix of gate products (cumprods);
-    ReferenceMemory  the equations literally: autograd for u_t, a loop over tokens, d x d matrices.
+At a chunk boundary Wbar <- W. Per token t of a chunk, u_t = the gradient of the objective at
+Wbar, and the level's update rule (nlc/rules/<rule>/: gd, momentum, dgd, anchored) takes the step.
+Two implementations of one semantics, both here and in the rule's folder:
+    chunk         closed-form per-token gradients (rank-1 per layer, `closed_form_grads`) as batched
+                  matmuls, then the rule's `chunk` (gate products, WY forms);
+    reference     the equations literally: autograd for u_t (`reference_token`), the rule's `token`
+                  step, a loop over tokens.
 """
 from __future__ import annotations
 
@@ -26,8 +22,8 @@ import math
 import torch
 import torch.nn as nn
 
-from nlc.kernels.products import pair_prod, prod_after, prod_before
 from nlc.lower.ops import ACTS, act_grad
+from nlc.rules import RULES
 
 
 def layer_shapes(lv) -> list[tuple[int, int]]:
@@ -122,6 +118,7 @@ class MemoryLevel(nn.Module):
                 self.fixed.append(loaded[li])
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
                                          for g, gate in lv.gates.items() if gate.kind == "learned"})
+        self.rule = RULES[lv.rule]
         self.momentum = lv.momentum
 
     def initial(self, B, device, dtype):
@@ -198,104 +195,10 @@ def read(lv, Wbar, q):
     return merge_heads(y)
 
 
-def outer_sum(c, d, a):
-    """sum_t c_t d_t a_t^T as one batched matmul: (B,H,n), (B,H,n,o), (B,H,n,i) -> (B,H,o,i)."""
-    return (c[..., None] * d).transpose(-1, -2) @ a
-
-
-def chunk_update(lv, Ws, Ss, u, theta, alpha, eta):
-    """Apply n tokens of the rule to running weights Ws (and momenta Ss) in closed form.
-    u: [(delta, a)] rank-1 gradient factors per layer; theta/alpha/eta: (B, H, n).
-    Gate products are cumprods (no logs, no division): exact for any real gates, zeros and signs
-    included, as the reference multiplies them token by token."""
-    g = 1 - alpha                                         # retention
-    g_all = g.prod(-1)[..., None, None]                   # G(1..n)
-    g_after = prod_after(g)                              # G(t+1..n)
-    if eta is None:  # S_t = -theta_t u_t: W_n = G(1..n) W_0 - sum_i G(i+1..n) theta_i u_i
-        c = theta * g_after
-        return [g_all * W - outer_sum(c, d, a) for W, (d, a) in zip(Ws, u)], Ss
-    # sum_t G(t+1..n) E(i+1..t): how much of theta_i u_i reaches W_n through S_t (t >= i)
-    c = theta * (pair_prod(eta) * g_after[..., None, :]).sum(-1)   # coefficient of u_i in W_n
-    s0 = (g_after * torch.cumprod(eta, -1)).sum(-1)                  # coefficient of S_0 in W_n
-    cs = theta * prod_after(eta)                                    # coefficient of u_i in S_n
-    e_all = eta.prod(-1)[..., None, None]
-    new_W, new_S = [], []
-    for W, S, (d, a) in zip(Ws, Ss, u):
-        new_W.append(g_all * W + s0[..., None, None] * S - outer_sum(c, d, a))
-        new_S.append(e_all * S - outer_sum(cs, d, a))
-    return new_W, new_S
-
-
-def dgd_update(lv, Ws, Ss, u, theta, alpha, eta):
-    """DGD without momentum in closed form: the layers with the k k^T term by the WY/UT
-    triangular solve (`dgd_wy`), the others by the scalar scan. With momentum: `dgd_momentum`."""
-    if Ss is not None:
-        return dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta)
-    layers = lv.rule_args.get("layers", "first")
-    out = []
-    for li, (W, (d, a)) in enumerate(zip(Ws, u)):
-        if li == 0 or layers == "all":
-            out.append(dgd_wy(W, d, a, dgd_lr(lv, theta, a), alpha))
-        else:
-            out.append(chunk_update(lv, [W], None, [(d, a)], theta, alpha, None)[0][0])
-    return out, None
-
-
-def dgd_lr(lv, theta, k):
-    """The DGD step size on a layer with input k: theta, or theta / (1 + theta ||k||^2) (Sherman-Morrison)."""
-    if not lv.rule_args.get("normalize", True):
-        return theta
-    return theta / (1 + theta * (k * k).sum(-1))
-
-
-def dgd_wy(W0, d, k, theta, alpha):
-    """n tokens of W_t = a_t W_{t-1} - b_t (W_{t-1} k_t + d_t) k_t^T  (a = 1 - alpha, b = theta).
-
-    With u_t = W_{t-1} k_t + d_t:  W_n = A_{1..n} W_0 - sum_t A_{t+1..n} b_t u_t k_t^T, and the u_t
-    solve the unit lower-triangular system (I + L) U = R,
-        L[t, s] = A_{s+1..t-1} b_s (k_s . k_t)  (s < t),   R_t = A_{1..t-1} W_0 k_t + d_t,
-    the UT/WY form of a product of (a I - b k k^T) factors (as fla's delta rule): matmuls only.
-    The gate products are cumprods, exact for any real a (zeros and signs included)."""
-    n = theta.shape[-1]
-    A = 1 - alpha
-    # P[s, t'] = A_{s+1..t'}; L needs A_{s+1..t-1} = P[s, t-1]: transpose and shift down one row
-    P = pair_prod(A).transpose(-1, -2)
-    decay = torch.cat([torch.zeros_like(P[..., :1, :]), P[..., :-1, :]], -2)
-    idx = torch.arange(n, device=theta.device)
-    lower = (idx[:, None] > idx[None, :]).to(k.dtype)
-    L = decay * lower * theta[..., None, :] * (k @ k.transpose(-1, -2))
-    R = prod_before(A)[..., None] * (k @ W0.transpose(-1, -2)) + d
-    eye = torch.eye(n, dtype=k.dtype, device=k.device)
-    U = torch.linalg.solve_triangular(eye + L, R, upper=False, unitriangular=True)
-    c = theta * prod_after(A)                      # A_{t+1..n} b_t
-    return A.prod(-1)[..., None, None] * W0 - outer_sum(c, U, k)
-
-
-def dgd_momentum(lv, Ws, Ss, u, theta, alpha, eta):
-    """DGD with momentum: W <- W (a I - theta k k^T) + S, S <- eta S - theta d k^T (gradients at the
-    chunk start). The dgd layers go through the WY form of `dgd_block` in blocks of DGD_BLOCK tokens
-    (matmuls and one triangular solve per block, as the Triton kernel), the others by the scalar scan."""
-    from nlc.kernels.linear_memory.naive import DGD_BLOCK, dgd_block
-
-    layers = lv.rule_args.get("layers", "first")
-    n = theta.shape[-1]
-    new_W, new_S = [], []
-    for li, (W, S, (d, a)) in enumerate(zip(Ws, Ss, u)):
-        if li == 0 or layers == "all":
-            th = dgd_lr(lv, theta, a)
-            for s in range(0, n, DGD_BLOCK):
-                b = slice(s, s + DGD_BLOCK)
-                W, S = dgd_block(a[:, :, b], d[:, :, b], th[..., b], alpha[..., b], eta[..., b], W, S)
-        else:
-            (W,), (S,) = chunk_update(lv, [W], [S], [(d, a)], theta, alpha, eta)
-        new_W.append(W)
-        new_S.append(S)
-    return new_W, new_S
-
-
 # ---- the reference: the equations, literally -------------------------------------------
-def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
-    """One token of the rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar."""
+def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None):
+    """One token of the level's rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar, then
+    the rule's literal step per layer (`nlc/rules/<rule>/update.py: token`)."""
     outer = torch.is_grad_enabled()
     with torch.enable_grad():
         # differentiate w.r.t. a zero perturbation of Wbar: the target v (self-generated values
@@ -305,23 +208,18 @@ def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta):
         y, acts = forward_layers(lv, [w + d for w, d in zip(Wbar, deltas)], k[:, :, None])
         loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
         grads = torch.autograd.grad(loss, deltas, create_graph=outer)
-    ret = (1 - alpha)[..., None, None]
+    token = RULES[lv.rule].update().token
     new_W, new_S = [], []
     for li, (W, g) in enumerate(zip(Ws, grads)):
-        dgd_layer = lv.rule == "dgd" and (li == 0 or lv.rule_args.get("layers") == "all")
-        kt = acts[li][1][:, :, 0]                                           # the layer's input k~
-        lr = theta
-        if dgd_layer and lv.rule_args.get("normalize", True):
-            lr = theta / (1 + theta * (kt * kt).sum(-1))                    # eta' = eta / (1 + eta ||k||^2)
-        th = lr[..., None, None]
-        step = -th * g                                                      # -theta_t grad l(M_tbar; x_t)
-        if Ss is not None:
-            step = eta[..., None, None] * Ss[li] + step                     # S_t = eta S_{t-1} - theta u_t
-            new_S.append(step)
-        if dgd_layer:
-            eye = torch.eye(kt.shape[-1], dtype=kt.dtype, device=kt.device).expand(*kt.shape[:2], -1, -1)
-            P = ret * eye - th * kt[..., :, None] * kt[..., None, :]        # (alpha I - eta k k^T), eq. 88
-            new_W.append(W @ P + step)
-        else:
-            new_W.append(ret * W + step)                                    # W_t = (1 - a_t) W_{t-1} + S_t
+        x = acts[li][1][:, :, 0]                                            # the layer's input k~
+        w, s = token(lv, li, W, Ss[li] if Ss is not None else None, g, x, theta, alpha, eta,
+                     W0s[li] if W0s is not None else None)
+        new_W.append(w)
+        if s is not None:
+            new_S.append(s)
     return new_W, (new_S if Ss is not None else None), loss.detach()
+
+
+def chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s=None):
+    """n tokens of the level's rule in closed form (`nlc/rules/<rule>/update.py: chunk`)."""
+    return RULES[lv.rule].update().chunk(lv, Ws, Ss, u, theta, alpha, eta, W0s)

@@ -195,6 +195,7 @@ class Layer(nn.Module):
         k, val = mem.split_heads(v[lv.keys], lv.heads), mem.split_heads(v[lv.values], lv.heads)
         theta, alpha = m.gate("lr", v, B, n, k), m.gate("decay", v, B, n, k)
         eta = m.gate("momentum", v, B, n, k) if kS else None
+        W0s = m.initial(B, k.device, k.dtype) if m.rule.uses_init else None  # M_0, for rules that read it
         if impl.kernel and at_start:  # a kernel call covers a chunk from its start
             from nlc.lower.triton_plan import fused_write
             Ws, Ss = fused_write(lv, impl.kernel, Ws, Ss, k, val, theta, alpha, eta)
@@ -203,12 +204,11 @@ class Layer(nn.Module):
             surprise = 0.0
             for t in range(n):
                 Ws, Ss, loss = mem.reference_token(lv, Wbar, Ws, Ss, k[:, :, t], val[:, :, t], theta[..., t],
-                                                   alpha[..., t], eta[..., t] if eta is not None else None)
+                                                   alpha[..., t], eta[..., t] if eta is not None else None, W0s)
                 surprise = surprise + loss
-        else:  # CHUNK, DGD, or a kernel's level on a segment that starts mid-chunk
+        else:  # CHUNK, or a kernel's level on a segment that starts mid-chunk
             u, surprise = mem.closed_form_grads(lv, Wbar, k, val)
-            upd = mem.dgd_update if lv.rule == "dgd" else mem.chunk_update
-            Ws, Ss = upd(lv, Ws, Ss, u, theta, alpha, eta)
+            Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s)
         st.update(zip(kW, Ws))
         if Ss is not None:
             st.update(zip(kS, Ss))

@@ -19,11 +19,12 @@ def fused_write(lv, kernel, Ws, Ss, k, v, theta, alpha, eta):
     mom = eta if eta is not None else torch.zeros_like(theta)
     # the kernel also reads o = M(q); the program already read at the chunk-start state, so q = k
     if kernel == "linear_memory":
-        if lv.rule == "dgd":
-            from nlc.lower.memory import dgd_lr
-            theta = dgd_lr(lv, theta, k)  # the kernel takes the (normalised) DGD step size as its lr
+        from nlc.rules import RULES
+        upd = RULES[lv.rule].update()
+        if hasattr(upd, "kernel_lr"):
+            theta = upd.kernel_lr(lv, theta, k)  # e.g. dgd: the kernel takes the normalised step size as its lr
         S0 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])
-        _, W, S = kernels.linear_memory(k, k, v, theta, alpha, mom, Ws[0], S0, chunk=k.shape[2], dgd=lv.rule == "dgd",
+        _, W, S = kernels.linear_memory(k, k, v, theta, alpha, mom, Ws[0], S0, chunk=k.shape[2], dgd=lv.rule == "dgd",  # the kernel's k k^T term
                                         backend="triton")
         return [W], ([S] if Ss is not None else None)
     S1 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])

@@ -27,14 +27,7 @@ MEMORY_KINDS = {
     "attention": ("window", "persistent", "rope"), "slot": (),
 }
 OBJECTIVES = {"l2": (), "dot": (), "huber": ("delta",), "lp": ("p",)}
-RULES = {  # in-context update rules and their gates (defaults)
-    "gd": {"lr": 0.1, "decay": 0.0},
-    "momentum": {"lr": 0.1, "momentum": 0.9, "decay": 0.0},
-    "dgd": {"lr": 0.1, "decay": 0.0, "momentum": 0.0},
-}
-# dgd: `layers` = which layers get the (a I - eta k k^T) term (ambiguity 1 of Hope §8);
-# `normalize` = the Sherman-Morrison step eta' = eta / (1 + eta ||k||^2) (NL eqs. 56-57)
-RULE_OPTIONS = {"dgd": {"layers": ("first", "all"), "normalize": (True, False)}}
+# in-context update rules: the registry in nlc/rules (one folder per rule)
 INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
 
 

@@ -13,7 +13,8 @@ from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import INITS, MEMORY_KINDS, OBJECTIVES, RULE_OPTIONS, RULES, _number
+from nlc.passes.elaborate import INITS, MEMORY_KINDS, OBJECTIVES, _number
+from nlc.rules import RULES
 
 
 def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
@@ -192,25 +193,25 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     rule = rule_p.rule if rule_p else ir.Call(func="gd")
     if rule.func not in RULES:
         raise NameError_(f"'{rule.func}' is not an in-context update rule", rule.span,
-                         (did_you_mean(rule.func, RULES) or "") + " in-context rules: gd, momentum, dgd; "
+                         (did_you_mean(rule.func, RULES) or "") + f" in-context rules: {', '.join(RULES)}; "
                          "optimizer rules (adam, muon, m3, ...) drive steps-clock levels")
+    r = RULES[rule.func]  # the rule's registration (nlc/rules/<rule>/__init__.py)
     gates, rargs = {}, {}
     for k in rule.kwargs:
-        if k.name in RULES[rule.func]:
+        if k.name in r.gates:
             gates[k.name] = _gate(el, lname, k.name, k.value, heads)
-        elif k.name in RULE_OPTIONS.get(rule.func, {}):
+        elif k.name in r.options:
             v = eval_option(k.value, env, k.name)
-            if v not in RULE_OPTIONS[rule.func][k.name]:
-                raise NameError_(f"{rule.func}({k.name} = {v}): choose one of {', '.join(RULE_OPTIONS[rule.func][k.name])}", k.span)
+            if v not in r.options[k.name]:
+                raise NameError_(f"{rule.func}({k.name} = {v}): choose one of {', '.join(map(str, r.options[k.name]))}", k.span)
             rargs[k.name] = v
         else:
             raise NameError_(f"{rule.func}() has no argument '{k.name}'", k.span,
-                             f"arguments: {', '.join(list(RULES[rule.func]) + list(RULE_OPTIONS.get(rule.func, {})))}")
-    for g, default in RULES[rule.func].items():
+                             f"arguments: {', '.join(list(r.gates) + list(r.options))}")
+    for g, default in r.gates.items():
         gates.setdefault(g, Gate(kind="const", value=default))
-    if rule.func == "dgd":
-        rargs.setdefault("layers", "first")
-        rargs.setdefault("normalize", True)
+    for o, allowed in r.options.items():
+        rargs.setdefault(o, allowed[0])
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
     init = init_p.init if init_p else ir.Call(func="meta")

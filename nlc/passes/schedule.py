@@ -19,9 +19,8 @@ from nlc.ir.schedule import (
     slot,
 )
 
-# the rules each fused kernel implements (nlc/kernels/<kernel>): l2 objective, token clock
-LINEAR_KERNEL_RULES = ("gd", "momentum", "dgd")
-MLP_KERNEL_RULES = ("gd", "momentum")
+from nlc.rules import RULES
+
 MLP_KERNEL_ACTS = ("silu", "relu")
 
 
@@ -31,9 +30,10 @@ def fused_kernel(lv) -> Impl | None:
     m = lv.memory
     if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
         return None
+    kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
-        return Impl.TRITON_LINEAR if lv.rule in LINEAR_KERNEL_RULES else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and lv.rule in MLP_KERNEL_RULES:
+        return Impl.TRITON_LINEAR if "linear_memory" in kernels else None
+    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and "mlp_memory" in kernels:
         return Impl.TRITON_MLP
     return None
 
@@ -84,8 +84,7 @@ def level_impl(lv, target: Target) -> tuple[Impl, str]:
         return Impl.FROZEN, "frozen in context (freeze=)"
     if target.backend == Backend.REFERENCE:
         return Impl.REFERENCE, "the literal per-token equations"
-    closed = (Impl.DGD, "DGD: WY/UT triangular solve per chunk") if lv.rule == "dgd" else \
-             (Impl.CHUNK, "closed-form chunk update (gate products, rank-1 gradients)")
+    closed = (Impl.CHUNK, f"closed form of rule {lv.rule} (nlc/rules/{lv.rule}): {RULES[lv.rule].doc}")
     if target.backend == Backend.TRITON:
         k = fused_kernel(lv)
         if k is None:

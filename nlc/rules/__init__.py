@@ -1,0 +1,54 @@
+"""In-context update rules: one folder per rule, one registry.
+
+A rule folder `nlc/rules/<name>/` holds
+    README.md     the rule's equations and where they come from;
+    __init__.py   its registration (`register(Rule(...))`): gates with defaults, options, the fused
+                  kernels that implement it, whether it carries a momentum buffer. Plain data: the
+                  checker (`nlc check`, no torch) reads it;
+    update.py     (torch) `token(...)`: the literal per-token step, the one reference that the reference
+                  interpreter and the kernel tests use; `chunk(...)`: its chunk-parallel closed form.
+The checker (nlc/passes/levels.py), the schedule's kernel choice (nlc/passes/schedule.py) and the
+lowering (nlc/lower/memory.py) all read the same `RULES` entry. Adding a rule is a new folder plus
+its import below (see `anchored`).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    gates: dict                       # gate -> default value (lr, decay, momentum, ...)
+    doc: str                          # one line: the rule's update
+    options: dict = field(default_factory=dict)   # option -> allowed values, the first is the default
+    kernels: tuple = ()               # fused ops of nlc.kernels that implement it: linear_memory, mlp_memory
+    momentum: str = "never"           # "always", "never", or "gate": a momentum buffer when the gate is not 0
+    uses_init: bool = False           # the update reads the memory's initial state M_0
+    module: str = ""                  # the module with token() and chunk(); default nlc.rules.<name>.update
+
+    def has_momentum(self, lv) -> bool:
+        if self.momentum != "gate":
+            return self.momentum == "always"
+        g = lv.gates.get("momentum")
+        return not (g is None or (g.kind == "const" and g.value == 0.0))
+
+    def update(self):
+        """The rule's torch functions (imported on first use: the checker needs no torch)."""
+        return importlib.import_module(self.module or f"nlc.rules.{self.name}.update")
+
+
+RULES: dict[str, Rule] = {}
+
+
+def register(rule: Rule) -> Rule:
+    RULES[rule.name] = rule
+    return rule
+
+
+# each folder registers its rule; this order is the order `nlc` lists them in
+from nlc.rules import gd  # noqa: E402,F401,I001
+from nlc.rules import momentum  # noqa: E402,F401
+from nlc.rules import dgd  # noqa: E402,F401
+from nlc.rules import anchored  # noqa: E402,F401
