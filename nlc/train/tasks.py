@@ -49,12 +49,24 @@ MQAR_VALUES = 64  # values to choose from: chance accuracy is 1 / MQAR_VALUES
 NIAH_CHANCE = 0.1  # a passkey digit guessed at random
 
 
+MQAR_PAD = 0  # the filler between spread-out queries (a byte no key or value uses)
+MQAR_VOCAB = MQAR_VAL_BASE + MQAR_VALUES  # the tokens MQAR uses: a model for it needs no more
+
+
 def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: int = 0,
-         key_vocab: int = 64, value_vocab: int = MQAR_VALUES) -> TaskBatch:
-    """Multi-query associative recall (Zoology); scored at the answer (value) of each query."""
+         key_vocab: int = 64, value_vocab: int = MQAR_VALUES, seq_len: int | None = None) -> TaskBatch:
+    """Multi-query associative recall (Zoology); scored at the answer (value) of each query.
+
+    Without `seq_len` the queries follow the pairs back to back (2 * (pairs + queries) tokens).
+    With it (Zoology's layout), the rows are `seq_len` long: the pairs first, then each query
+    pair at a random position of the rest, the gaps filled with MQAR_PAD, so a longer sequence
+    means a longer distance between a pair and its query, not more pairs."""
     num_queries = num_pairs if num_queries is None else num_queries
     if num_pairs > key_vocab:
         raise ValueError(f"num_pairs={num_pairs} exceeds key_vocab={key_vocab}")
+    if seq_len is not None and seq_len < 2 * (num_pairs + num_queries):
+        raise ValueError(f"seq_len={seq_len} is too short for {num_pairs} pairs and {num_queries} queries "
+                         f"(at least {2 * (num_pairs + num_queries)} tokens)")
     rng = random.Random(seed)
     rows, scored = [], []
     for _ in range(batch):
@@ -65,10 +77,15 @@ def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: i
             row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + v]
         qs = rng.sample(range(num_pairs), num_queries) if num_queries <= num_pairs else \
             [rng.randrange(num_pairs) for _ in range(num_queries)]
+        # the number of filler tokens before each query: a random split of the free space
+        free = 0 if seq_len is None else seq_len - len(row) - 2 * num_queries
+        cuts = sorted(rng.randrange(free + 1) for _ in qs)
+        gaps = [b - a for a, b in zip([0] + cuts, cuts)]
         ans = []
-        for q in qs:
-            row += [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
+        for q, gap in zip(qs, gaps):
+            row += [MQAR_PAD] * gap + [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
             ans.append(len(row) - 1)
+        row += [MQAR_PAD] * (free - sum(gaps))
         rows.append(row)
         scored.append(ans)
     return _pack(rows, scored, task="mqar", num_pairs=num_pairs, num_queries=num_queries)
@@ -105,6 +122,14 @@ def niah(batch: int, length: int, depth: float, seed: int = 0, n_digits: int = 5
         rows.append(list(text.encode()))
         scored.append(list(range(length - n_digits, length)))
     return _pack(rows, scored, task="niah", length=length, depth=depth)
+
+
+def niah_mixed(batch: int, length: int, seed: int = 0, n_digits: int = 5) -> TaskBatch:
+    """Training batches for the needle task: each row its own passkey at its own random depth."""
+    rng = random.Random(f"niah-train:{seed}:{length}")
+    parts = [niah(1, length, rng.random(), seed=rng.randrange(2**31), n_digits=n_digits) for _ in range(batch)]
+    return TaskBatch(torch.cat([p.tokens for p in parts]), torch.cat([p.targets for p in parts]),
+                     torch.cat([p.mask for p in parts]), dict(task="niah", length=length))
 
 
 # ---------------------------------------------------------------------------
