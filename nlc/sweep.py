@@ -116,16 +116,31 @@ def make_cells(specs, models, task: str, grid: dict, fixed: dict, seeds: int, ba
     t = TASKS[task]
     keys = list(grid)
     cells = []
+    scoped = {k: v for k, v in fixed.items() if "." in k}  # NAME.KEY: only for the spec or model NAME
+    used = set()
     for spec, model in itertools.product(specs, models):
+        names = {n.lower() for n in _names(spec, model)}
+        mine = {k.split(".", 1)[1]: v for k, v in scoped.items() if k.split(".", 1)[0].lower() in names}
+        used |= {k for k in scoped if k.split(".", 1)[0].lower() in names}
         for point in itertools.product(*grid.values()):
             values = dict(zip(keys, point))
-            merged = {**fixed, **values}
+            merged = {**{k: v for k, v in fixed.items() if k not in scoped}, **mine, **values}
             opts = {k: merged.get(k, d) for k, d in t.options.items()}
             spec_set = {**t.overrides, **{k: v for k, v in merged.items() if k not in t.options}}
             for s in range(seeds):
                 cells.append(Cell(spec, model, task, s, values, spec_set, opts, backend, threads))
+    unused = sorted(set(scoped) - used)
+    if unused:
+        raise SweepError(f"--set {unused[0]}: no spec or model of this sweep is called "
+                         f"'{unused[0].split('.', 1)[0]}'", hint="NAME.KEY=VALUE sets KEY for the spec or model NAME only")
     _check(cells)
     return cells
+
+
+def _names(spec: str, model: str | None) -> list[str]:
+    """What NAME.KEY may call a cell: its spec's name and its model's."""
+    name, _, suffix = spec.partition(":")
+    return [Path(name).stem] + [m for m in (model, suffix) if m]
 
 
 def _check(cells: list[Cell]):
@@ -324,7 +339,9 @@ def fill_sweep(sub):
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="sweep a key over values (repeatable: the cells are the product). A task option "
                         "(" + ", ".join(sorted({k for t in TASKS.values() for k in t.options})) + ") or a spec parameter")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a fixed task option or spec parameter")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a fixed task option or spec parameter; NAME.KEY=VALUE: for the spec or model NAME only "
+                        "(e.g. hope.mem_chunk=8)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, each its own process (default 1; "
                    "0: one after another inside this process, for debugging: a crash there ends the sweep)")

@@ -142,7 +142,7 @@ def run_lm(model, o: dict, seed: int) -> dict:
 
 
 TASKS = {t.name: t for t in (
-    Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=8, seq_len=64, eval_batches=4), "acc",
+    Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, eval_batches=4), "acc",
          chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="multi-query associative recall (Zoology layout), trained on the task"),
     Task("niah", run_niah, dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
