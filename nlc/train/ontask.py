@@ -68,6 +68,10 @@ def _mqar_overrides() -> dict:
     return {"vocab": MQAR_VOCAB}  # the embedding and output layer cover the task's tokens, no more
 
 
+def _byte_vocab() -> dict:
+    return {"vocab": 256}  # MAD's noise bytes reach 255
+
+
 def _niah_chance() -> float:
     from nlc.train.tasks import NIAH_CHANCE
     return NIAH_CHANCE
@@ -123,6 +127,32 @@ def run_niah(model, o: dict, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# MAD subset: trained at seq_len, scored on held-out rows at seq_len (`acc`) and 2x it (`acc@2T`)
+
+def _mad_runner(name: str):
+    def run(model, o: dict, seed: int) -> dict:
+        from nlc.train.evaluate import task_accuracy, train_task
+        from nlc.train.tasks import mad
+        T = int(o["seq_len"])
+        kw = dict(n_keys=int(o["n_keys"]), n_copy=int(o["n_copy"]), noise=float(o["noise"]))
+        losses = train_task(model, lambda step: mad(name, int(o["batch"]), T, seed=seed * 10**6 + step, **kw),
+                            steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what=name)
+        out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
+        for L in (T, 2 * T):
+            accs = [task_accuracy(model, mad(name, 32, L, seed=-(10**4 + seed * 100 + i), **kw))
+                    for i in range(int(o["eval_batches"]))]
+            out[f"acc@{L}"] = sum(accs) / len(accs)
+        out["acc"] = out[f"acc@{T}"]
+        return out
+    return run
+
+
+MAD_OPTIONS = dict(TRAIN_OPTIONS, seq_len=64, n_keys=8, n_copy=8, noise=0.25, eval_batches=2)
+MAD_ABOUT = {"recall": "MAD in-context recall", "noisy_recall": "MAD noisy in-context recall",
+             "selective_copy": "MAD selective copying", "memorize": "MAD memorisation (a fixed key-value map)"}
+
+
+# ---------------------------------------------------------------------------
 # language modelling
 
 def run_lm(model, o: dict, seed: int) -> dict:
@@ -148,6 +178,8 @@ TASKS = {t.name: t for t in (
     Task("niah", run_niah, dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
                                 eval_depths="0.1/0.5/0.9", eval_samples=4), "acc",
          chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),
+    *(Task(f"mad_{n}", _mad_runner(n), MAD_OPTIONS, "acc", chance_of=_mqar_chance, overrides_of=_byte_vocab,
+           about=a) for n, a in MAD_ABOUT.items()),
     Task("lm", run_lm, dict(TRAIN_OPTIONS, batch=8, seq_len=128, eval_batches=8), "bpb", higher_is_better=False,
          about="next-byte prediction on the default corpus, validation bits per byte"),
 )}

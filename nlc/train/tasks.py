@@ -133,6 +133,60 @@ def niah_mixed(batch: int, length: int, seed: int = 0, n_digits: int = 5) -> Tas
 
 
 # ---------------------------------------------------------------------------
+# MAD (Poli et al. 2024, "Mechanistic Design and Scaling of Hybrid Architectures"): a subset,
+# byte-level. Keys are bytes 64..127, values 128..191 (as MQAR), noise 192..255, blanks 0.
+
+MAD_NOISE_BASE, MAD_BLANK, MAD_COPY = 192, 0, 1  # noise tokens; the copy task's blank and "now copy"
+MAD_TASKS = ("recall", "noisy_recall", "selective_copy", "memorize")
+
+
+def mad(task: str, batch: int, seq_len: int, seed: int = 0, n_keys: int = 8, noise: float = 0.25,
+        n_copy: int = 8) -> TaskBatch:
+    """One MAD task. `recall`: a stream of key-value pairs over `n_keys` keys, each key keeping its
+    value within the row; scored at every value whose key was seen before (in-context recall).
+    `noisy_recall`: the same with noise bytes between the pairs (a fraction `noise` of the row), never
+    scored. `selective_copy`: `n_copy` values scattered among blanks, then MAD_COPY, then those values
+    in order (scored). `memorize`: pairs of a key and its value under one fixed mapping shared by every
+    row and seed (learned in the weights, not in context); every value scored."""
+    if task not in MAD_TASKS:
+        raise ValueError(f"unknown MAD task {task!r}; choose from {', '.join(MAD_TASKS)}")
+    rng = random.Random(f"mad:{task}:{seed}")
+    fixed = random.Random("mad:memorize").choices(range(MQAR_VALUES), k=64)  # the mapping to memorise
+    rows, scored = [], []
+    for _ in range(batch):
+        row, ans = [], []
+        if task == "selective_copy":
+            if seq_len < 2 * n_copy + 2:
+                raise ValueError(f"seq_len={seq_len} is too short to copy {n_copy} tokens")
+            region = seq_len - n_copy - 1
+            where = sorted(rng.sample(range(region), n_copy))
+            vals = [MQAR_VAL_BASE + rng.randrange(MQAR_VALUES) for _ in where]
+            row = [MAD_BLANK] * region
+            for i, v in zip(where, vals):
+                row[i] = v
+            row.append(MAD_COPY)
+            ans = list(range(len(row), len(row) + n_copy))
+            row += vals
+        else:
+            keys = rng.sample(range(64), n_keys)
+            table = {k: (fixed[k] if task == "memorize" else rng.randrange(MQAR_VALUES)) for k in keys}
+            seen = set()
+            while len(row) + 2 <= seq_len:
+                if task == "noisy_recall" and rng.random() < noise:
+                    row.append(MAD_NOISE_BASE + rng.randrange(64))
+                    continue
+                k = rng.choice(keys)
+                row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + table[k]]
+                if k in seen or task == "memorize":
+                    ans.append(len(row) - 1)
+                seen.add(k)
+            row += [MAD_BLANK] * (seq_len - len(row))
+        rows.append(row)
+        scored.append(ans)
+    return _pack(rows, scored, task=task)
+
+
+# ---------------------------------------------------------------------------
 # continual stream: string transformations learned one after another
 #   row = MARKER input '=' output ; the marker (one byte per task) says which task it is,
 #   so a model that does not forget can solve all of them at once.

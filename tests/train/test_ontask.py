@@ -51,10 +51,35 @@ def test_niah_training_batches_mix_keys_and_depths():
     assert all(t.count(t[-5:]) == 3 for t in texts)  # the key twice in the needle, once as the answer
 
 
+def test_mad_tasks_are_solvable_and_seeded():
+    onehot = lambda pred: torch.nn.functional.one_hot(pred, 256).float()  # noqa: E731
+    for name in ("recall", "noisy_recall"):
+        tb = T.mad(name, 4, 96, seed=2)
+        assert tb.tokens.shape == (4, 96) and tb.mask.sum() > 0
+        assert T.accuracy(onehot(recall_oracle(tb.tokens)), tb) == 1.0  # every scored value was seen before
+    assert (T.mad("noisy_recall", 4, 96).tokens >= T.MAD_NOISE_BASE).any()
+    assert not (T.mad("recall", 4, 96).tokens >= T.MAD_NOISE_BASE).any()
+    tb = T.mad("selective_copy", 3, 40, n_copy=6)
+    for row, m in zip(tb.tokens.tolist(), tb.mask):
+        start = row.index(T.MAD_COPY)
+        assert [v for v in row[:start] if v != T.MAD_BLANK] == row[start + 1:start + 7]
+        assert int(m.sum()) == 6
+    # memorize: one mapping for every row and seed
+    pairs = {}
+    for seed in (0, 1):
+        row = T.mad("memorize", 1, 64, seed=seed).tokens[0].tolist()
+        for k, v in zip(row[0::2], row[1::2]):
+            assert pairs.setdefault(k, v) == v
+    assert torch.equal(T.mad("recall", 2, 32, seed=5).tokens, T.mad("recall", 2, 32, seed=5).tokens)
+    with pytest.raises(ValueError, match="unknown MAD task"):
+        T.mad("nosuch", 1, 32)
+
+
 @pytest.mark.parametrize("task, opts", [
     ("mqar", dict(steps=2, batch=4, pairs=2, seq_len=16, eval_batches=1, warmup=1)),
     ("niah", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
                   warmup=1)),
+    ("mad_selective_copy", dict(steps=2, batch=4, seq_len=32, n_copy=4, eval_batches=1, warmup=1)),
 ])
 def test_task_runs_at_toy_size(task, opts):
     t = TASKS[task]

@@ -34,6 +34,11 @@ def test_cells_route_keys_to_the_task_or_the_spec():
     c = cells[0]
     assert c.options["lr"] == 1e-3 and c.options["steps"] == 5 and "lr" not in c.spec_set
     assert c.spec_set["chunk"] == 8 and c.spec_set["vocab"] == 192  # MQAR sizes the vocabulary to its tokens
+    # NAME.KEY: a spec parameter for one spec or model only (the Transformer has no chunk)
+    cells = make_cells(["transformer", "titans:TitansLMM"], [None], "mqar", {}, {"TitansLMM.chunk": 8}, seeds=1)
+    assert [c.spec_set.get("chunk") for c in cells] == [None, 8]
+    with pytest.raises(SweepError, match="called 'hop'"):
+        make_cells(["transformer"], [None], "mqar", {}, {"hop.mem_chunk": 8}, seeds=1)
 
 
 @pytest.mark.parametrize("args, words", [
