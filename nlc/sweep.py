@@ -351,6 +351,8 @@ def fill_sweep(sub):
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a cell that runs longer (recorded as timeout)")
     p.add_argument("--plot-x", metavar="KEY", help="the swept key on the plots' x axis (default: each numeric one)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what is done; run nothing")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the rows, tables and plots from the cells done so far; run nothing")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -371,10 +373,15 @@ def cmd_sweep(a) -> int:
             state = "done" if done(out / "cells" / c.dirname(), c) else "todo"
             print(f"{state}  {c.dirname()}  set={c.spec_set} options={c.options}")
         return 0
-    results = run_sweep(cells, out, jobs=a.jobs, timeout=a.timeout)
+    if a.report_only:
+        out.mkdir(parents=True, exist_ok=True)
+        results = [done(out / "cells" / c.dirname(), c) or dict(cell=json.loads(c.identity()), status="not run")
+                   for c in cells]
+    else:
+        results = run_sweep(cells, out, jobs=a.jobs, timeout=a.timeout)
     for path in write_report(results, out, TASKS[a.task], list(grid), a.plot_x):
         print(f"wrote {path}")
-    bad = sum(r.get("status") not in ("ok", "diverged") for r in results)
+    bad = sum(r.get("status") not in ("ok", "diverged", "not run") for r in results)
     if bad:
         print(f"{bad} cell(s) failed: see their log.txt under {out / 'cells'}; run again to retry them", file=sys.stderr)
     return 1 if bad else 0

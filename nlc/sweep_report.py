@@ -120,6 +120,8 @@ def markdown(rows, task, grid_keys, metrics) -> str:
     head = ["model", *grid_keys, "seed", "status", "params", *metrics, "wall s", "load"]
     parts.append(_table(head, [[r["model"], *(r.get(k) for k in grid_keys), r["seed"], r["status"], r["params"],
                                 *(r.get(m) for m in metrics), r["wall_s"], r["load"]] for r in rows]))
+    parts += ["", "wall s: the cell's own time (compile, train, score); load: the host's 1-minute load average "
+                  "when the cell started (wall times compare only at similar load)."]
     parts += ["", "### mean ± std over seeds", ""]
     body = []
     for key, g in groups(rows, grid_keys).items():

@@ -80,13 +80,17 @@ def test_mad_tasks_are_solvable_and_seeded():
     ("niah", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
                   warmup=1)),
     ("mad_selective_copy", dict(steps=2, batch=4, seq_len=32, n_copy=4, eval_batches=1, warmup=1)),
+    ("lm", dict(steps=2, batch=2, seq_len=32, eval_batches=1, warmup=1)),
 ])
-def test_task_runs_at_toy_size(task, opts):
+def test_task_runs_at_toy_size(task, opts, tmp_path):
     t = TASKS[task]
     torch.manual_seed(0)
     m = nlc.compile("specs/titans.nl", model="TitansLMM", **TINY, **t.overrides)
-    res = t.run(m, dict(t.options, **opts), 0)
+    res = t.run(m, dict(t.options, **opts, _run_dir=str(tmp_path / "run")), 0)
     assert t.metric in res and all(math.isfinite(v) for v in res.values())
+    if task == "lm":
+        assert 0 < res["bpb"] < 9 and "bpb_4x" in res  # a byte model near uniform (8 bits) after 2 steps
+        return
     lens = [k for k in res if k.startswith("acc@")]
     assert len(lens) >= 2 and all(0 <= res[k] <= 1 for k in lens)
 

@@ -91,6 +91,10 @@ def test_sweep_runs_resumes_and_reports(tmp_path, capsys):
     assert all(json.loads((c / "result.json").read_text())["status"] == "ok" for c in cells)
     assert main([*argv, "--dry-run"]) == 0
     assert capsys.readouterr().out.count("done  ") == 4
+    # --report-only: the tables from what is done, nothing run (here: a fresh folder, nothing done)
+    fresh = tmp_path / "fresh"
+    assert main([*argv[:-len(TINY) - 4], "--out", str(fresh), *TINY, "--report-only"]) == 0
+    assert (fresh / "results.md").read_text().count("| not run |") == 4 and not (fresh / "cells").exists()
 
 
 @pytest.mark.slow  # six processes each importing torch: ~80 s at load 5 on 2 cores
