@@ -7,7 +7,8 @@
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
 # plots, and cells/ (one folder per run). Run a sweep again with the same OUT to resume it.
-# JOBS cells run at once, one torch thread each. Sizes are the ones a shared 2-core box allowed
+# JOBS cells run at once, one torch thread each (docs/results.md ran mqar with 2, niah with 1:
+# each cell is seeded on its own, so the results do not depend on it). Sizes are the ones a shared 2-core box allowed
 # (d_model 32, 200 steps); docs/results.md says what a larger budget would run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
