@@ -34,6 +34,8 @@ def _freeze(model, a):
 def fill_all(sub):
     for fill in (fill_train, fill_eval, fill_generate, fill_plot, fill_export, fill_bench):
         fill(sub)
+    from nlc.sweep import fill_sweep
+    fill_sweep(sub)
 
 
 # ---- train ---------------------------------------------------------------------

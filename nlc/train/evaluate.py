@@ -141,17 +141,30 @@ def task_accuracy(model, tb: TaskBatch) -> float:
 
 
 def eval_mqar(model, num_pairs: int = 8, num_queries: int | None = None, batch: int = 32,
-              n_batches: int = 4, seed: int = 0) -> float:
-    """MQAR accuracy on the answer positions (sequence length 2 * (pairs + queries)), over seeded batches."""
-    accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i)) for i in range(n_batches)]
+              n_batches: int = 4, seed: int = 0, seq_len: int | None = None) -> float:
+    """MQAR accuracy on the answer positions over seeded batches (sequence length 2 * (pairs + queries),
+    or `seq_len` with the queries spread out: `tasks.mqar`)."""
+    accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i, seq_len=seq_len))
+            for i in range(n_batches)]
     return sum(accs) / len(accs)
 
 
 def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num_queries: int | None = None,
-               lr: float | None = None, warmup: int = 20, clip: float = 1.0, seed: int = 0, log=None) -> list[float]:
-    """Train `model` on MQAR (fresh seeded batches every step, disjoint from `eval_mqar`'s seeds), the
-    loss on the answer bytes only, with its own outer optimizer (`lr` overrides its peak lr), linear
-    warmup then cosine to 0.1x, grad-norm clipping. Returns the per-step losses. In place."""
+               lr: float | None = None, warmup: int = 20, clip: float = 1.0, seed: int = 0, log=None,
+               seq_len: int | None = None) -> list[float]:
+    """Train `model` on MQAR (fresh seeded batches every step, disjoint from `eval_mqar`'s seeds); see
+    `train_task`. `seq_len`: Zoology's layout (queries spread over a fixed length, `tasks.mqar`)."""
+    return train_task(model, lambda step: mqar(batch, num_pairs, num_queries, seed=10**7 + seed * 10**5 + step,
+                                               seq_len=seq_len),
+                      steps=steps, lr=lr, warmup=warmup, clip=clip, log=log, what="MQAR")
+
+
+def train_task(model, make_batch, steps: int, lr: float | None = None, warmup: int = 20, clip: float = 1.0,
+               log=None, what: str = "task") -> list[float]:
+    """Train `model` on a synthetic task: `make_batch(step)` -> TaskBatch, the loss on the scored (answer)
+    positions only, with the model's own outer optimizer (`lr` overrides its peak lr), linear warmup then
+    cosine to 0.1x, grad-norm clipping. Returns the per-step losses. In place. A non-finite loss raises
+    FloatingPointError (a learning-rate sweep records it as a diverged run)."""
     import math
 
     from nlc.train.loop import lr_multiplier, make_optimizer
@@ -163,12 +176,12 @@ def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = g["initial_lr"] * lr_multiplier(step, warmup, steps)
-        tb = mqar(batch, num_pairs, num_queries, seed=10**7 + seed * 10**5 + step)
+        tb = make_batch(step)
         out = _run(m, tb.tokens)
         mask = tb.mask.to(out.logits.device)
         loss = F.cross_entropy(out.logits[mask].float(), tb.targets.to(mask.device)[mask])
         if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"MQAR training: loss {float(loss.detach())} at step {step}")
+            raise FloatingPointError(f"{what} training: loss {float(loss.detach())} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, clip)

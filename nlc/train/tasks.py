@@ -49,12 +49,24 @@ MQAR_VALUES = 64  # values to choose from: chance accuracy is 1 / MQAR_VALUES
 NIAH_CHANCE = 0.1  # a passkey digit guessed at random
 
 
+MQAR_PAD = 0  # the filler between spread-out queries (a byte no key or value uses)
+MQAR_VOCAB = MQAR_VAL_BASE + MQAR_VALUES  # the tokens MQAR uses: a model for it needs no more
+
+
 def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: int = 0,
-         key_vocab: int = 64, value_vocab: int = MQAR_VALUES) -> TaskBatch:
-    """Multi-query associative recall (Zoology); scored at the answer (value) of each query."""
+         key_vocab: int = 64, value_vocab: int = MQAR_VALUES, seq_len: int | None = None) -> TaskBatch:
+    """Multi-query associative recall (Zoology); scored at the answer (value) of each query.
+
+    Without `seq_len` the queries follow the pairs back to back (2 * (pairs + queries) tokens).
+    With it (Zoology's layout), the rows are `seq_len` long: the pairs first, then each query
+    pair at a random position of the rest, the gaps filled with MQAR_PAD, so a longer sequence
+    means a longer distance between a pair and its query, not more pairs."""
     num_queries = num_pairs if num_queries is None else num_queries
     if num_pairs > key_vocab:
         raise ValueError(f"num_pairs={num_pairs} exceeds key_vocab={key_vocab}")
+    if seq_len is not None and seq_len < 2 * (num_pairs + num_queries):
+        raise ValueError(f"seq_len={seq_len} is too short for {num_pairs} pairs and {num_queries} queries "
+                         f"(at least {2 * (num_pairs + num_queries)} tokens)")
     rng = random.Random(seed)
     rows, scored = [], []
     for _ in range(batch):
@@ -65,10 +77,15 @@ def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: i
             row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + v]
         qs = rng.sample(range(num_pairs), num_queries) if num_queries <= num_pairs else \
             [rng.randrange(num_pairs) for _ in range(num_queries)]
+        # the number of filler tokens before each query: a random split of the free space
+        free = 0 if seq_len is None else seq_len - len(row) - 2 * num_queries
+        cuts = sorted(rng.randrange(free + 1) for _ in qs)
+        gaps = [b - a for a, b in zip([0] + cuts, cuts)]
         ans = []
-        for q in qs:
-            row += [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
+        for q, gap in zip(qs, gaps):
+            row += [MQAR_PAD] * gap + [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
             ans.append(len(row) - 1)
+        row += [MQAR_PAD] * (free - sum(gaps))
         rows.append(row)
         scored.append(ans)
     return _pack(rows, scored, task="mqar", num_pairs=num_pairs, num_queries=num_queries)
@@ -105,6 +122,68 @@ def niah(batch: int, length: int, depth: float, seed: int = 0, n_digits: int = 5
         rows.append(list(text.encode()))
         scored.append(list(range(length - n_digits, length)))
     return _pack(rows, scored, task="niah", length=length, depth=depth)
+
+
+def niah_mixed(batch: int, length: int, seed: int = 0, n_digits: int = 5) -> TaskBatch:
+    """Training batches for the needle task: each row its own passkey at its own random depth."""
+    rng = random.Random(f"niah-train:{seed}:{length}")
+    parts = [niah(1, length, rng.random(), seed=rng.randrange(2**31), n_digits=n_digits) for _ in range(batch)]
+    return TaskBatch(torch.cat([p.tokens for p in parts]), torch.cat([p.targets for p in parts]),
+                     torch.cat([p.mask for p in parts]), dict(task="niah", length=length))
+
+
+# ---------------------------------------------------------------------------
+# MAD (Poli et al. 2024, "Mechanistic Design and Scaling of Hybrid Architectures"): a subset,
+# byte-level. Keys are bytes 64..127, values 128..191 (as MQAR), noise 192..255, blanks 0.
+
+MAD_NOISE_BASE, MAD_BLANK, MAD_COPY = 192, 0, 1  # noise tokens; the copy task's blank and "now copy"
+MAD_TASKS = ("recall", "noisy_recall", "selective_copy", "memorize")
+
+
+def mad(task: str, batch: int, seq_len: int, seed: int = 0, n_keys: int = 8, noise: float = 0.25,
+        n_copy: int = 8) -> TaskBatch:
+    """One MAD task. `recall`: a stream of key-value pairs over `n_keys` keys, each key keeping its
+    value within the row; scored at every value whose key was seen before (in-context recall).
+    `noisy_recall`: the same with noise bytes between the pairs (a fraction `noise` of the row), never
+    scored. `selective_copy`: `n_copy` values scattered among blanks, then MAD_COPY, then those values
+    in order (scored). `memorize`: pairs of a key and its value under one fixed mapping shared by every
+    row and seed (learned in the weights, not in context); every value scored."""
+    if task not in MAD_TASKS:
+        raise ValueError(f"unknown MAD task {task!r}; choose from {', '.join(MAD_TASKS)}")
+    rng = random.Random(f"mad:{task}:{seed}")
+    fixed = random.Random("mad:memorize").choices(range(MQAR_VALUES), k=64)  # the mapping to memorise
+    rows, scored = [], []
+    for _ in range(batch):
+        row, ans = [], []
+        if task == "selective_copy":
+            if seq_len < 2 * n_copy + 2:
+                raise ValueError(f"seq_len={seq_len} is too short to copy {n_copy} tokens")
+            region = seq_len - n_copy - 1
+            where = sorted(rng.sample(range(region), n_copy))
+            vals = [MQAR_VAL_BASE + rng.randrange(MQAR_VALUES) for _ in where]
+            row = [MAD_BLANK] * region
+            for i, v in zip(where, vals):
+                row[i] = v
+            row.append(MAD_COPY)
+            ans = list(range(len(row), len(row) + n_copy))
+            row += vals
+        else:
+            keys = rng.sample(range(64), n_keys)
+            table = {k: (fixed[k] if task == "memorize" else rng.randrange(MQAR_VALUES)) for k in keys}
+            seen = set()
+            while len(row) + 2 <= seq_len:
+                if task == "noisy_recall" and rng.random() < noise:
+                    row.append(MAD_NOISE_BASE + rng.randrange(64))
+                    continue
+                k = rng.choice(keys)
+                row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + table[k]]
+                if k in seen or task == "memorize":
+                    ans.append(len(row) - 1)
+                seen.add(k)
+            row += [MAD_BLANK] * (seq_len - len(row))
+        rows.append(row)
+        scored.append(ans)
+    return _pack(rows, scored, task=task)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Tasks a model is trained on and then scored on, one call each: the cells of `nlc sweep`.
+
+`TASKS[name].run(model, opts, seed)` trains the freshly compiled `model` in place and returns
+its metrics (a flat dict of floats). `opts` holds every key of `TASKS[name].options` (the
+defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a spec parameter.
+
+- `mqar`: multi-query associative recall in Zoology's layout (pairs first, the queries spread
+  over `seq_len` tokens, `tasks.mqar`), trained on the task; accuracy on held-out sequences at
+  the training length (`acc`), at 2x and 4x the length with the same pairs (`acc@L`), and with
+  twice the pairs at twice the length (`acc_2xpairs`). Chance is 1/64.
+- `niah`: passkey retrieval, trained at `train_len` with the needle at a random depth; per-digit
+  accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
+- `lm`: next-byte prediction on the default corpus (Python's stdlib source) with `nlc train`'s
+  loop; validation bits per byte at the training length (`bpb`) and at 4x it (`bpb_4x`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+# no torch at import: `nlc --help` and `nlc check` build the sweep's parser from TASKS
+
+# the training options every task reads
+TRAIN_OPTIONS = dict(lr=None, steps=300, batch=32, warmup=20)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    run: Callable[[object, dict, int], dict]
+    options: dict                      # option -> default (None: the spec's own, for lr)
+    metric: str                        # the headline metric: tables, best-of and plots use it
+    higher_is_better: bool = True
+    chance_of: Callable[[], float] | None = None        # chance level of the headline metric
+    overrides_of: Callable[[], dict] | None = None      # spec parameters the task implies (unless set)
+    about: str = ""
+
+    @property
+    def chance(self) -> float | None:
+        return self.chance_of() if self.chance_of else None
+
+    @property
+    def overrides(self) -> dict:
+        return self.overrides_of() if self.overrides_of else {}
+
+
+def _parse_lens(v) -> list[int]:
+    """`eval_lens` as given on the command line: 256 or "256/512/1024" ("," separates grid values)."""
+    if isinstance(v, int):
+        return [v]
+    try:
+        return [int(x) for x in str(v).split("/") if x]
+    except ValueError:
+        raise ValueError(f"eval_lens={v!r}: expected lengths separated by '/', e.g. 256/512/1024") from None
+
+
+# ---------------------------------------------------------------------------
+# MQAR
+
+def _mqar_chance() -> float:
+    from nlc.train.tasks import MQAR_VALUES
+    return 1 / MQAR_VALUES
+
+
+def _mqar_overrides() -> dict:
+    from nlc.train.tasks import MQAR_VOCAB
+    return {"vocab": MQAR_VOCAB}  # the embedding and output layer cover the task's tokens, no more
+
+
+def _byte_vocab() -> dict:
+    return {"vocab": 256}  # MAD's noise bytes reach 255
+
+
+def _niah_chance() -> float:
+    from nlc.train.tasks import NIAH_CHANCE
+    return NIAH_CHANCE
+
+
+def run_mqar(model, o: dict, seed: int) -> dict:
+    from nlc.train.evaluate import eval_mqar, train_mqar
+    pairs, T = int(o["pairs"]), int(o["seq_len"])
+    losses = train_mqar(model, steps=int(o["steps"]), batch=int(o["batch"]), num_pairs=pairs, lr=o["lr"],
+                        warmup=int(o["warmup"]), seed=seed, seq_len=T)
+    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed)  # disjoint from training's seeds
+    out = {"loss": sum(losses[-10:]) / len(losses[-10:]), "acc": eval_mqar(model, pairs, seq_len=T, **ev)}
+    out[f"acc@{T}"] = out["acc"]  # the trained length, as the first point of the by-length plot
+    for k in (2, 4):
+        out[f"acc@{k * T}"] = eval_mqar(model, pairs, seq_len=k * T, **ev)
+    if 2 * pairs <= 64:  # the keys are 64 bytes: more pairs than that cannot be drawn
+        out["acc_2xpairs"] = eval_mqar(model, 2 * pairs, seq_len=2 * T, **ev)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# needle in a haystack (passkey)
+
+def niah_accuracy(model, length: int, depths, n_samples: int, seed: int, rows: int = 2) -> float:
+    """Per-digit passkey accuracy at `length`, the samples run `rows` at a time (attention at 4k
+    bytes holds a T x T score matrix per head: small batches keep it in memory)."""
+    from nlc.train.evaluate import _evaluating, _run
+    from nlc.train.tasks import niah
+    hits = total = 0
+    for d in depths:
+        tb = niah(n_samples, length, d, seed=seed)
+        with _evaluating(model):
+            for i in range(0, n_samples, rows):
+                pred = _run(model, tb.tokens[i:i + rows]).logits.argmax(-1).cpu()
+                m = tb.mask[i:i + rows]
+                hits += int((pred[m] == tb.targets[i:i + rows][m]).sum())
+                total += int(m.sum())
+    return hits / total
+
+
+def run_niah(model, o: dict, seed: int) -> dict:
+    from nlc.train.evaluate import train_task
+    from nlc.train.tasks import niah_mixed
+    T = int(o["train_len"])
+    losses = train_task(model, lambda step: niah_mixed(int(o["batch"]), T, seed=seed * 10**6 + step),
+                        steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what="NIAH")
+    depths = [float(x) for x in str(o["eval_depths"]).split("/")]
+    out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
+    for L in _parse_lens(o["eval_lens"]):
+        out[f"acc@{L}"] = niah_accuracy(model, L, depths, int(o["eval_samples"]), seed=10**4 + seed)
+    out["acc"] = out.get(f"acc@{T}", niah_accuracy(model, T, depths, int(o["eval_samples"]), seed=10**4 + seed))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# MAD subset: trained at seq_len, scored on held-out rows at seq_len (`acc`) and 2x it (`acc@2T`)
+
+def _mad_runner(name: str):
+    def run(model, o: dict, seed: int) -> dict:
+        from nlc.train.evaluate import task_accuracy, train_task
+        from nlc.train.tasks import mad
+        T = int(o["seq_len"])
+        kw = dict(n_keys=int(o["n_keys"]), n_copy=int(o["n_copy"]), noise=float(o["noise"]))
+        losses = train_task(model, lambda step: mad(name, int(o["batch"]), T, seed=seed * 10**6 + step, **kw),
+                            steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what=name)
+        out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
+        for L in (T, 2 * T):
+            accs = [task_accuracy(model, mad(name, 32, L, seed=-(10**4 + seed * 100 + i), **kw))
+                    for i in range(int(o["eval_batches"]))]
+            out[f"acc@{L}"] = sum(accs) / len(accs)
+        out["acc"] = out[f"acc@{T}"]
+        return out
+    return run
+
+
+MAD_OPTIONS = dict(TRAIN_OPTIONS, seq_len=64, n_keys=8, n_copy=8, noise=0.25, eval_batches=2)
+MAD_ABOUT = {"recall": "MAD in-context recall", "noisy_recall": "MAD noisy in-context recall",
+             "selective_copy": "MAD selective copying", "memorize": "MAD memorisation (a fixed key-value map)"}
+
+
+# ---------------------------------------------------------------------------
+# language modelling
+
+def run_lm(model, o: dict, seed: int) -> dict:
+    from nlc.train.data import default_corpus
+    from nlc.train.evaluate import eval_bpb
+    from nlc.train.loop import train
+    T = int(o["seq_len"])
+    corpus = default_corpus(verbose=False)
+    rep = train(model, corpus, steps=int(o["steps"]), batch=int(o["batch"]), seq_len=T, lr=o["lr"],
+                warmup=int(o["warmup"]), seed=seed, out_dir=o["_run_dir"], eval_every=0, save_every=0,
+                progress=False, plot=False)
+    if rep.train_loss is None or not math.isfinite(rep.train_loss):
+        raise FloatingPointError(f"LM training: loss {rep.train_loss}")
+    nb = int(o["eval_batches"])
+    return {"loss": rep.train_loss, "bpb": eval_bpb(model, corpus.val, seq_len=T, max_batches=nb),
+            "bpb_4x": eval_bpb(model, corpus.val, seq_len=4 * T, max_batches=nb)}
+
+
+TASKS = {t.name: t for t in (
+    Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, eval_batches=4), "acc",
+         chance_of=_mqar_chance, overrides_of=_mqar_overrides,
+         about="multi-query associative recall (Zoology layout), trained on the task"),
+    Task("niah", run_niah, dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
+                                eval_depths="0.1/0.5/0.9", eval_samples=4), "acc",
+         chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),
+    *(Task(f"mad_{n}", _mad_runner(n), MAD_OPTIONS, "acc", chance_of=_mqar_chance, overrides_of=_byte_vocab,
+           about=a) for n, a in MAD_ABOUT.items()),
+    Task("lm", run_lm, dict(TRAIN_OPTIONS, batch=8, seq_len=128, eval_batches=8), "bpb", higher_is_better=False,
+         about="next-byte prediction on the default corpus, validation bits per byte"),
+)}
+
+
+def param_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

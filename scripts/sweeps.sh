@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The sweeps of docs/results.md ("Trained on the task: nlc sweep"), one `nlc sweep` each.
+#
+#   bash scripts/sweeps.sh mqar     # Transformer, Titans LMM, Hope on MQAR: 4 learning rates
+#   bash scripts/sweeps.sh niah     # the same models on passkey retrieval: train at 256, score 256..4096
+#   bash scripts/sweeps.sh all
+#
+# OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
+# plots, and cells/ (one folder per run). Run a sweep again with the same OUT to resume it.
+# JOBS cells run at once, one torch thread each (docs/results.md ran mqar with 2, niah with 1:
+# each cell is seeded on its own, so the results do not depend on it). Sizes are the ones a shared 2-core box allowed
+# (d_model 32, 200 steps); docs/results.md says what a larger budget would run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/sweeps}
+JOBS=${JOBS:-2}
+MODELS=(transformer titans:TitansLMM hope)
+
+mqar() {
+  # chunk 8 for the memories (a chunk-parallel memory is read at its chunk's start: the 4 pairs fill
+  # the first 8 tokens); Hope's slow memory every 16 tokens instead of 64 (a 64-token sequence)
+  nlc sweep "${MODELS[@]}" --task mqar --grid lr=1e-3,3e-3,1e-2,3e-2 \
+    --set dim=32 --set heads=1 --set steps=200 --set batch=16 \
+    --set titans.chunk=8 --set hope.chunk=8 --set hope.mem_chunk=16 --jobs "$JOBS" --out "$OUT/mqar"
+}
+
+niah() {
+  nlc sweep "${MODELS[@]}" --task niah --set dim=32 --set heads=1 --set steps=200 --jobs "$JOBS" --out "$OUT/niah"
+}
+
+case "${1:-all}" in
+  mqar) mqar ;;
+  niah) niah ;;
+  all) mqar; niah ;;
+  *) echo "usage: $0 [mqar|niah|all]" >&2; exit 2 ;;
+esac

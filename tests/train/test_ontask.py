@@ -1,0 +1,115 @@
+"""Tasks trained on the task (nlc.train.ontask): Zoology-layout MQAR, passkey training batches, and
+each task's run at a toy size returning its metrics."""
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import nlc
+from nlc.train import tasks as T
+from nlc.train.ontask import TASKS
+
+TINY = dict(dim=16, heads=2, layers=1)
+
+
+def recall_oracle(tokens):
+    """Answers every query from the pairs before it: what a perfect memory does."""
+    pred = torch.zeros_like(tokens)
+    for b, row in enumerate(tokens.tolist()):
+        table = {}
+        for t in range(len(row) - 1):
+            k = row[t]
+            if T.MQAR_KEY_BASE <= k < T.MQAR_VAL_BASE:
+                if k in table:
+                    pred[b, t] = table[k]
+                else:
+                    table[k] = row[t + 1]
+    return pred
+
+
+def test_mqar_zoology_layout():
+    tb = T.mqar(6, num_pairs=4, seq_len=48, seed=3)
+    assert tb.tokens.shape == (6, 48) and int(tb.mask.sum()) == 6 * 4
+    assert tb.tokens.max() < T.MQAR_VOCAB
+    pred = recall_oracle(tb.tokens)
+    assert T.accuracy(torch.nn.functional.one_hot(pred, 256).float(), tb) == 1.0
+    assert (tb.tokens == T.MQAR_PAD).sum() == 6 * (48 - 16)  # the free space is filler
+    assert not torch.equal(T.mqar(6, 4, seq_len=48, seed=3).mask, T.mqar(6, 4, seq_len=48, seed=4).mask)
+    assert torch.equal(T.mqar(2, 4, seed=1).tokens, T.mqar(2, 4, seed=1, seq_len=None).tokens)  # packed as before
+    with pytest.raises(ValueError, match="too short"):
+        T.mqar(1, 8, seq_len=20)
+
+
+def test_niah_training_batches_mix_keys_and_depths():
+    tb = T.niah_mixed(6, 192, seed=0)
+    assert tb.tokens.shape == (6, 192) and int(tb.mask.sum()) == 6 * 5
+    texts = [bytes(r).decode() for r in tb.tokens.tolist()]
+    keys = {t[-5:] for t in texts}
+    where = {t.index("The pass key") for t in texts}
+    assert len(keys) > 1 and len(where) > 1
+    assert all(t.count(t[-5:]) == 3 for t in texts)  # the key twice in the needle, once as the answer
+
+
+def test_mad_tasks_are_solvable_and_seeded():
+    onehot = lambda pred: torch.nn.functional.one_hot(pred, 256).float()  # noqa: E731
+    for name in ("recall", "noisy_recall"):
+        tb = T.mad(name, 4, 96, seed=2)
+        assert tb.tokens.shape == (4, 96) and tb.mask.sum() > 0
+        assert T.accuracy(onehot(recall_oracle(tb.tokens)), tb) == 1.0  # every scored value was seen before
+    assert (T.mad("noisy_recall", 4, 96).tokens >= T.MAD_NOISE_BASE).any()
+    assert not (T.mad("recall", 4, 96).tokens >= T.MAD_NOISE_BASE).any()
+    tb = T.mad("selective_copy", 3, 40, n_copy=6)
+    for row, m in zip(tb.tokens.tolist(), tb.mask):
+        start = row.index(T.MAD_COPY)
+        assert [v for v in row[:start] if v != T.MAD_BLANK] == row[start + 1:start + 7]
+        assert int(m.sum()) == 6
+    # memorize: one mapping for every row and seed
+    pairs = {}
+    for seed in (0, 1):
+        row = T.mad("memorize", 1, 64, seed=seed).tokens[0].tolist()
+        for k, v in zip(row[0::2], row[1::2]):
+            assert pairs.setdefault(k, v) == v
+    assert torch.equal(T.mad("recall", 2, 32, seed=5).tokens, T.mad("recall", 2, 32, seed=5).tokens)
+    with pytest.raises(ValueError, match="unknown MAD task"):
+        T.mad("nosuch", 1, 32)
+
+
+@pytest.mark.parametrize("task, opts", [
+    ("mqar", dict(steps=2, batch=4, pairs=2, seq_len=16, eval_batches=1, warmup=1)),
+    ("niah", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
+                  warmup=1)),
+    ("mad_selective_copy", dict(steps=2, batch=4, seq_len=32, n_copy=4, eval_batches=1, warmup=1)),
+    ("lm", dict(steps=2, batch=2, seq_len=32, eval_batches=1, warmup=1)),
+])
+def test_task_runs_at_toy_size(task, opts, tmp_path):
+    t = TASKS[task]
+    torch.manual_seed(0)
+    m = nlc.compile("specs/titans.nl", model="TitansLMM", **TINY, **t.overrides)
+    res = t.run(m, dict(t.options, **opts, _run_dir=str(tmp_path / "run")), 0)
+    assert t.metric in res and all(math.isfinite(v) for v in res.values())
+    if task == "lm":
+        assert 0 < res["bpb"] < 9 and "bpb_4x" in res  # a byte model near uniform (8 bits) after 2 steps
+        return
+    lens = [k for k in res if k.startswith("acc@")]
+    assert len(lens) >= 2 and all(0 <= res[k] <= 1 for k in lens)
+
+
+def test_a_diverging_run_raises_for_the_sweep_to_record():
+    from nlc.train.evaluate import train_task
+    m = nlc.compile("specs/transformer.nl", **TINY)
+    bad = T.mqar(2, 2)
+
+    class Nan(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tokens, state=None):
+            out = self.inner(tokens, state=state)
+            return dataclasses.replace(out, logits=out.logits * float("nan"))
+
+        def init_state(self, b):
+            return self.inner.init_state(b)
+    with pytest.raises(FloatingPointError, match="toy"):
+        train_task(Nan(m), lambda s: bad, steps=1, what="toy")
