@@ -204,39 +204,49 @@ def fill_eval(sub):
 
 
 def _threads(a):
-    """--threads N, else `default_threads()`. Call it before torch is imported: it also sets
-    OMP_WAIT_POLICY=PASSIVE (unless set), so OpenMP threads waiting for work sleep instead of
-    spinning against other processes (see docs/performance.md, "Threads on a shared machine")."""
+    """--threads N, else `default_threads()`. Call it before torch is imported: when other processes
+    keep cores busy it also sets OMP_WAIT_POLICY=PASSIVE (unless set), so OpenMP threads waiting for
+    work sleep instead of spinning against them. On an idle machine the default (spinning) policy is
+    kept: PASSIVE cost ~25% of Hope's training throughput there (docs/performance.md, "Threads on a
+    shared machine")."""
     import os
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cores = _cores()
+    if busy_cores() > 0:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
-    n = getattr(a, "threads", None) or default_threads(torch.get_num_threads())
+    n = getattr(a, "threads", None) or default_threads(min(torch.get_num_threads(), cores))
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
 
 
-def default_threads(most: int) -> int:
-    """The cores not busy with other processes: at most `most` (torch's choice), at least 1.
-
-    Busy cores are the smaller of the 1-minute load average and the processes runnable right
-    now (besides this one): both must say the machine is busy, so neither a burst nor the
-    average's lag after others have stopped takes threads away for nothing."""
+def _cores() -> int:
     import os
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def busy_cores() -> int:
+    """Cores other processes keep busy: the smaller of the 1-minute load average and the processes
+    runnable right now (besides this one). Both must say the machine is busy, so neither a burst nor
+    the average's lag after others have stopped counts. 0 where the load cannot be read."""
+    import os
     try:
-        load1 = os.getloadavg()[0]
+        busy = round(os.getloadavg()[0])
     except (AttributeError, OSError):
-        return max(1, most)
-    busy = round(load1)
+        return 0
     try:  # /proc/loadavg's 4th field: runnable/total scheduling entities, this process included
         with open("/proc/loadavg") as f:
             busy = min(busy, max(0, int(f.read().split()[3].split("/")[0]) - 1))
     except (OSError, ValueError, IndexError):
         pass
-    return max(1, min(most, cores - busy))
+    return busy
+
+
+def default_threads(most: int) -> int:
+    """The cores not busy with other processes (`busy_cores`): at most `most` (torch's choice), at least 1."""
+    return max(1, min(most, _cores() - busy_cores()))
 
 
 _UNTRAINED_TASK = ("note: this scores the run on the task as it is; a model trained only on text is expected "
