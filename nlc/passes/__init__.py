@@ -76,8 +76,10 @@ def _schedule(c: Compilation):
 
     from nlc.ir.schedule import Target
     from nlc.passes.schedule import build_schedule, frozen_levels
+    from nlc.passes.verify import verify_schedule
     target = replace(c.target or Target(), frozen=frozen_levels(c.plan, c.freeze))
     c.schedule = build_schedule(c.plan, target)
+    verify_schedule(c.plan, c.schedule)  # the invariants of passes/README.md, after the stage
 
 
 PIPELINE = [

@@ -82,3 +82,20 @@ def test_emit_schedule(capsys):
     assert main(["compile", "hope", "--emit", "schedule"]) == 0
     out = capsys.readouterr().out
     assert "segments: 16 tokens" in out and "segment-major" in out and "hope.0.mk.Wbar0" in out
+
+
+def test_verify_catches_a_broken_schedule():
+    from dataclasses import replace
+
+    from nlc.ir.schedule import Edges
+    from nlc.passes.verify import CompilerBug, verify_schedule
+    plan, s = _sched("hope")
+    verify_schedule(plan, s)
+    bad = replace(s, table=(Edges(),) + s.table[1:])  # segment 0 no longer starts any chunk
+    with pytest.raises(CompilerBug, match="segment 0 starts"):
+        verify_schedule(plan, bad)
+    with pytest.raises(CompilerBug, match="divides"):
+        verify_schedule(plan, replace(s, seg=3))
+    with pytest.raises(CompilerBug, match="a kernel only where it can run"):
+        k = next(iter(s.impls))
+        verify_schedule(plan, replace(s, impls={**s.impls, k: Impl.TRITON_LINEAR}))

@@ -1,0 +1,40 @@
+"""Invariants between stages, checked after the stage that establishes them (the tinygrad/inductor
+habit): a failure here is a compiler bug, not a user mistake, so it raises AssertionError-like
+`CompilerBug` naming the invariant. Cheap: run on every compilation."""
+from __future__ import annotations
+
+
+class CompilerBug(RuntimeError):
+    """An invariant of the pipeline does not hold (a bug in nlc, not in the spec)."""
+
+
+def _need(ok, what):
+    if not ok:
+        raise CompilerBug(f"schedule invariant broken: {what}")
+
+
+def verify_schedule(plan, s) -> None:
+    """What passes/README.md promises after `schedule`."""
+    from nlc.ir.schedule import Backend, Impl
+    levels = {(b.name, lv.name): lv for b, lv in plan.all_levels()}
+    _need(set(s.impls) == set(levels), "every level has exactly one implementation")
+    if s.target.backend == Backend.REFERENCE:
+        _need(s.seg == 1, "the reference backend runs one token per segment")
+    for key, c in s.chunks.items():
+        _need(key in levels and levels[key].clock == "tokens", f"{key} is a token-clock level")
+        _need(s.seg is not None and c % s.seg == 0, f"the segment length {s.seg} divides {key}'s chunk {c}")
+    for i, e in enumerate(s.table):
+        for key, c in s.chunks.items():
+            _need((key in e.starts) == ((i * s.seg) % c == 0), f"segment {i} starts {key}'s chunk exactly when {c} divides it")
+            _need((key in e.ends) == (((i + 1) * s.seg) % c == 0), f"segment {i} ends {key}'s chunk exactly when {c} divides it")
+    for (b, name), impl in s.impls.items():
+        lv = levels[(b, name)]
+        if impl.kernel:
+            _need(s.target.kernels_runnable and s.target.backend == Backend.TRITON, f"{b}.{name}: a kernel only where it can run")
+        if name in s.target.frozen:
+            _need(impl in (Impl.FROZEN, Impl.CMS_FIXED), f"{b}.{name} is frozen")
+        if impl == Impl.REFERENCE:
+            _need(s.target.backend == Backend.REFERENCE, f"{b}.{name}: the per-token reference only on its backend")
+        _need(lv.role != "attention" or impl == Impl.ATTENTION, f"{b}.{name}: attention runs as attention")
+    keys = [sl.key for sl in s.state]
+    _need(len(keys) == len(set(keys)), "fast-state keys are unique")
