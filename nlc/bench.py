@@ -588,8 +588,11 @@ def build_parser(what) -> argparse.ArgumentParser:
 
 
 def main(what: str, argv=None) -> int:
+    if what == "scaling":
+        from nlc.bench_scaling import main as scaling
+        return scaling(argv or [])
     if what not in ("layer", "hope"):
-        print(f"unknown benchmark '{what}' (layer, hope; kernels: nlc bench kernels)", file=sys.stderr)
+        print(f"unknown benchmark '{what}' (layer, hope, scaling; kernels: nlc bench kernels)", file=sys.stderr)
         return 2
     a = build_parser(what).parse_args(argv or [])
     if a.threads is not None and a.threads < 1:

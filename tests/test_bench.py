@@ -3,6 +3,8 @@ the interleaving and ratio arithmetic (nlc.bench_runner) are checked on their ow
 import sys
 import time
 
+import pytest
+
 from nlc import bench, bench_runner
 
 
@@ -65,3 +67,25 @@ def test_paused_process_is_timed_one_step_per_turn(tmp_path):
         assert p.steps == seen + 1 and 0.5 < t < 10
     finally:
         p.close()
+
+
+def test_scaling_slope_is_the_log_log_growth():
+    from nlc.bench_scaling import slope
+    assert abs(slope([512, 1024, 2048], [1.0, 2.0, 4.0]) - 1.0) < 1e-12  # linear
+    assert abs(slope([512, 1024, 2048], [1.0, 4.0, 16.0]) - 2.0) < 1e-12  # quadratic
+    assert slope([512], [1.0]) is None
+
+
+def test_scaling_unknown_model_is_a_user_error(capsys):
+    assert bench.main("scaling", ["--what", "nope"]) == 2
+    assert "unknown --what nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scaling_tiny_prints_a_table_and_a_plot(tmp_path, capsys):
+    png = tmp_path / "s.png"
+    assert bench.main("scaling", ["--what", "layer", "--T", "64,128", "--dim", "32", "--dim-T", "64", "--reps", "1",
+                                  "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "layer vs T: log-log slope of time" in out and "FAILED" not in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
