@@ -206,7 +206,7 @@ def serve(cfg: dict):
             try:
                 info[f"flops_{kind}"], info[f"bytes_{kind}"] = roofline.count(fn)
             except Exception as e:  # noqa: BLE001 - a peer's code may not run under a dispatch mode
-                info["count_error"] = f"{type(e).__name__}: {e}"[:200]
+                info["count_error"] = f"{kind}: {type(e).__name__}: {e}"[:200]
     print("READY " + json.dumps(info), flush=True)
     for line in sys.stdin:
         kind = line.strip()
@@ -335,10 +335,14 @@ def _roofline(info, records, impl, kind, counted_by=None):
     bw = info.get("peak", {}).get("bandwidth_gbs")
     bound = ""
     if nbytes and bw:
-        if flops / nbytes < pk / bw:  # intensity below the machine balance: traffic, not FLOPs, limits it
-            bound = f"memory: {nbytes / 1e6:,.0f} MB moved, {nbytes / sec / 1e9:.1f} GB/s ({nbytes / sec / 1e9 / bw:.0%} of copy)"
-        else:
+        rate = nbytes / sec / 1e9
+        moved = f"{nbytes / 1e6:,.0f} MB moved (ops' operands, an upper bound), {rate:.1f} GB/s = {rate / bw:.0%} of copy"
+        if flops / nbytes >= pk / bw:
             bound = "compute"
+        elif rate <= bw:  # intensity below the machine balance: traffic, not FLOPs, limits it
+            bound = "memory: " + moved
+        else:  # more than DRAM can deliver: most operands stay in cache; small ops' overhead limits it
+            bound = "neither (operands cached): " + moved
     return gf, gf / pk, bound
 
 
@@ -426,7 +430,7 @@ def _layer_note(impl, r, m):
     if impl == "titans-pytorch":
         notes.append("NeuralMemory incl. its norms, q/k/v, gates, combine")
     if "count_error" in r:
-        notes.append("FLOPs not counted: " + r["count_error"])
+        notes.append("not counted: " + r["count_error"])
     if "error" in m:
         notes.append("memory: " + m["error"])
     return "; ".join(notes)
