@@ -294,7 +294,7 @@ def _measure(a, starts: dict, kinds: list[str]) -> tuple[dict, list]:
                 print(f"  {impl}: FAILED: {e}", flush=True)
                 continue
             live.append(w)
-            info[impl] = dict(getattr(w, "info", {}), first_step_s=getattr(w, "first_s", None))
+            info[impl] = dict(w.info) if hasattr(w, "info") else {"first_step_s": w.first_s}  # a paused peer
             entries[impl] = (w, ["peak"] if impl == "peak" else [k for k in kinds if f"first_{k}_s" in info[impl]]
                              or ["step"])
             if impl != "peak":
@@ -494,7 +494,7 @@ def bench_hope(a) -> int:
             continue
         t = _times(records, impl, "step")
         gf, frac, bound = _roofline(info, records, impl, "step", counted_by="torch" if impl == "compile" else None)
-        first = r.get("first_step_s") or r.get("first_step_s")
+        first = r.get("first_step_s")
         rows.append([impl, _params(r.get("params")), _f(_tps(t, ntok)), _f(statistics.median(t), 3) if t else "-",
                      _f(mem.get(impl, {}).get("peak_step_mib")), _f(first, 2), _f(gf),
                      f"{frac:.1%}" if frac is not None else "-", bound or "-",

@@ -26,6 +26,8 @@ def test_hope_quick_prints_a_table(capsys):
     assert "nlc bench hope" in out and "tok/s" in out
     row = next(line for line in out.splitlines() if line.startswith("torch "))
     assert "FAILED" not in row and "peak MiB" in out and "counted (torch backend) step" in out
+    cells = row.split()
+    assert cells[4] != "-" and cells[5] != "-"  # peak MiB and first s
 
 
 def test_unknown_benchmark_is_a_user_error():
