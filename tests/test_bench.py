@@ -21,13 +21,12 @@ def test_layer_quick_prints_a_table(capsys):
 
 
 def test_hope_quick_prints_a_table(capsys):
-    assert bench.main("hope", ["--quick", "--threads", "1", "--only", "torch"]) == 0
+    assert bench.main("hope", ["--quick", "--threads", "1", "--only", "torch", "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "nlc bench hope" in out and "tok/s" in out
     row = next(line for line in out.splitlines() if line.startswith("torch "))
-    assert "FAILED" not in row and "peak MiB" in out and "counted (torch backend) step" in out
-    cells = row.split()
-    assert cells[4] != "-" and cells[5] != "-"  # peak MiB and first s
+    assert "FAILED" not in row and "counted (torch backend) step" in out
+    assert row.split()[5] != "-"  # first s: the warm-up step
 
 
 def test_unknown_benchmark_is_a_user_error():
