@@ -1,7 +1,8 @@
-"""`nlc bench layer|hope`: CPU benchmarks that PRINT figures (they assert nothing).
+"""`nlc bench layer|hope|scaling`: CPU benchmarks that PRINT figures (they assert nothing).
 
-    nlc bench layer [--quick] [--steps N] [--threads N] [--T 2048] [--ref-T 128] [--only torch,compile,...]
-    nlc bench hope  [--quick] [--steps N] [--threads N] [--only torch,compile,nested-learning] [--peer-timeout 180]
+    nlc bench layer [--quick] [--reps N] [--threads N] [--T 2048] [--ref-T 128] [--only torch,compile,...]
+    nlc bench hope  [--quick] [--reps N] [--threads N] [--only torch,compile,nested-learning] [--peer-timeout 600]
+    nlc bench scaling [--what layer,hope] [--T ...] [--dim ...] [--plot PNG]   (nlc.bench_scaling)
 
 layer: the Titans LMM memory layer (specs/titans.nl TitansLMM, layers = 1, dim 256, 4 heads,
     MLP memory depth 2 x4, chunk 64; T 2048, B 2) on the nlc `torch`, `compile` and `reference`
@@ -10,11 +11,13 @@ hope:  a Hope training step (specs/hope.nl, dim 256, 2 layers, vocab 256, T 512,
     forward + backward + clip + AdamW step, on nlc `torch` / `compile`, and `nested-learning`
     0.2.0's `nl train` (block_variant=hope_selfmod, same sizes and chunk sizes) if installed.
 
-Every configuration runs in a fresh subprocess (`python -m nlc.bench --worker JSON`), so one
-config's allocator state, threads or compiled code never leak into another's figures.
+Every implementation runs in its own warm worker process, built once, and the workers are
+timed in interleaved rounds (nlc.bench_runner says why): a ratio is the median over rounds of
+the ratio of adjacent calls, printed with its min-max range and the load. A worker measuring
+the fp32 matmul peak (a 1024 x 1024 torch.mm, same threads) takes its turn in every round too.
 
 What the columns measure
-    tok/s       B*T / median wall time of --steps timed calls, after one untimed warm-up call.
+    tok/s       B*T / median over rounds of one call's wall time (after untimed warm-up calls).
                 "fwd" is an inference forward (torch.no_grad); "fwd+bwd" is a forward with autograd
                 plus backward of out.square().mean() to every parameter and the input.
     peak MiB    the process's resident-set high-water mark (VmHWM) during one call, minus its
@@ -23,6 +26,10 @@ What the columns measure
                 so the figure follows live tensor memory rather than malloc's cache. Includes
                 activations saved for backward and gradients, not the (already resident) weights.
     first s     wall time of the first fwd+bwd call (for `compile`: includes torch.compile's work).
+    GFLOP/s     FLOPs of one call counted by torch.utils.flop_counter (matmuls; `compile` uses the
+                `torch` backend's count: same math) / its median time; "% peak" of the matmul peak.
+    bound       "memory" when the call's arithmetic intensity (FLOPs / bytes its ops read and write)
+                is below the machine balance (peak FLOP/s / copy bandwidth), else "compute" (nlc.roofline).
 """
 from __future__ import annotations
 
@@ -36,6 +43,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from nlc.bench_runner import spread
 
 LAYER = dict(dim=256, heads=4, chunk=64, T=2048, B=2, ref_T=128)
 LAYER_QUICK = dict(dim=32, heads=2, chunk=8, T=32, B=1, ref_T=8)
@@ -132,38 +141,29 @@ def _hope_model(cfg):
     return m, step
 
 
-def _timed(fn, steps):
-    ts = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return ts
-
-
 def worker(cfg: dict) -> dict:
+    """Peak memory of one call of each kind (run in a fresh subprocess, `run_worker(memory_env=True)`)."""
     import torch
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    res = {"threads": torch.get_num_threads()}
-    t0 = time.perf_counter()
+    _, calls = _calls(cfg)
+    for fn in calls.values():
+        fn()  # warm-up: lazy initialisation (and compilation) outside the measured calls
+    return {f"peak_{kind}_mib": _peak_of(fn) for kind, fn in calls.items()}
+
+
+def _calls(cfg):
+    """Build one configuration: (model or None, {kind: call})."""
+    import torch
+    if cfg["bench"] == "peak":
+        n = cfg.get("n", 1024)
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        return None, {"peak": lambda: torch.mm(a, b)}
     if cfg["bench"] == "hope":
         m, step = _hope_model(cfg)
-        res["build_s"] = time.perf_counter() - t0
-        res["params"] = sum(p.numel() for p in m.parameters())
-        if cfg["mode"] == "memory":
-            step()  # warm-up: lazy initialisation (and compilation) outside the measured call
-            res["peak_step_mib"] = _peak_of(step)
-            return res
-        t1 = time.perf_counter()
-        step()
-        res["first_s"] = time.perf_counter() - t1
-        res["step_s"] = _timed(step, cfg["steps"])
-        return res
+        return m, {"step": step}
     model, f = _layer_model(cfg)
-    res["build_s"] = time.perf_counter() - t0
-    res["params"] = sum(p.numel() for p in model.parameters())
     x = torch.randn(cfg["B"], cfg["T"], cfg["dim"])
     xg = x.clone().requires_grad_(True)
 
@@ -175,22 +175,46 @@ def worker(cfg: dict) -> dict:
         f(xg).square().mean().backward()
         model.zero_grad(set_to_none=True)
         xg.grad = None
+    return model, {"fwd": fwd, "fwdbwd": fwdbwd}
 
-    if cfg["mode"] == "memory":
-        fwd()  # warm-up: lazy initialisation (and compilation) outside the measured calls
-        fwdbwd()
-        res["peak_fwd_mib"] = _peak_of(fwd)
-        res["peak_fwdbwd_mib"] = _peak_of(fwdbwd)
-        return res
-    t1 = time.perf_counter()
-    fwd()
-    res["first_fwd_s"] = time.perf_counter() - t1
-    res["fwd_s"] = _timed(fwd, cfg["steps"])
-    t1 = time.perf_counter()
-    fwdbwd()
-    res["first_s"] = time.perf_counter() - t1
-    res["fwdbwd_s"] = _timed(fwdbwd, cfg["steps"])
-    return res
+
+def serve(cfg: dict):
+    """A warm worker (nlc.bench_runner): build, warm up, count FLOPs and bytes, then time one call
+    per stdin line."""
+    import torch
+
+    from nlc import roofline
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(0)
+    info = {"threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    model, calls = _calls(cfg)
+    info["build_s"] = time.perf_counter() - t0
+    if model is not None:
+        info["params"] = sum(p.numel() for p in model.parameters())
+        if hasattr(model, "plan"):
+            info["mem_flops_tok"] = roofline.model_memory_flops(model)
+    else:
+        info["bandwidth_gbs"] = roofline.bandwidth()
+    for kind, fn in calls.items():  # warm-up: lazy initialisation and compilation happen here
+        t1 = time.perf_counter()
+        fn()
+        info[f"first_{kind}_s"] = time.perf_counter() - t1
+    if cfg.get("count"):
+        for kind, fn in calls.items():
+            try:
+                info[f"flops_{kind}"], info[f"bytes_{kind}"] = roofline.count(fn)
+            except Exception as e:  # noqa: BLE001 - a peer's code may not run under a dispatch mode
+                info["count_error"] = f"{kind}: {type(e).__name__}: {e}"[:200]
+    print("READY " + json.dumps(info), flush=True)
+    for line in sys.stdin:
+        kind = line.strip()
+        if kind not in calls:
+            break
+        t1 = time.perf_counter()
+        calls[kind]()
+        print(f"RESULT {time.perf_counter() - t1}", flush=True)
 
 
 def run_worker(cfg: dict, timeout: float, memory_env: bool = False) -> dict:
@@ -251,6 +275,97 @@ def header(title, threads) -> str:
             f"threads {threads}, load average at start {load()}, {time.strftime('%Y-%m-%d %H:%M')}{warn}")
 
 
+# ---- interleaved measurement ------------------------------------------------------------
+def _measure(a, starts: dict, kinds: list[str]) -> tuple[dict, list]:
+    """Start the matmul-peak worker and one warm worker per implementation (starts: impl -> a
+    worker config, a callable returning a started worker, or an error string), then run `a.reps`
+    interleaved rounds. Returns (info per implementation, round records)."""
+    from nlc.bench_runner import Worker, interleave
+    entries, info, live = {}, {}, []
+    try:
+        for impl, start in [("peak", dict(bench="peak", threads=a.threads))] + list(starts.items()):
+            if isinstance(start, str):
+                info[impl] = {"error": start}
+                continue
+            try:
+                w = start() if callable(start) else Worker(start, a.timeout)
+            except RuntimeError as e:
+                info[impl] = {"error": str(e)}
+                print(f"  {impl}: FAILED: {e}", flush=True)
+                continue
+            live.append(w)
+            info[impl] = dict(w.info) if hasattr(w, "info") else {"first_step_s": w.first_s}  # a paused peer
+            entries[impl] = (w, ["peak"] if impl == "peak" else [k for k in kinds if f"first_{k}_s" in info[impl]]
+                             or ["step"])
+            if impl != "peak":
+                firsts = ", ".join(f"first {k[6:-2]} {v:.2f}s" for k, v in info[impl].items()
+                                   if k.startswith("first_") and v is not None)
+                print(f"  ready {impl}: {firsts}", flush=True)
+
+        def progress(r, rec):
+            times = ", ".join(f"{n} {k} {t:.3f}s" for (n, k), t in ((key, v) for key, v in rec.items() if key != "load")
+                              if t is not None)
+            print(f"  round {r + 1}/{a.reps} (load {rec['load']}): {times}", flush=True)
+        records = interleave(entries, a.reps, progress)
+    finally:
+        for w in live:
+            w.close()
+    return info, records
+
+
+def _times(records, impl, kind):
+    return [r[(impl, kind)] for r in records if r.get((impl, kind)) is not None]
+
+
+def _ratios(records, ours, peer, kind, ntok_ours, ntok_peer):
+    """Per round: (ntok_ours / t_ours) / (ntok_peer / t_peer), from the two adjacent calls."""
+    return [(ntok_ours / r[(ours, kind)]) / (ntok_peer / r[(peer, kind)]) for r in records
+            if r.get((ours, kind)) and r.get((peer, kind))]
+
+
+def _roofline(info, records, impl, kind, counted_by=None):
+    """(GFLOP/s, fraction of the matmul peak, bound note) of one row, or Nones."""
+    src = info.get(counted_by or impl, {})
+    flops, nbytes = src.get(f"flops_{kind}"), src.get(f"bytes_{kind}")
+    t, pk = _times(records, impl, kind), _peak(info, records)
+    if not flops or not t or not pk:
+        return None, None, ""
+    sec = statistics.median(t)
+    gf = flops / sec / 1e9
+    bw = info.get("peak", {}).get("bandwidth_gbs")
+    bound = ""
+    if nbytes and bw:
+        rate = nbytes / sec / 1e9
+        moved = f"{nbytes / 1e6:,.0f} MB moved (ops' operands, an upper bound), {rate:.1f} GB/s = {rate / bw:.0%} of copy"
+        if flops / nbytes >= pk / bw:
+            bound = "compute"
+        elif rate <= bw:  # intensity below the machine balance: traffic, not FLOPs, limits it
+            bound = "memory: " + moved
+        else:  # more than DRAM can deliver: most operands stay in cache; small ops' overhead limits it
+            bound = "neither (operands cached): " + moved
+    return gf, gf / pk, bound
+
+
+def _peak(info, records):
+    n = 1024
+    t = _times(records, "peak", "peak")
+    return 2 * n ** 3 / statistics.median(t) / 1e9 if t else None
+
+
+def _load_range(records):
+    ls = [r["load"] for r in records if r.get("load") is not None]
+    return f"{min(ls):.2f}-{max(ls):.2f}" if ls else "n/a"
+
+
+def _machine_line(info, records):
+    pk, bw = _peak(info, records), info.get("peak", {}).get("bandwidth_gbs")
+    t = _times(records, "peak", "peak")
+    rng = f" [{2 * 1024 ** 3 / max(t) / 1e9:.1f}-{2 * 1024 ** 3 / min(t) / 1e9:.1f}]" if t else ""
+    return (f"roofline: fp32 matmul peak {_f(pk)} GFLOP/s{rng} (1024^3 torch.mm, median over rounds), copy bandwidth "
+            f"{_f(bw)} GB/s, machine balance {_f(pk / bw if pk and bw else None)} FLOP/byte; "
+            f"load (1 min) over the rounds {_load_range(records)}")
+
+
 # ---- nlc bench layer -----------------------------------------------------------------
 def bench_layer(a) -> int:
     size = dict(LAYER_QUICK if a.quick else LAYER)
@@ -258,76 +373,92 @@ def bench_layer(a) -> int:
         size["T"] = a.T
     if a.ref_T:
         size["ref_T"] = a.ref_T
-    steps = a.steps or (1 if a.quick else 3)
+    a.reps = a.reps or (2 if a.quick else 5)
     impls = a.only.split(",") if a.only else ["torch", "compile", "reference", "titans-pytorch"]
-    threads = a.threads or _default_threads()
+    a.threads = a.threads or _default_threads()
     print(header(f"nlc bench layer: Titans LMM memory layer, dim {size['dim']}, {size['heads']} heads, "
-                 f"MLP memory depth 2 x4, chunk {size['chunk']}, B {size['B']}", threads), flush=True)
-    rows, res = [], {}
+                 f"MLP memory depth 2 x4, chunk {size['chunk']}, B {size['B']}, {a.reps} interleaved rounds",
+                 a.threads), flush=True)
+    Ts = {impl: size["ref_T"] if impl == "reference" else size["T"] for impl in impls}
+    starts = {}
     for impl in impls:
-        T = size["ref_T"] if impl == "reference" else size["T"]
-        cfg = dict(bench="layer", impl=impl, dim=size["dim"], heads=size["heads"], chunk=size["chunk"], T=T,
-                   B=size["B"], steps=steps, threads=threads)
         if impl == "titans-pytorch" and not _have("titans_pytorch"):
-            r = {"error": "titans-pytorch is not installed (pip install --no-deps titans-pytorch, then its "
-                          "light deps; see docs/performance.md)"}
+            starts[impl] = ("titans-pytorch is not installed (pip install --no-deps titans-pytorch, then its "
+                            "light deps; see docs/performance.md)")
         else:
-            ld = load()
-            r = run_worker(dict(cfg, mode="time"), a.timeout)
-            r["load"] = ld
-            if "error" not in r and not a.no_memory:
-                r.update({k: v for k, v in run_worker(dict(cfg, mode="memory"), a.timeout, memory_env=True).items()
-                          if k.startswith("peak") or k == "error"})
-        r["T"] = T
-        res[impl] = r
-        ntok = size["B"] * T
-        if "error" in r and "fwdbwd_s" not in r:
-            rows.append([impl, T, "-", "-", "-", "-", "-", "-", r.get("load", load()), "FAILED: " + r["error"]])
-        else:
-            rows.append([impl, T, _params(r.get("params")), _f(_tps(r["fwd_s"], ntok)), _f(_tps(r["fwdbwd_s"], ntok)),
-                         _f(r.get("peak_fwd_mib")), _f(r.get("peak_fwdbwd_mib")), _f(r["first_s"], 2), r["load"],
-                         _layer_note(impl, r)])
-        print(f"  done {impl} (T {T}): {rows[-1][3]} / {rows[-1][4]} tok/s", flush=True)
+            starts[impl] = dict(bench="layer", impl=impl, dim=size["dim"], heads=size["heads"], chunk=size["chunk"],
+                                T=Ts[impl], B=size["B"], threads=a.threads, count=impl != "compile")
+    info, records = _measure(a, starts, ["fwd", "fwdbwd"])
+    mem = {}
+    if not a.no_memory:
+        for impl, cfg in starts.items():
+            if isinstance(cfg, dict) and "error" not in info.get(impl, {}):
+                mem[impl] = run_worker(dict(cfg, count=False), a.timeout, memory_env=True)
+    rows = []
+    for impl in impls:
+        r, ntok = info.get(impl, {}), size["B"] * Ts[impl]
+        if "error" in r:
+            rows.append([impl, Ts[impl]] + ["-"] * 9 + ["FAILED: " + r["error"]])
+            continue
+        gf, frac, bound = _roofline(info, records, impl, "fwdbwd", counted_by="torch" if impl == "compile" else None)
+        m = mem.get(impl, {})
+        rows.append([impl, Ts[impl], _params(r.get("params")), _f(_tps(_times(records, impl, "fwd"), ntok)),
+                     _f(_tps(_times(records, impl, "fwdbwd"), ntok)), _f(m.get("peak_fwd_mib")),
+                     _f(m.get("peak_fwdbwd_mib")), _f(r.get("first_fwdbwd_s"), 2), _f(gf),
+                     f"{frac:.1%}" if frac is not None else "-", bound or "-", _layer_note(impl, r, m)])
     print()
     print(table(["impl", "T", "params", "fwd tok/s", "fwd+bwd tok/s", "peak MiB fwd", "peak MiB fwd+bwd", "first s",
-                 "load", "note"], rows))
+                 "GFLOP/s fwd+bwd", "% peak", "bound", "note"], rows))
     print()
-    _layer_ratios(res, size)
+    print(_machine_line(info, records))
+    t = info.get("torch", {})
+    if t.get("mem_flops_tok"):
+        print(f"FLOPs per token: memory level (analytic, fwd: reads + gradients + update; docs/performance.md) "
+              f"{t['mem_flops_tok']:,}; counted (torch backend) fwd {t['flops_fwd'] / (size['B'] * Ts['torch']):,.0f}, "
+              f"fwd+bwd {t['flops_fwdbwd'] / (size['B'] * Ts['torch']):,.0f}")
+    print()
+    _layer_ratios(info, records, size, Ts)
     return 0
 
 
-def _layer_note(impl, r):
+def _layer_note(impl, r, m):
     notes = []
     if impl == "compile":
-        notes.append(f"first fwd {r['first_fwd_s']:.1f}s, first fwd+bwd {r['first_s']:.1f}s incl. torch.compile")
+        notes.append(f"first fwd {r['first_fwd_s']:.1f}s incl. torch.compile; FLOPs counted on `torch`")
     if impl == "reference":
         notes.append("per-token interpreter, shorter T")
     if impl == "titans-pytorch":
         notes.append("NeuralMemory incl. its norms, q/k/v, gates, combine")
-    if "error" in r:
-        notes.append("memory: " + r["error"])
+    if "count_error" in r:
+        notes.append("not counted: " + r["count_error"])
+    if "error" in m:
+        notes.append("memory: " + m["error"])
     return "; ".join(notes)
 
 
-def _layer_ratios(res, size):
-    def tps(impl, key):
-        r = res.get(impl, {})
-        return _tps(r.get(key), size["B"] * r.get("T", 0)) if r.get(key) else None
+def _layer_ratios(info, records, size, Ts):
     lines = []
+    ntok = {impl: size["B"] * T for impl, T in Ts.items()}
     for impl in ("torch", "compile"):
-        for key, what, target in (("fwdbwd_s", "fwd+bwd", 3.0), ("fwd_s", "fwd", None)):
-            ours, peer = tps(impl, key), tps("titans-pytorch", key)
-            if ours and peer:
-                tgt = f" (target >= {target:.0f}x: {'met' if ours / peer >= target else 'MISSED'})" if target else ""
-                lines.append(f"nlc {impl} vs titans-pytorch, {what}: {ours / peer:.2f}x{tgt}")
-        for key, what in (("fwd_s", "fwd"), ("fwdbwd_s", "fwd+bwd")):
-            ours, ref = tps(impl, key), tps("reference", key)
-            if ours and ref:
-                tgt = " (target >= 50x: " + ("met" if ours / ref >= 50 else "MISSED") + ")" if key == "fwd_s" else ""
-                lines.append(f"nlc {impl} (T {res[impl]['T']}) vs reference (T {res['reference']['T']}), {what} "
-                             f"tokens/s: {ours / ref:.1f}x{tgt}")
-    if "titans-pytorch" in res and "error" in res["titans-pytorch"] and "fwd_s" not in res["titans-pytorch"]:
-        lines.append(f"titans-pytorch: not measured: {res['titans-pytorch']['error']}")
+        if impl not in ntok:
+            continue
+        for peer, key, what, target in (("titans-pytorch", "fwdbwd", "fwd+bwd", 3.0), ("titans-pytorch", "fwd", "fwd", None),
+                                        ("reference", "fwd", "fwd tokens/s", 50.0), ("reference", "fwdbwd", "fwd+bwd tokens/s", None)):
+            rs = _ratios(records, impl, peer, key, ntok[impl], ntok.get(peer, 0)) if peer in ntok else []
+            if not rs:
+                continue
+            tgt = f" (target >= {target:.0f}x: {'met' if statistics.median(rs) >= target else 'MISSED'})" if target else ""
+            Tn = f" (T {Ts[impl]} vs T {Ts[peer]})" if Ts[peer] != Ts[impl] else ""
+            lines.append(f"nlc {impl} vs {peer}{Tn}, {what}: {spread(rs)}{tgt}")
+        gf, frac, _ = _roofline(info, records, impl, "fwdbwd", counted_by="torch" if impl == "compile" else None)
+        if frac is not None:
+            lines.append(f"nlc {impl} fwd+bwd: {frac:.1%} of the matmul peak (target >= 50%: "
+                         f"{'met' if frac >= 0.5 else 'MISSED'})")
+    for peer in ("titans-pytorch", "reference"):
+        if "error" in info.get(peer, {}):
+            lines.append(f"{peer}: not measured: {info[peer]['error']}")
+    print("ratios: median over rounds of adjacent calls [min-max] (n rounds); load (1 min) "
+          f"{_load_range(records)}")
     print("\n".join(lines) if lines else "no ratios (a side is missing)")
 
 
@@ -336,63 +467,73 @@ def bench_hope(a) -> int:
     size = dict(HOPE_QUICK if a.quick else HOPE)
     if a.T:
         size["T"] = a.T
-    steps = a.steps or (1 if a.quick else 3)
+    a.reps = a.reps or (2 if a.quick else 3)
     impls = a.only.split(",") if a.only else ["torch", "compile", "nested-learning"]
-    threads = a.threads or _default_threads()
+    a.threads = a.threads or _default_threads()
     print(header(f"nlc bench hope: Hope training step (fwd+bwd+clip+AdamW), dim {size['dim']}, "
                  f"{size['layers']} layers, vocab {size['vocab']}, T {size['T']}, B {size['B']}, "
-                 f"chunks {size['chunk']}/{size['mem_chunk']}", threads), flush=True)
-    rows, res = [], {}
+                 f"chunks {size['chunk']}/{size['mem_chunk']}, {a.reps} interleaved rounds", a.threads), flush=True)
     ntok = size["B"] * size["T"]
+    starts = {}
     for impl in impls:
-        ld = load()
         if impl == "nested-learning":
-            r = nested_learning(size, threads, a.peer_timeout, steps)
+            starts[impl] = nested_learning(size, a.threads, a.peer_timeout, a.reps)
         else:
-            cfg = dict(bench="hope", impl=impl, steps=steps, threads=threads, **size)
-            r = run_worker(dict(cfg, mode="time"), a.timeout)
-            if "error" not in r and not a.no_memory:
-                r.update({k: v for k, v in run_worker(dict(cfg, mode="memory"), a.timeout, memory_env=True).items()
-                          if k.startswith("peak")})
-        r["load"] = ld
-        res[impl] = r
-        if "step_s" not in r:
-            rows.append([impl, _params(r.get("params")), "-", "-", "-", "-", ld, "FAILED: " + r.get("error", "?")])
-        else:
-            rows.append([impl, _params(r.get("params")), _f(_tps(r["step_s"], ntok)),
-                         _f(statistics.median(r["step_s"]), 3), _f(r.get("peak_step_mib")), _f(r.get("first_s"), 2),
-                         ld, r.get("note", "")])
-        print(f"  done {impl}: {rows[-1][2]} tok/s", flush=True)
+            starts[impl] = dict(bench="hope", impl=impl, threads=a.threads, count=impl != "compile", **size)
+    info, records = _measure(a, starts, ["step"])
+    mem = {}
+    if not a.no_memory:
+        for impl, cfg in starts.items():
+            if isinstance(cfg, dict) and "error" not in info.get(impl, {}):
+                mem[impl] = run_worker(dict(cfg, count=False), a.timeout, memory_env=True)
+    rows = []
+    for impl in impls:
+        r = info.get(impl, {})
+        if "error" in r:
+            rows.append([impl, "-", "-", "-", "-", "-", "-", "-", "-", "FAILED: " + r["error"]])
+            continue
+        t = _times(records, impl, "step")
+        gf, frac, bound = _roofline(info, records, impl, "step", counted_by="torch" if impl == "compile" else None)
+        first = r.get("first_step_s")
+        rows.append([impl, _params(r.get("params")), _f(_tps(t, ntok)), _f(statistics.median(t), 3) if t else "-",
+                     _f(mem.get(impl, {}).get("peak_step_mib")), _f(first, 2), _f(gf),
+                     f"{frac:.1%}" if frac is not None else "-", bound or "-",
+                     "nl train, paused between its steps (SIGSTOP); first s = start-up + first step"
+                     if impl == "nested-learning" else ""])
     print()
-    print(table(["impl", "params", "tok/s", "s/step", "peak MiB", "first s", "load", "note"], rows))
+    print(table(["impl", "params", "tok/s", "s/step", "peak MiB", "first s", "GFLOP/s", "% peak", "bound", "note"], rows))
     print()
-    if res.get("nested-learning", {}).get("cmd"):
-        print("nested-learning command: " + res["nested-learning"]["cmd"] + "\n")
-    peer = _tps(res.get("nested-learning", {}).get("step_s"), ntok)
+    print(_machine_line(info, records))
+    t = info.get("torch", {})
+    if t.get("mem_flops_tok") and t.get("flops_step"):
+        print(f"FLOPs per token: memory levels (analytic, fwd: reads + gradients + updates) {t['mem_flops_tok']:,}; "
+              f"counted (torch backend) step {t['flops_step'] / ntok:,.0f}")
+    print()
+    print(f"ratios: median over rounds of adjacent steps [min-max] (n rounds); load (1 min) {_load_range(records)}")
     for impl in ("torch", "compile"):
-        ours = _tps(res.get(impl, {}).get("step_s"), ntok)
-        if ours and peer:
-            print(f"nlc {impl} vs nested-learning (measured in this run): {ours / peer:.1f}x "
-                  f"(target >= 20x: {'met' if ours / peer >= 20 else 'MISSED'})")
+        rs = _ratios(records, impl, "nested-learning", "step", ntok, ntok)
+        if rs:
+            print(f"nlc {impl} vs nested-learning: {spread(rs)} (target >= 20x: "
+                  f"{'met' if statistics.median(rs) >= 20 else 'MISSED'})")
+        ours = _tps(_times(records, impl, "step"), ntok)
         if ours and not a.quick:
             print(f"nlc {impl} vs nested-learning's reported {NESTED_LEARNING_REPORTED:.0f} tok/s: "
                   f"{ours / NESTED_LEARNING_REPORTED:.1f}x")
-    if "nested-learning" in res and not peer:
-        print(f"nested-learning: not measured: {res['nested-learning'].get('error')}")
+    if "error" in info.get("nested-learning", {}):
+        print(f"nested-learning: not measured: {info['nested-learning']['error']}")
     return 0
 
 
 NL_TRAIN_STEP = re.compile(r"\[train\] step=(\d+)")
 
 
-def nested_learning(size, threads, cap, steps) -> dict:
-    """Run nested-learning's own CLI, `nl train`, on its synthetic data at our sizes and read
-    its per-step log lines as they arrive. Step time = the interval between consecutive
-    `[train] step=` lines (so start-up and the first step are not counted)."""
+def nested_learning(size, threads, cap, reps):
+    """nested-learning's own CLI, `nl train`, on its synthetic data at our sizes, as a paused peer
+    (nlc.bench_runner.PausedProcess): a callable that starts it, or why it cannot run."""
     exe = shutil.which("nl")
     if not _have("nested_learning") or exe is None:
-        return {"error": "nested-learning is not installed (pip install --no-deps nested-learning==0.2.0 "
-                         "plus hydra-core, omegaconf, typer; see docs/performance.md)"}
+        return ("nested-learning is not installed (pip install --no-deps nested-learning==0.2.0 "
+                "plus hydra-core, omegaconf, typer; see docs/performance.md)")
     P = "hope"  # hope/pilot_selfmod nests its config under the `hope` group until it is unwrapped
     ov = {"model.dim": size["dim"], "model.num_layers": size["layers"], "model.heads": size["heads"],
           "model.vocab_size": size["vocab"], "model.block_variant": "hope_selfmod",
@@ -402,7 +543,7 @@ def nested_learning(size, threads, cap, steps) -> dict:
                                              for i, p in enumerate((size["chunk"], size["mem_chunk"], size["T"]))) + "]",
           "data.source": "synthetic", "+data.vocab_size": size["vocab"], "data.seq_len": size["T"],
           "data.batch_size": size["B"], "+data.dataset_size": 64, "data.num_workers": 0,
-          "train.steps": steps + 1, "train.log_interval": 1, "train.checkpoint.enable": "false",
+          "train.steps": reps + 3, "train.log_interval": 1, "train.checkpoint.enable": "false",
           "train.mixed_precision.enabled": "false", "train.device": "cpu", "logging.enabled": "false",
           "optim.type": "adamw", "optim.lr": 3e-3, "optim.weight_decay": 0.01}
     args = [exe, "train", "--config-name", "hope/pilot_selfmod", "--device", "cpu"]
@@ -410,41 +551,15 @@ def nested_learning(size, threads, cap, steps) -> dict:
         k = k.replace("+", "+" + P + ".") if k.startswith("+") else f"{P}.{k}"
         args += ["-O", f"{k}={v}"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        t_start = time.perf_counter()
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp, env=env)
-        stamps, tail, params = [], [], None
-        import threading
-        killer = threading.Timer(cap, p.kill)
-        killer.start()
-        try:
-            for line in p.stdout:
-                tail = (tail + [line.rstrip()])[-5:]
-                pm = re.search(r"'optim.param_policy_param_elems': (\d+)", line)
-                if pm:
-                    params = int(pm.group(1))
-                if NL_TRAIN_STEP.search(line):
-                    stamps.append(time.perf_counter())
-        finally:
-            killer.cancel()
-            p.wait()
-    elapsed = time.perf_counter() - t_start
-    r = {"cmd": " ".join(["nl"] + args[1:]), "params": params,
-         "first_s": (stamps[0] - t_start) if stamps else None}
-    if len(stamps) >= 2:
-        r["step_s"] = [b - a for a, b in zip(stamps, stamps[1:])]
-        r["note"] = f"nl train, {len(stamps)} steps logged; first s = start-up + first step"
-        if p.returncode not in (0, None) and len(stamps) < steps + 1:
-            r["note"] += f"; stopped at the {cap:.0f}s cap"
-    elif len(stamps) == 1:
-        # one step within the cap: an upper bound on a step (start-up included)
-        r["step_s"] = [stamps[0] - t_start]
-        r["note"] = f"only 1 step in {cap:.0f}s: s/step includes start-up (a lower bound on tok/s)"
-    else:
-        why = f"no training step logged in {elapsed:.0f}s" if p.returncode in (0, -9, None) else "exit " + str(p.returncode)
-        r["error"] = f"{why}; last output: {' | '.join(tail)[-300:]}"
-    return r
+
+    def start():
+        import tempfile
+
+        from nlc.bench_runner import PausedProcess
+        w = PausedProcess(args, env, tempfile.mkdtemp(prefix="nlc-bench-nl-"), NL_TRAIN_STEP.search, cap)
+        print("  nested-learning command: " + " ".join(["nl"] + args[1:]), flush=True)
+        return w
+    return start
 
 
 # ---- entry -----------------------------------------------------------------------------
@@ -461,7 +576,8 @@ def _default_threads() -> int:
 def build_parser(what) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"nlc bench {what}", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not a measurement)")
-    p.add_argument("--steps", type=int, help="timed calls per configuration (default 3; 1 with --quick)")
+    p.add_argument("--reps", "--steps", dest="reps", type=int,
+                   help="interleaved rounds: timed calls per implementation (default 5 layer, 3 hope; 2 with --quick)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--only", help="comma-separated implementations to run")
     p.add_argument("--T", type=int, help="sequence length (default: the benchmark's)")
@@ -470,13 +586,17 @@ def build_parser(what) -> argparse.ArgumentParser:
     if what == "layer":
         p.add_argument("--ref-T", type=int, help="sequence length for the reference interpreter (default 128)")
     else:
-        p.add_argument("--peer-timeout", type=float, default=180, help="cap on nested-learning's run, seconds")
+        p.add_argument("--peer-timeout", type=float, default=600,
+                       help="cap on nested-learning's start-up + first step, and on each later step, seconds")
     return p
 
 
 def main(what: str, argv=None) -> int:
+    if what == "scaling":
+        from nlc.bench_scaling import main as scaling
+        return scaling(argv or [])
     if what not in ("layer", "hope"):
-        print(f"unknown benchmark '{what}' (layer, hope; kernels: nlc bench kernels)", file=sys.stderr)
+        print(f"unknown benchmark '{what}' (layer, hope, scaling; kernels: nlc bench kernels)", file=sys.stderr)
         return 2
     a = build_parser(what).parse_args(argv or [])
     if a.threads is not None and a.threads < 1:
@@ -488,5 +608,7 @@ def main(what: str, argv=None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    elif len(sys.argv) > 2 and sys.argv[1] == "--serve":
+        serve(json.loads(sys.argv[2]))
     else:
         sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "layer", sys.argv[2:]))

@@ -428,8 +428,8 @@ def _export_hf(a, dest) -> int:
 
 # ---- bench ---------------------------------------------------------------------
 def fill_bench(sub):
-    p = sub.add_parser("bench", help="benchmarks that print figures: layer, hope, kernels")
-    p.add_argument("what", choices=("layer", "hope", "kernels"))
+    p = sub.add_parser("bench", help="benchmarks that print figures: layer, hope, scaling, kernels")
+    p.add_argument("what", choices=("layer", "hope", "scaling", "kernels"))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark (e.g. --quick)")
     p.set_defaults(func=cmd_bench)
 

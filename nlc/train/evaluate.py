@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from nlc.train.checkpoint import unwrap
 from nlc.train.data import eval_windows
 from nlc.train.metrics import LN2
+from nlc.train.stepper import Stepper
 from nlc.train.tasks import CONTINUAL_TASKS, TaskBatch, accuracy, continual_task, forgetting, mqar, niah
 
 
@@ -330,10 +331,6 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: to
     return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
 
-def _detached(state: dict) -> dict:
-    return {k: v.detach() for k, v in state.items()}
-
-
 def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float = 1.0, top_k: int | None = None,
              seed: int = 0, callback=None, return_state: bool = False, top_p: float | None = None,
              repetition_penalty: float = 1.0, stop=None):
@@ -341,10 +338,10 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
 
     The carried state is what lets in-context levels keep learning while generating: each
     new byte updates the memories exactly as it would inside one long sequence. Levels taught
-    by the task loss (CMS) need each byte's successor as its target, so for such models every
-    byte is read twice: once to get the next byte's distribution (state discarded), then again,
-    with the byte just sampled as its target, to commit the state. The logits of the two reads
-    are equal (a level's writes come after its reads).
+    by the task loss (CMS) need each byte's successor as its target. Within a segment, reads do
+    not depend on the writes of the bytes before them, so each byte is read by a frozen copy and
+    the writes are taken in one call per segment (nlc.train.stepper): the cost per byte does not
+    grow with position.
     `callback(byte)` is called per new byte (for streaming output). Returns the new bytes
     (and the final fast state with return_state=True). Sampling: `filter_logits` (temperature,
     top_k, top_p, and a repetition penalty over the prompt and every token generated so far);
@@ -359,32 +356,18 @@ def generate(model, prompt_bytes: bytes, max_new: int = 200, temperature: float 
     out_bytes = [] if as_ids else bytearray()
     teach = bool(getattr(m, "cms_learns", False))
     with _evaluating(m):
-        ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
-        state = m.init_state(1)
-        if teach and ids.size(1) > 1:
-            state = _detached(m(ids[:, :-1], state=state, targets=ids[:, 1:]).state)
-            ids = ids[:, -1:]
-        out = m(ids, state=state)
+        step = Stepper(m, list(prompt), teach, dev)
         for i in range(max_new):
-            nxt = _sample(out.logits[:, -1], temperature, top_k, gen, top_p, repetition_penalty,
+            nxt = _sample(step.logits, temperature, top_k, gen, top_p, repetition_penalty,
                           seen=(list(prompt) + list(out_bytes)) if repetition_penalty != 1.0 else None)
             b = int(nxt.item())
             out_bytes.append(b)
             if callback is not None:
                 callback(b)
             done = stop is not None and bool(stop(out_bytes))
-            if teach:  # commit the last byte read, now that its successor is known
-                # the teaching pass runs under enable_grad: drop its graph, or every later byte
-                # would carry (and pay for) the autograd history of all bytes before it
-                state = _detached(m(ids, state=state, targets=nxt.view(1, 1)).state)
-            else:
-                state = out.state
-            ids = nxt.view(1, 1)
-            if (i + 1 < max_new and not done) or return_state:
-                out = m(ids, state=state)
+            step.push(b, read=(i + 1 < max_new and not done) or return_state)
             if done:
                 break
-        if return_state and not teach:
-            state = out.state
+        state = step.final_state() if return_state else None
     result = list(out_bytes) if as_ids else bytes(out_bytes)
     return (result, state) if return_state else result
