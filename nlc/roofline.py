@@ -20,6 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from nlc.ir.schedule import Impl
 from nlc.lower import memory as mem
 
 
@@ -29,7 +30,7 @@ def level_flops(lv, n: int, reads: int = 1) -> int | None:
     shapes = mem.layer_shapes(lv)
     P = sum(o * i for o, i in shapes)
     P2 = sum(o * i for o, i in shapes[1:])
-    momentum = lv.rule == "momentum" or (lv.rule == "dgd" and not mem._zero_gate(lv, "momentum"))
+    momentum = lv.momentum
     grads = 2 * P + 2 * P2
     if lv.rule != "dgd":
         update = (4 if momentum else 2) * P
@@ -50,7 +51,7 @@ def model_memory_flops(model) -> int | None:
             if lv.role != "memory":
                 continue
             reads = sum(1 for op in b.ops if op.op == "read" and op.attrs.get("level") == lv.name)
-            if lv.clock != "tokens" or not lv.learns:
+            if model.schedule.impl(b.name, lv.name) == Impl.FROZEN:  # reads only
                 f = reads * 2 * sum(o * i for o, i in mem.layer_shapes(lv))
             else:
                 f = level_flops(lv, min(model.seg, lv.chunk), reads)

@@ -61,11 +61,13 @@ def test_paused_process_is_timed_one_step_per_turn(tmp_path):
     p = bench_runner.PausedProcess([sys.executable, str(script)], None, str(tmp_path),
                                    lambda line: line.startswith("step"), timeout=30)
     try:
-        time.sleep(2.5)  # paused after a step: at most one more step (a stop landing late), not two
+        time.sleep(3.5)  # unpaused it would log 3 steps; paused after each: at most 2 (a stop landing late)
         seen = p.steps
         assert seen <= 2
         t = p.time("step")
-        assert p.steps == seen + 1 and 0.5 < t < 10
+        # no lower bound on t: on a loaded machine a line printed just before the stop landed can be
+        # read after SIGCONT (then the step ran uninterrupted, which time() accounts for)
+        assert p.steps == seen + 1 and t < 10
     finally:
         p.close()
 
