@@ -15,9 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from nlc.errors import NlcError
-from nlc.ir.schedule import Backend
-
-BACKENDS = tuple(b.value for b in Backend)
+from nlc.ir.schedule import BACKENDS, Backend
 
 
 def compile(spec, backend: str = "torch", model: str | None = None, checkpointing: bool = False,  # noqa: A001

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from nlc.errors import NlcError, render
+from nlc.ir.schedule import BACKENDS
 
 EXIT_USER = 2
 
@@ -190,7 +191,7 @@ def fill_compile(sub):
     p.add_argument("file", help="a .nl spec file or a built-in spec by name (hope, titans:TitansMAG)")
     p.add_argument("--emit", default="resolve", choices=EMITS + ("plan",),
                    help="stage to print (default: resolve; `plan` is the old name of `schedule`)")
-    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--dump", metavar="DIR", help="write every stage's artifact into DIR: the compiler's stages "
                    "(00_load.txt ... 05_schedule.txt), then the lowered program (py, fx)")
     _common(p)

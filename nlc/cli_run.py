@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nlc.errors import NlcError
+from nlc.ir.schedule import BACKENDS
 
 
 class RunError(NlcError):
@@ -62,7 +63,7 @@ def fill_train(sub):
                    help="continue from the run directory's latest checkpoint, with the run's own --steps, --batch, "
                         "--seq-len, --lr, --warmup, --clip, --weight-decay unless given again (then the new "
                         "values take effect, and a note lists them)")
-    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, help="steps between validation runs (<=0: only at the end)")
     p.add_argument("--save-every", type=int, help="steps between checkpoints")
@@ -197,7 +198,7 @@ def fill_eval(sub):
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--lengths", default="128,256,512", help="NIAH context lengths, comma separated")
     p.add_argument("-o", "--out", help="NIAH heatmap PNG path")
-    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     _add_freeze(p)
     p.set_defaults(func=cmd_eval)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nlc.errors import NlcError
+from nlc.ir.schedule import BACKENDS
 
 RESULT = "result.json"   # written last by a cell: its presence with a matching cell record means "done"
 CELL = "cell.json"
@@ -347,7 +348,7 @@ def fill_sweep(sub):
                    "0: one after another inside this process, for debugging: a crash there ends the sweep)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
     p.add_argument("--out", help="sweep folder (default: sweeps/<task>); run again with the same --out to resume")
-    p.add_argument("--backend", default="torch", choices=("reference", "torch", "compile", "triton"))
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop a cell that runs longer (recorded as timeout)")
     p.add_argument("--plot-x", metavar="KEY", help="the swept key on the plots' x axis (default: each numeric one)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what is done; run nothing")

@@ -27,6 +27,9 @@ class Backend(enum.StrEnum):
     TRITON = "triton"        # the chunk-parallel program with fused Triton update kernels where they apply
 
 
+BACKENDS = tuple(b.value for b in Backend)  # the one list: the API, every --backend flag
+
+
 class Order(enum.StrEnum):
     LAYER_MAJOR = "layer-major"
     SEGMENT_MAJOR = "segment-major"
