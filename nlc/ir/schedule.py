@@ -124,8 +124,10 @@ class Schedule:
     state: tuple = ()                    # StateSlot: the fast-state layout of the whole model
     nested: dict = field(default_factory=dict)       # (block, stage) -> stages it restarts at its boundary
     layers: tuple = ()                   # (block, layer key) in execution order
+    live: dict = field(default_factory=dict)         # block -> the ops its output or a learning level needs
 
     impls: dict = field(default_factory=dict)        # (block, level) -> Impl (the `levels` column)
+    dead: dict = field(default_factory=dict)         # block -> ops not in `live`, in plan order
 
     def impl(self, block: str, level: str) -> Impl:
         return self.impls[(block, level)]
@@ -190,6 +192,10 @@ def schedule_text(s: Schedule) -> str:
             idx = [i for i, e in enumerate(s.table) if e == p]
             shown = ", ".join(map(str, idx[:8])) + (f", ... ({len(idx)} segments)" if len(idx) > 8 else "")
             out.append(f"    [{shown}]: {p}")
+    for b, live in s.live.items():
+        dead = [n for n in s.dead.get(b, ())]
+        if dead:
+            out.append(f"  block {b}: {len(dead)} ops feed only frozen levels' writes, not run: {', '.join(dead)}")
     if s.nested:
         out.append("  nested CMS resets:")
         for (b, name), fast in s.nested.items():

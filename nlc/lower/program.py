@@ -53,6 +53,8 @@ class Layer(nn.Module):
         super().__init__()
         self.block, self.key = block, key
         self.impls = {lv.name: schedule.impl(block.name, lv.name) for lv in block.levels}
+        live = schedule.live.get(block.name)
+        self.ops = [op for op in block.ops if live is None or op.name in live]  # the schedule's live ops
         # the fast-state keys of this layer, from the schedule's layout: (owner, part) -> [keys by index]
         self.skeys: dict = {}
         for sl in schedule.state:
@@ -104,7 +106,7 @@ class Layer(nn.Module):
         segment); `after` needs reads but only feeds the block output (whole sequence, last)."""
         if hasattr(self, "_parts"):
             return self._parts
-        ops = self.block.ops
+        ops = self.ops
         reads = {op.name for op in ops if op.op == "read"}
         dep = {}
         for op in ops:
@@ -121,6 +123,8 @@ class Layer(nn.Module):
             if op.name in reads:
                 mark(op.name)
         for lv in self.block.levels:
+            if lv.name not in self.mems or self.impls[lv.name] == Impl.FROZEN:
+                continue  # only a writing memory's streams are needed in the loop
             for sname in [lv.keys, lv.values, lv.context] + [g.stream for g in lv.gates.values()]:
                 if sname:
                     mark(sname)
@@ -170,7 +174,7 @@ class Layer(nn.Module):
         """One segment of this layer; `starts`/`ends`: this block's levels whose chunk starts/ends here."""
         n = x.shape[1]
         v = {"x": x}
-        for op in self.block.ops:
+        for op in self.ops:
             v[op.name] = self._run_op(op, v, st, self.key)
         for name, m in self.mems.items():
             self._write(m, v, st, name, name in ends, n, stats, at_start=name in starts)

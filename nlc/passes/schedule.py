@@ -136,6 +136,29 @@ def nested_resets(plan, frozen=frozenset()) -> dict:
     return out
 
 
+# implementations that write the level's fast state from its keys, values and gate streams
+WRITES = (Impl.REFERENCE, Impl.CHUNK, Impl.TRITON_LINEAR, Impl.TRITON_MLP)
+
+
+def live_ops(block, impls) -> frozenset:
+    """The ops the block's output or a writing level needs (dead-op elimination): a frozen level's
+    keys, values and gates feed only its writes, so with it frozen they are not computed (nlc.freeze
+    copies, `--freeze`, the frozen reader of generation)."""
+    byname = {op.name: op for op in block.ops}
+    roots = [block.out]
+    for lv in block.levels:
+        if impls[(block.name, lv.name)] in WRITES:
+            roots += [lv.keys, lv.values, lv.context] + [g.stream for g in lv.gates.values()]
+    live, stack = set(), [r for r in roots if r]
+    while stack:
+        n = stack.pop()
+        if n in live or n not in byname:
+            continue
+        live.add(n)
+        stack.extend(byname[n].inputs)
+    return frozenset(live)
+
+
 def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.backend == Backend.REFERENCE:
         return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
@@ -163,7 +186,10 @@ def build_schedule(plan, target: Target | None = None) -> Schedule:
                                     lv.chunk))
         impls[(b.name, lv.name)] = impl
     order, why = order_of(plan, target)
+    live = {b.name: live_ops(b, impls) for b in plan.blocks}
+    dead = {b.name: tuple(op.name for op in b.ops if op.name not in live[b.name]) for b in plan.blocks}
     return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
                     order=order, order_why=why, levels=tuple(levels), impls=impls,
                     state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
-                    layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)))
+                    layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)),
+                    live=live, dead={b: d for b, d in dead.items() if d})
