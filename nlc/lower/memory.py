@@ -119,6 +119,8 @@ class MemoryLevel(nn.Module):
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
                                          for g, gate in lv.gates.items() if gate.kind == "learned"})
         self.rule = RULES[lv.rule]
+        upd = self.rule.update()  # resolved here, not in a traced program (dynamo does not trace importlib)
+        self.token_step, self.chunk_step = upd.token, upd.chunk
         self.momentum = lv.momentum
 
     def initial(self, B, device, dtype):
@@ -196,7 +198,7 @@ def read(lv, Wbar, q):
 
 
 # ---- the reference: the equations, literally -------------------------------------------
-def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None):
+def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None, token=None):
     """One token of the level's rule. k (B,H,dk), v (B,H,dv); gates (B,H). u_t by autograd at Wbar, then
     the rule's literal step per layer (`nlc/rules/<rule>/update.py: token`)."""
     outer = torch.is_grad_enabled()
@@ -208,7 +210,7 @@ def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None):
         y, acts = forward_layers(lv, [w + d for w, d in zip(Wbar, deltas)], k[:, :, None])
         loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
         grads = torch.autograd.grad(loss, deltas, create_graph=outer)
-    token = RULES[lv.rule].update().token
+    token = token or RULES[lv.rule].update().token
     new_W, new_S = [], []
     for li, (W, g) in enumerate(zip(Ws, grads)):
         x = acts[li][1][:, :, 0]                                            # the layer's input k~
@@ -220,6 +222,7 @@ def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None):
     return new_W, (new_S if Ss is not None else None), loss.detach()
 
 
-def chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s=None):
-    """n tokens of the level's rule in closed form (`nlc/rules/<rule>/update.py: chunk`)."""
-    return RULES[lv.rule].update().chunk(lv, Ws, Ss, u, theta, alpha, eta, W0s)
+def chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s=None, chunk=None):
+    """n tokens of the level's rule in closed form (`nlc/rules/<rule>/update.py: chunk`); `chunk`: that
+    function, resolved before tracing (MemoryLevel.chunk_step)."""
+    return (chunk or RULES[lv.rule].update().chunk)(lv, Ws, Ss, u, theta, alpha, eta, W0s)

@@ -208,11 +208,12 @@ class Layer(nn.Module):
             surprise = 0.0
             for t in range(n):
                 Ws, Ss, loss = mem.reference_token(lv, Wbar, Ws, Ss, k[:, :, t], val[:, :, t], theta[..., t],
-                                                   alpha[..., t], eta[..., t] if eta is not None else None, W0s)
+                                                   alpha[..., t], eta[..., t] if eta is not None else None, W0s,
+                                                   m.token_step)
                 surprise = surprise + loss
         else:  # CHUNK, or a kernel's level on a segment that starts mid-chunk
             u, surprise = mem.closed_form_grads(lv, Wbar, k, val)
-            Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s)
+            Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s, m.chunk_step)
         st.update(zip(kW, Ws))
         if Ss is not None:
             st.update(zip(kS, Ss))

@@ -20,7 +20,7 @@ def fused_write(lv, kernel, Ws, Ss, k, v, theta, alpha, eta):
     # the kernel also reads o = M(q); the program already read at the chunk-start state, so q = k
     if kernel == "linear_memory":
         from nlc.rules import RULES
-        upd = RULES[lv.rule].update()
+        upd = RULES[lv.rule].update()  # eager only: fused kernels are not traced by dynamo here
         if hasattr(upd, "kernel_lr"):
             theta = upd.kernel_lr(lv, theta, k)  # e.g. dgd: the kernel takes the normalised step size as its lr
         S0 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])
