@@ -462,10 +462,11 @@ class NLModel(nn.Module):
 
     def _compile_segments(self, **kw):
         """torch.compile each layer's segment program (fullgraph: no graph break allowed). Dynamo
-        specialises it per edge pattern (the starts/ends sets are constants): the schedule knows how
-        many there are, so the recompile limit is set to exactly that."""
+        specialises it per layer and edge pattern (the starts/ends sets are constants; the schedule
+        knows how many), and again per grad mode and for partial first/last segments: the limit
+        allows 4 variants of each (pattern or partial) per layer, at least dynamo's 64 of before."""
         import torch._dynamo
-        n = max(1, len(self.schedule.patterns)) * len(self.schedule.layers) + 4  # + partial first/last segments
+        n = max(64, 4 * (len(self.schedule.patterns) + 2) * len(self.schedule.layers))
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, n)
         if self.cms_learns:
             # CMS teaching signals backprop through a segment's graph more than once (retain_graph)
