@@ -225,7 +225,19 @@ def run_worker(cfg: dict, timeout: float, memory_env: bool = False) -> dict:
     if memory_env:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
         env["MALLOC_TRIM_THRESHOLD_"] = "0"
-    cmd = [sys.executable, "-m", "nlc.bench", "--worker", json.dumps(cfg)]
+    return run_result([sys.executable, "-m", "nlc.bench", "--worker", json.dumps(cfg)], env, timeout)
+
+
+def _peak_memory(starts: dict, info: dict, timeout: float) -> dict:
+    """Peak memory of every implementation that ran, each in a fresh process with malloc set to
+    return memory (the timed workers' allocator state would hide the peak)."""
+    return {impl: run_worker(dict(cfg, count=False), timeout, memory_env=True) for impl, cfg in starts.items()
+            if isinstance(cfg, dict) and "error" not in info.get(impl, {})}
+
+
+def run_result(cmd: list, env: dict, timeout: float, width: int = 300) -> dict:
+    """Run `cmd` from the repository root; its JSON `RESULT ...` line, or {"error": why} (the last
+    line it printed, at most `width` characters). Shared by the benchmarks' fresh-process runs."""
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
                            cwd=str(Path(__file__).resolve().parent.parent))
@@ -235,7 +247,7 @@ def run_worker(cfg: dict, timeout: float, memory_env: bool = False) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     tail = (p.stderr or p.stdout).strip().splitlines()
-    return {"error": (tail[-1] if tail else f"exit {p.returncode}")[:300]}
+    return {"error": (tail[-1] if tail else f"exit {p.returncode}")[:width]}
 
 
 # ---- printing ------------------------------------------------------------------------
@@ -389,11 +401,7 @@ def bench_layer(a) -> int:
             starts[impl] = dict(bench="layer", impl=impl, dim=size["dim"], heads=size["heads"], chunk=size["chunk"],
                                 T=Ts[impl], B=size["B"], threads=a.threads, count=impl != "compile")
     info, records = _measure(a, starts, ["fwd", "fwdbwd"])
-    mem = {}
-    if not a.no_memory:
-        for impl, cfg in starts.items():
-            if isinstance(cfg, dict) and "error" not in info.get(impl, {}):
-                mem[impl] = run_worker(dict(cfg, count=False), a.timeout, memory_env=True)
+    mem = {} if a.no_memory else _peak_memory(starts, info, a.timeout)
     rows = []
     for impl in impls:
         r, ntok = info.get(impl, {}), size["B"] * Ts[impl]
@@ -481,11 +489,7 @@ def bench_hope(a) -> int:
         else:
             starts[impl] = dict(bench="hope", impl=impl, threads=a.threads, count=impl != "compile", **size)
     info, records = _measure(a, starts, ["step"])
-    mem = {}
-    if not a.no_memory:
-        for impl, cfg in starts.items():
-            if isinstance(cfg, dict) and "error" not in info.get(impl, {}):
-                mem[impl] = run_worker(dict(cfg, count=False), a.timeout, memory_env=True)
+    mem = {} if a.no_memory else _peak_memory(starts, info, a.timeout)
     rows = []
     for impl in impls:
         r = info.get(impl, {})

@@ -16,10 +16,10 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
+
+from nlc.bench import run_result
 
 T_DEFAULT = "512,1024,2048,4096,8192"
 DIM_DEFAULT = "64,128,256,512,1024"
@@ -48,16 +48,7 @@ def point(cfg: dict) -> dict:
 
 def _run(cfg, timeout):
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    try:
-        p = subprocess.run([sys.executable, "-m", "nlc.bench_scaling", "--point", json.dumps(cfg)], env=env,
-                           capture_output=True, text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parent.parent))
-    except subprocess.TimeoutExpired:
-        return {"error": f"did not finish in {timeout:.0f} s"}
-    for line in p.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    tail = (p.stderr or p.stdout).strip().splitlines()
-    return {"error": (tail[-1] if tail else f"exit {p.returncode}")[:200]}
+    return run_result([sys.executable, "-m", "nlc.bench_scaling", "--point", json.dumps(cfg)], env, timeout, width=200)
 
 
 def slope(xs, ys) -> float | None:
