@@ -279,6 +279,7 @@ class NLModel(nn.Module):
         self.detach_state_output = False  # set under DDP (nlc.train.distributed)
         self.cms_learns = any(ls.impl == Impl.CMS_TEACH for ls in schedule.levels)
         self.frozen = schedule.target.frozen
+        self._layer_of = dict(self.layers())  # layer key -> Layer (built once: _cms_step runs per segment)
         self._stages = {(layer.key, name): c for _, layer in self.layers() for name, c in layer.cms.items()}
         if schedule.target.backend == Backend.COMPILE:
             self._compile_segments()
@@ -364,7 +365,7 @@ class NLModel(nn.Module):
         """The fast state of `batch_size` fresh sequences, in the schedule's layout."""
         device = device or self.embed.weight.device
         dtype = dtype or self.embed.weight.dtype
-        layers = dict(self.layers())
+        layers = self._layer_of
         st = {}
         for sl in self.schedule.state:
             if sl.part == "pos":
@@ -489,7 +490,7 @@ class NLModel(nn.Module):
         born = teach["born"]
         for k in leaves:
             born.setdefault(k, i)
-        layers = dict(self.layers())
+        layers = self._layer_of
         boundary = [k for k in leaves if (layers[k[0]].block.name, k[1]) in edges.ends]
         reset = {(k[0], r) for k in boundary for r in self.schedule.nested.get((layers[k[0]].block.name, k[1]), ())}
         due = list(leaves) if last else [k for k in leaves if k in boundary or k in reset]
