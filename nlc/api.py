@@ -45,10 +45,11 @@ def compile_text(text: str, backend: str = "torch", model: str | None = None, ch
 def freeze(m, levels):
     """A copy of compiled model `m` with `levels` (names, "a,b", or "inner") frozen in context, sharing
     nothing: the same plan rescheduled, with `m`'s weights (same state_dict layout). What the in-context
-    gain compares against (nlc.train.evaluate.in_context_gain)."""
+    gain compares against (nlc.train.evaluate.in_context_gain). Levels `m` already has frozen stay
+    frozen (a run trained with `--freeze` never learned them in context: unfreezing is not a copy)."""
     from nlc.lower.program import NLModel
     from nlc.passes.schedule import build_schedule, frozen_levels
-    target = replace(m.schedule.target, frozen=frozen_levels(m.plan, levels))
+    target = replace(m.schedule.target, frozen=m.schedule.target.frozen | frozen_levels(m.plan, levels))
     f = NLModel(m.plan, build_schedule(m.plan, target), m.source, m.tokenizer)
     f.load_state_dict(m.state_dict())
     p = next(iter(m.parameters()), None)
@@ -109,7 +110,8 @@ def load(run_dir, backend: str = "torch"):
         if k not in params:
             raise RunDirError(f"{r.path / 'spec.json'}: field 'overrides.{k}': model {chosen.name} has no parameter '{k}'",
                               hint=f"parameters: {', '.join(params) or 'none'}")
-    c = run_passes(str(r.main), dict(rec.overrides), rec.model, unit=unit, target=target)
+    c = run_passes(str(r.main), dict(rec.overrides), rec.model, unit=unit, target=target,
+                   freeze=list(rec.frozen) or None)  # as trained: `--freeze` is part of the run
     from nlc.train.sources import run_tokenizer
     m = _build(c, rec.spec_path, run_tokenizer(r))
     if m.spec_hash != rec.spec_hash:

@@ -23,7 +23,8 @@ def _ov(a):
 def _add_freeze(p):
     p.add_argument("--freeze", metavar="LEVELS",
                    help="switch off in-context learning of these levels (comma-separated names, or 'inner' for "
-                        "every memory and CMS stage): they keep their initial state")
+                        "every memory and CMS stage): they keep their initial state. On a run trained with --freeze, "
+                        "those levels stay frozen (the run records them)")
 
 
 def _freeze(model, a):
@@ -135,6 +136,10 @@ def cmd_train(a) -> int:
             raise RunError(f"cannot resume {out}: it was trained from spec {rec.spec_name} "
                            f"(hash {rec.spec_hash}), not {model.spec_name} (hash {model.spec_hash})",
                            hint="use the same spec and --set values, or a new --out")
+        if sorted(rec.frozen) != sorted(model.frozen):
+            raise RunError(f"cannot resume {out}: it was trained with --freeze {','.join(sorted(rec.frozen)) or '(none)'}, "
+                           f"not {','.join(sorted(model.frozen)) or '(none)'}",
+                           hint="resume with the run's own --freeze, or a new --out")
     if a.data and a.data.startswith("hf:"):
         data = load_hf(a.data)
     else:
@@ -181,7 +186,7 @@ def _write_spec_record(out: Path, model, a):
     tokenizer = getattr(a, "tokenizer", None) or "bytes"
     rec = dict(spec_name=model.spec_name, spec_hash=model.spec_hash, model=a.model or model.spec_name,
                overrides=model.overrides, spec_path=model.spec_path, spec_file=write_spec(out, model),
-               tokenizer=tokenizer)
+               tokenizer=tokenizer, frozen=sorted(model.frozen))
     ref = tokenizer.partition(":")[2]
     if tokenizer.startswith("tiktoken:") and Path(ref).is_file():  # as get_tokenizer reads it
         rec["tokenizer_file"] = store_tokenizer(out, ref)

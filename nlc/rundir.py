@@ -1,6 +1,6 @@
 """A run directory as `nlc train` writes it, and read back without trusting it.
 
-    RUN/spec.json        the record: spec name and hash, model, --set values, tokenizer (schema below)
+    RUN/spec.json        the record: spec name and hash, model, --set values, tokenizer, frozen levels (schema below)
     RUN/spec/NAME.nl     the spec, and under RUN/spec/ every file it imports (relative layout kept)
     RUN/spec.nl          a copy of the main spec file, for people (and older nlc versions)
     RUN/tokenizer/FILE   a local tokenizer file (`--tokenizer tiktoken:FILE`), copied in
@@ -65,6 +65,7 @@ def _schema():
         spec_file: str | None = None      # the main spec inside the run (spec/NAME.nl); absent in old runs
         tokenizer: Annotated[str, StringConstraints(pattern=r"^(bytes|tiktoken:.+)$")] = "bytes"
         tokenizer_file: str | None = None  # a tokenizer file inside the run (tokenizer/FILE)
+        frozen: list[Ident] = []          # levels trained with their in-context learning off (`--freeze`)
 
     return RunRecord
 

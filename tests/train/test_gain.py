@@ -97,3 +97,22 @@ def test_mqar_titans_memory_recalls_and_frozen_does_not():
 def test_mqar_hope_memory_recalls_and_frozen_does_not():
     acc, frozen = _mqar_case("specs/hope.nl", None, 300, mem_chunk=8)
     assert acc > 0.5 and frozen < 0.05, (acc, frozen)
+
+
+def test_train_freeze_is_recorded_and_loaded_frozen(tmp_path, capsys):
+    """A run trained with `--freeze` never learned those levels in context: `nlc.load` (and so eval and
+    generate) rebuilds it frozen, resuming with another `--freeze` is refused, and freezing more keeps them."""
+    data = tmp_path / "motifs.txt"
+    data.write_bytes(_data(20000).tobytes())
+    out = tmp_path / "run"
+    args = ["train", "specs/titans.nl", "--model", "TitansMAC", "--data", str(data), "--steps", "2", "--batch", "1",
+            "--seq-len", "32", "--out", str(out), "--no-progress", "--threads", "1",
+            *[a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]]
+    assert main([*args, "--freeze", "mem"]) == 0
+    assert json.loads((out / "spec.json").read_text())["frozen"] == ["mem"]
+    assert nlc.load(out).frozen == {"mem"}
+    capsys.readouterr()
+    assert main([*args, "--steps", "3", "--resume"]) == 2  # without the run's --freeze
+    assert "trained with --freeze mem, not (none)" in capsys.readouterr().err
+    hope = nlc.compile("specs/hope.nl", freeze="mk,memory", **TINY)
+    assert nlc.freeze(hope, "mv").frozen == {"mk", "memory", "mv"}  # never unfreezes what was frozen
