@@ -11,7 +11,7 @@ import nlc
 # (spec, model, the top of its documented lr_max range)
 SPECS = [("specs/titans.nl", "TitansLMM", 2.0), ("specs/titans.nl", "TitansMAC", 2.0),
          ("specs/titans.nl", "TitansMAG", 2.0), ("specs/titans.nl", "TitansMAL", 2.0),
-         ("specs/hope.nl", None, 5.0)]
+         ("specs/titans_anchored.nl", "TitansAnchored", 2.0), ("specs/hope.nl", None, 5.0)]
 SMALL = dict(dim=32, layers=1)
 
 
