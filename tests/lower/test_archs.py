@@ -255,3 +255,18 @@ def test_delta_rule_matches_fla_delta_rule():
                                            torch.zeros_like(beta[..., :t + 1]), None)[0][0] for t in range(n)]
     o_nlc = torch.stack([(s @ q[:, :, t, :, None])[..., 0] for t, s in enumerate(steps)], 2) * dk ** -0.5
     torch.testing.assert_close(o_nlc, o.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_gated_deltanet_streams():
+    """A sequence in pieces off the chunk grid equals one pass (the delta rule's chunk form composes
+    from any running state, not only from a chunk start)."""
+    m = compiled("specs/deltanet.nl", "GatedDeltaNet", "torch")
+    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(4))
+    whole = m(x)
+    st, logits = None, []
+    for a, b in [(0, 3), (3, 9), (9, T)]:
+        out = m(x[:, a:b], state=st)
+        st, logits = out.state, logits + [out.logits]
+    torch.testing.assert_close(torch.cat(logits, 1), whole.logits, rtol=1e-10, atol=1e-10)
+    for k in whole.state:
+        torch.testing.assert_close(st[k], whole.state[k], rtol=1e-10, atol=1e-10)
