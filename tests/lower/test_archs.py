@@ -273,3 +273,25 @@ def test_gated_deltanet_streams():
     torch.testing.assert_close(torch.cat(logits, 1), whole.logits, rtol=1e-10, atol=1e-10)
     for k in whole.state:
         torch.testing.assert_close(st[k], whole.state[k], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow  # ~9 s of CPU for the six (measured at load 8): over the default run's budget
+@pytest.mark.parametrize("spec,model", [("specs/deltanet.nl", "DeltaNet"), ("specs/deltanet.nl", "GatedDeltaNet"),
+                                        ("specs/ttt.nl", "TTTLinear"), ("specs/ttt.nl", "TTTMLP"),
+                                        ("specs/miras.nl", "Yaad"), ("specs/miras.nl", "Moneta")])
+def test_trains_a_few_steps(spec, model):
+    """Two outer steps at the spec's own in-context scales: finite loss and weights, and the loss goes
+    down on a repeated batch (torch's AdamW: building the spec's .nl AdamW costs more than the steps;
+    `nlc train SPEC --steps 3` runs that one)."""
+    torch.manual_seed(0)
+    m = nlc.compile(spec, model=model, dim=16, heads=2, layers=1, vocab=64)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    x = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(5))
+    losses = []
+    for _ in range(2):
+        loss = m(x[:, :-1], targets=x[:, 1:]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(p).all() for p in m.parameters()) and losses[1] < losses[0], losses
