@@ -101,8 +101,10 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     edges: dict[tuple, list[str]] = {}  # (src, dst, kind) -> labels: parallel edges merged
     nb = len(plan.blocks)
     x_deps = frozenset({"input"})
+    meta = set()  # memory levels whose initial state the optimizer meta-learns (init meta)
     for b in plan.blocks:
         nid = {lv.name: node_id(b, lv, nb) for lv in b.levels}
+        meta |= {nid[lv.name] for lv in b.levels if lv.role == "memory" and lv.init == "meta"}
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
             G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
@@ -160,7 +162,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                    unit="steps", role="optimizer")
         for n, d in list(G.nodes.items()):
             if d.get("kind") in ("level", "attention"):
-                kind = "initializes" if d.get("role") == "memory" else "optimizes"
+                kind = "initializes" if n in meta else "optimizes"
                 G.add_edge(o.name, n, kind=kind, label="init" if kind == "initializes" else "")
     tiers: dict[tuple, list[str]] = {}
     for n, d in G.nodes.items():

@@ -52,3 +52,4 @@ from nlc.rules import gd  # noqa: E402,F401,I001
 from nlc.rules import momentum  # noqa: E402,F401
 from nlc.rules import dgd  # noqa: E402,F401
 from nlc.rules import anchored  # noqa: E402,F401
+from nlc.rules import delta  # noqa: E402,F401

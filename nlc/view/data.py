@@ -280,6 +280,11 @@ def update_eqs(lv) -> list[dict]:
         which = ("each layer's own input (layers = all)" if lv.rule_args.get("layers") == "all"
                  else "the first layer's input, the keys (layers = first); the other layers take the plain step")
         out.append({"title": "where", "mathml": M.math(M.t_sub(M.tilde(M.mi("k"))), M.mtext("\u2002is " + which))})
+    elif lv.rule == "delta":  # nlc/rules/delta: the gate multiplies the delta factor too (Gated DeltaNet)
+        kt = M.t_sub(M.tilde(M.mi("k")))
+        factor = M.paren(M.row(M.mi("I"), M.mo("−"), th, kt, M.sup(kt, M.mi("⊤"))))
+        out.append({"title": "update (the gated delta rule; learn dot: Gated DeltaNet)",
+                    "mathml": M.math(W, M.mo("="), retain, factor, M.mo("−"), grad(th))})
     elif mom:
         out.append({"title": "momentum (surprise, Titans eq. 14)", "mathml": M.math(S, M.mo("="), et, Sp, M.mo("−"), grad(th))})
         out.append({"title": "update (Titans eq. 13)", "mathml": M.math(W, M.mo("="), retain, M.mo("+"), S)})

@@ -79,7 +79,9 @@ def test_chunk_equals_reference_fp32(spec, model, ov):
                                   # gates outside [0, 1] (a learned gate can drift there): signs kept exactly
                                   "momentum(lr = 0.3, momentum = -0.5, decay = 1.2)", "dgd(lr = 0.3, decay = 1.3)",
                                   # nlc/rules/anchored: forget toward M_0 (a rule added as a folder)
-                                  "anchored(lr = 0.3, momentum = 0.8, decay = 0.2)", "anchored(lr = 0.3, momentum = 0, decay = 0.3)"])
+                                  "anchored(lr = 0.3, momentum = 0.8, decay = 0.2)", "anchored(lr = 0.3, momentum = 0, decay = 0.3)",
+                                  # nlc/rules/delta: the gated delta rule on every layer (specs/deltanet.nl)
+                                  "delta(lr = 0.3, decay = 0.1)"])
 @pytest.mark.parametrize("memory,objective", [("linear()", "l2"), ("mlp(depth = 2, expansion = 2, act = silu)", "dot"),
                                               ("mlp(depth = 3, expansion = 1, act = gelu)", "huber(delta = 0.5)"),
                                               ("residual_mlp(expansion = 2, act = tanh)", "lp(p = 3)")])

@@ -14,7 +14,7 @@ class LV:  # the fields of a LevelPlan a rule's update reads
 
 
 @pytest.mark.parametrize("rule,args", [("gd", {}), ("momentum", {}), ("dgd", {}), ("dgd", {"normalize": False}),
-                                       ("anchored", {})])
+                                       ("anchored", {}), ("delta", {})])
 @pytest.mark.parametrize("n", [1, 5, 12])
 def test_chunk_equals_token_steps(rule, args, n):
     """A linear memory: n rank-1 gradients applied by `chunk` = n applications of `token`, fp64."""
