@@ -12,6 +12,10 @@ import nlc
 SPECS = [("specs/titans.nl", "TitansLMM", 2.0), ("specs/titans.nl", "TitansMAC", 2.0),
          ("specs/titans.nl", "TitansMAG", 2.0), ("specs/titans.nl", "TitansMAL", 2.0),
          ("specs/titans_anchored.nl", "TitansAnchored", 2.0), ("specs/hope.nl", None, 5.0)]
+# the peer specs: no lr_max range documented; their gates are sigmoids, checked at the defaults and
+# saturated at both ends
+PEERS = [("specs/deltanet.nl", "DeltaNet"), ("specs/deltanet.nl", "GatedDeltaNet"), ("specs/ttt.nl", "TTTLinear"),
+         ("specs/ttt.nl", "TTTMLP"), ("specs/miras.nl", "Yaad"), ("specs/miras.nl", "Moneta")]
 SMALL = dict(dim=32, layers=1)
 
 
@@ -38,7 +42,7 @@ def _check(spec, model, lrs, T, steps):
     for lr_max in lrs:
         for saturate in (False, True):
             torch.manual_seed(0)
-            m = nlc.compile(spec, model=model, lr_max=lr_max, **SMALL)
+            m = nlc.compile(spec, model=model, **SMALL, **({} if lr_max is None else {"lr_max": lr_max}))
             if saturate:
                 _saturate_gates(m)
             opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
@@ -61,3 +65,9 @@ def test_finite_at_the_top_of_the_documented_lr_range(spec, model, top):
 @pytest.mark.parametrize("spec,model,top", SPECS, ids=[s[1] or "Hope" for s in SPECS])
 def test_finite_across_the_documented_lr_range(spec, model, top):
     _check(spec, model, (0.0, 0.25 * top, 0.5 * top, top), T=512, steps=3)
+
+
+@pytest.mark.parametrize("spec,model", [pytest.param(*p, id=p[1], marks=() if p[1] == "GatedDeltaNet" else pytest.mark.slow)
+                                        for p in PEERS])  # one in the default run (its budget), all under -m slow
+def test_peer_specs_finite_with_gates_at_their_ends(spec, model):
+    _check(spec, model, (None,), T=64, steps=2)
