@@ -108,7 +108,8 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
             G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
                        clock=clock_str(lv), chunk=lv.chunk, params=lv.params,  # per layer; x repeat
                        objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
-                       rule=lv.rule, memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
+                       rule=lv.rule or ("nonparametric" if lv.role == "attention" else "none"),  # words, for the picture
+                       memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
                        unit=lv.clock, role=lv.role)
         deps = _deps(b, x_deps)
 

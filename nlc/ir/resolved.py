@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from nlc.ir.base import Record
+from nlc.ir.kinds import Init, Objective
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -57,12 +58,12 @@ class LevelPlan(R):
     hidden: int = 0                 # per-head hidden width of MLP memories
     clock: Literal["tokens", "steps", "frozen"] = "tokens"
     chunk: int | None = 1
-    objective: str = "l2"
+    objective: Objective = Objective.L2   # attention: l2 too, solved non-parametrically (NL eq. 62)
     objective_args: dict[str, float] = {}
-    rule: str = "gd"
+    rule: str | None = "gd"         # a name in nlc.rules.RULES; None: no in-context update (attention, a fixed CMS stage)
     gates: dict[str, Gate] = {}
     rule_args: dict[str, Any] = {}
-    init: str = "meta"
+    init: Init | None = Init.META   # None: no memory weights (attention's cache starts empty)
     init_args: dict[str, Any] = {}
     keys: str | None = None
     values: str | None = None

@@ -26,9 +26,7 @@ MEMORY_KINDS = {
     "linear": (), "mlp": ("depth", "expansion", "act"), "residual_mlp": ("expansion", "act"),
     "attention": ("window", "persistent", "rope"), "slot": (),
 }
-OBJECTIVES = {"l2": (), "dot": (), "huber": ("delta",), "lp": ("p",)}
-# in-context update rules: the registry in nlc/rules (one folder per rule)
-INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
+# objectives and inits: nlc/ir/kinds.py; in-context update rules: nlc/rules (one folder per rule)
 
 
 class _Poisoned(NlcError):

@@ -11,9 +11,10 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
+from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective
 from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import INITS, MEMORY_KINDS, OBJECTIVES, _number
+from nlc.passes.elaborate import MEMORY_KINDS, _number
 from nlc.rules import RULES
 
 
@@ -150,7 +151,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
         return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock="tokens", chunk=1,
-                         objective="l2", rule="nonparametric", init="none", context=ctx, params=params, **common)
+                         objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
     for role in ("keys", "values"):
         if role not in streams:
@@ -175,18 +176,20 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
                                  op.span, "queries and keys of a memory must have the same width")
 
     learn = next((p for p in lv.props if isinstance(p, ir.LearnProp)), None)
-    obj = learn.objective if learn else ir.Call(func="l2")
-    if obj.func == "backprop":
-        raise NameError_("`learn backprop` (task loss) is for CMS chains; in-context levels learn a local objective",
-                         obj.span, "objectives: l2, dot, huber(delta), lp(p)")
+    obj = learn.objective if learn else ir.Call(func=Objective.L2)
+    known = ", ".join(o + (f"({', '.join(OBJECTIVES[o].args)})" if OBJECTIVES[o].args else "") for o in LOCAL_OBJECTIVES)
+    if obj.func in OBJECTIVES and not OBJECTIVES[obj.func].local:
+        raise NameError_(f"`learn {obj.func}` (task loss) is for CMS chains; in-context levels learn a local objective",
+                         obj.span, f"objectives: {known}")
     if obj.func not in OBJECTIVES:
-        raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, OBJECTIVES) or "l2, dot, huber(delta), lp(p)")
+        raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, LOCAL_OBJECTIVES) or known)
+    objective = Objective(obj.func)
     oargs = {k.name: _number(eval_const(k.value, env, k.name), k.span, f"{obj.func}({k.name} = ...)") for k in obj.kwargs}
     for k in oargs:
-        if k not in OBJECTIVES[obj.func]:
+        if k not in OBJECTIVES[objective].args:
             raise NameError_(f"{obj.func}() has no argument '{k}'", obj.span)
-    oargs = {"huber": {"delta": 1.0}, "lp": {"p": 3.0}}.get(obj.func, {}) | oargs
-    if obj.func == "lp" and oargs["p"] < 1:
+    oargs = OBJECTIVES[objective].args | oargs   # the registry's defaults: huber delta = 1, lp p = 3
+    if objective == Objective.LP and oargs["p"] < 1:
         raise DimensionError("lp objective needs p >= 1", obj.span)
 
     rule_p = next((p for p in lv.props if isinstance(p, ir.RuleProp)), None)
@@ -214,17 +217,18 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         rargs.setdefault(o, allowed[0])
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
-    init = init_p.init if init_p else ir.Call(func="meta")
+    init = init_p.init if init_p else ir.Call(func=Init.META)
     if init.func not in INITS:
         raise NameError_(f"unknown init '{init.func}'", init.span, "meta, zeros, const(v), pretrained(\"file.safetensors\")")
-    if len(init.args) != INITS[init.func]:
-        raise NameError_(f"init {init.func} takes {INITS[init.func]} argument(s)", init.span)
+    init_kind = Init(init.func)
+    if len(init.args) != INITS[init_kind].nargs:
+        raise NameError_(f"init {init.func} takes {INITS[init_kind].nargs} argument(s)", init.span)
     if init.kwargs:
         raise NameError_(f"init {init.func} takes no named arguments", init.kwargs[0].span)
     iargs = {}
     if init.args:
         v = eval_const(init.args[0], env, "init")
-        if init.func == "const":
+        if init_kind == Init.CONST:
             v = _number(v, init.args[0].span, "init const(value)")
         elif not isinstance(v, str):
             raise DimensionError(f"init pretrained(...) takes a file name in quotes, got {v!r}", init.args[0].span,
@@ -234,11 +238,11 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
 
     per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
                 "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
-    params = per_head * heads if init.func == "meta" else 0
+    params = per_head * heads if INITS[init_kind].learned else 0
     params += sum(heads for g in gates.values() if g.kind == "learned")
     return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=unit, chunk=chunk,
-                     objective=obj.func, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
-                     init=init.func, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
+                     objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
+                     init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
                      params=params, **common)
 
 
@@ -264,6 +268,7 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
                          "the outer optimizer level already updates every parameter each step")
     hidden = hidden_width(mem, width, lname, st.memory.span)
     return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
-                     clock=unit, chunk=chunk, objective="backprop", rule="gd" if unit == "tokens" else "none",
-                     gates={"lr": Gate(kind="const", value=lr)}, init="meta", params=2 * width * hidden + width,
+                     clock=unit, chunk=chunk, objective=Objective.BACKPROP,
+                     rule="gd" if unit == "tokens" else None,  # CMS teaching: plain gradient steps of size lr
+                     gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,
                      cms_input=inp, cms_index=index, span=st.span)

@@ -7,6 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
+from nlc.ir.kinds import Objective
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -28,7 +29,7 @@ def fused_kernel(lv) -> Impl | None:
     """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
     l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term)."""
     m = lv.memory
-    if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
+    if lv.role != "memory" or lv.clock != "tokens" or lv.objective != Objective.L2:
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nlc.ir.kinds import Init, Objective
 from nlc.view import mathml as M
 
 PX = 96            # pixels per inch: viz measures text in points, the page draws at 96 dpi
@@ -195,14 +196,14 @@ def objective_eq(lv) -> str:
     v = M.mi("v")
     lhs = M.row(M.mi("ℓ"), M.paren(M.row(M.mi("W"), M.mo(";"), M.mi("k"), M.mo(","), v)), M.mo("="))
     o = lv.objective
-    if o == "l2":
+    if o == Objective.L2:
         rhs = M.row(M.frac(M.mn(1), M.mn(2)), M.sup(M.norm(M.row(Mk, M.mo("−"), v)), M.mn(2)))
-    elif o == "dot":
+    elif o == Objective.DOT:
         rhs = M.row(M.mo("−"), M.paren(M.row(Mk, M.mo(","), v), "⟨", "⟩"))
-    elif o == "huber":
+    elif o == Objective.HUBER:
         d = _fmt_num(lv.objective_args.get("delta", 1.0))
         rhs = M.row(M.sub(M.mi("Huber", True), M.mn(d)), M.paren(M.row(Mk, M.mo("−"), v)))
-    elif o == "lp":
+    elif o == Objective.LP:
         p = _fmt_num(lv.objective_args.get("p", 3))
         rhs = M.subsup(M.norm(M.row(Mk, M.mo("−"), v)), M.mn(p), M.mn(p))
     else:
@@ -242,7 +243,7 @@ def update_eqs(lv) -> list[dict]:
             M.mtext("\u2003over "), ctx)})
         return out
     if lv.role == "cms":
-        if lv.clock == "frozen" or lv.rule == "none":
+        if lv.clock == "frozen" or lv.rule is None:
             out.append({"title": "no in-context update (an ordinary MLP)", "mathml": M.math(
                 W, M.mo("="), M.sub(M.mi("W"), M.mn(0)), M.mtext("  (trained by the outer optimizer)"))})
         else:
@@ -474,9 +475,9 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
     if lv.role == "memory":
         info["memory_eq"] = _memory_eq(lv)
         info["objective_eq"] = objective_eq(lv)
-        info["objective_words"] = {"l2": "squared error of the memory's prediction of the values",
-                                   "dot": "negative dot product (a Hebbian-like bias)",
-                                   "huber": "Huber loss of the prediction error", "lp": "p-norm of the prediction error"
+        info["objective_words"] = {Objective.L2: "squared error of the memory's prediction of the values",
+                                   Objective.DOT: "negative dot product (a Hebbian-like bias)",
+                                   Objective.HUBER: "Huber loss of the prediction error", Objective.LP: "p-norm of the prediction error"
                                    }.get(lv.objective, lv.objective)
         rule_call = next((p.rule for p in (ld.props if ld else []) if isinstance(p, ir.RuleProp)), None)
         for role, s in (("keys", "k"), ("values", "v")):
@@ -536,15 +537,15 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                 info["spans"].append({k: df[k] for k in ("file", "line", "end_line", "role")})
     info["spans"] = [sp for sp in info["spans"] if sp]
     # initial state and who learns it
-    init_words = {"meta": "meta-learned: the initial state is a parameter trained by the outer optimizer; "
+    init_words = {Init.META: "meta-learned: the initial state is a parameter trained by the outer optimizer; "
                           "every sequence starts from it",
-                  "zeros": "zeros at the start of every sequence (not learned)",
-                  "const": f"every entry {_fmt_num(lv.init_args.get('value', lv.init_args.get('v', '')))} at the "
+                  Init.ZEROS: "zeros at the start of every sequence (not learned)",
+                  Init.CONST: f"every entry {_fmt_num(lv.init_args.get('value', lv.init_args.get('v', '')))} at the "
                            "start of every sequence (not learned)",
-                  "pretrained": f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
+                  Init.PRETRAINED: f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
                   "none": "an empty context: no state carried between sequences"}
     if lv.role == "cms":
-        words = (init_words["meta"] if lv.clock != "frozen"
+        words = (init_words[Init.META] if lv.clock != "frozen"
                  else "ordinary weights, trained by the outer optimizer (never changed in context)")
         if info.get("variant") == "nested":
             slower = [x for x in info["chain"] if x != lv.name and (b.level(x).chunk or 0) > (lv.chunk or 0)
@@ -552,10 +553,10 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
             if slower and lv.clock == "tokens":
                 words += f"; restarted from it whenever a slower stage ({', '.join(slower)}) completes its chunk"
     else:
-        words = init_words.get(lv.init, lv.init)
+        words = init_words.get(lv.init or "none", lv.init)
     # who learns the initial state: the outer optimizer, for meta-learned states and CMS weights
-    learned = lv.role == "cms" or lv.init == "meta"
-    info["init"] = {"kind": lv.init if lv.role != "cms" else ("meta" if lv.clock != "frozen" else "weights"),
+    learned = lv.role == "cms" or lv.init == Init.META
+    info["init"] = {"kind": (lv.init or "none") if lv.role != "cms" else ("meta" if lv.clock != "frozen" else "weights"),
                     "words": words, "learned_by": learners if learned else []}
     return info
 
