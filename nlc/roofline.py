@@ -20,6 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from nlc.ir.kinds import OpKind
 from nlc.ir.schedule import Impl
 from nlc.lower import memory as mem
 
@@ -50,7 +51,7 @@ def model_memory_flops(model) -> int | None:
         for lv in b.levels:
             if lv.role != "memory":
                 continue
-            reads = sum(1 for op in b.ops if op.op == "read" and op.attrs.get("level") == lv.name)
+            reads = sum(1 for op in b.ops if op.op == OpKind.READ and op.attrs.get("level") == lv.name)
             if model.schedule.impl(b.name, lv.name) == Impl.FROZEN:  # reads only
                 f = reads * 2 * sum(o * i for o, i in mem.layer_shapes(lv))
             else:

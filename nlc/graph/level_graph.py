@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
+from nlc.ir.kinds import OpKind
 from nlc.ir.resolved import BlockPlan, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -82,9 +83,9 @@ def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
     """For every stream: the set of level nodes (or 'input') whose output it depends on."""
     deps: dict[str, frozenset] = {"x": x_deps}
     for op in block.ops:
-        if op.op == "read":
+        if op.op == OpKind.READ:
             deps[op.name] = frozenset({op.attrs["level"]})
-        elif op.op == "cms":
+        elif op.op == OpKind.CMS:
             deps[op.name] = frozenset({op.attrs["levels"][-1]} if op.attrs.get("variant") != "independent" else op.attrs["levels"])
         else:
             deps[op.name] = frozenset().union(*(deps.get(i, frozenset()) for i in op.inputs))
@@ -122,9 +123,9 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                     edges.setdefault((src, nid[dst], kind), []).append(label)
 
         for op in b.ops:
-            if op.op == "read":
+            if op.op == OpKind.READ:
                 link(deps[op.inputs[0]], op.attrs["level"], "flow", "queries")
-            elif op.op == "cms":
+            elif op.op == OpKind.CMS:
                 names = op.attrs["levels"]
                 link(deps[op.inputs[0]], names[0], "flow", "input")
                 for a, c in zip(names, names[1:]):
@@ -180,7 +181,7 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     """Checks on the resolved model that need the whole graph (G, a LevelLayout or graph, is unused so far)."""
     diags = Diagnostics()
     for b in plan.blocks:
-        read = {op.attrs["level"] for op in b.ops if op.op == "read"}
+        read = {op.attrs["level"] for op in b.ops if op.op == OpKind.READ}
         for lv in b.levels:
             if lv.role in ("memory", "attention") and lv.name not in read:
                 diags.error(GraphError, f"nothing reads level '{lv.name}'", lv.span,

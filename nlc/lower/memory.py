@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
-from nlc.ir.kinds import Init, Objective
+from nlc.ir.kinds import Init, Objective, OpKind
 from nlc.lower.ops import ACTS, act_grad
 from nlc.rules import RULES
 
@@ -148,7 +148,7 @@ def normalized_step(lv) -> bool:
 def keys_unit_norm(block, lv) -> bool:
     """Whether the plan makes the level's keys unit-norm per head (`keys l2norm(..., groups = heads)`)."""
     op = next((o for o in block.ops if o.name == lv.keys), None)
-    return op is not None and op.op == "l2norm" and op.attrs.get("groups", 1) == lv.heads
+    return op is not None and op.op == OpKind.L2NORM and op.attrs.get("groups", 1) == lv.heads
 
 
 def load_pretrained(lv, shapes):

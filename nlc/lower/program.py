@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nlc.ir.kinds import OpKind
 from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
@@ -73,7 +74,7 @@ class Layer(nn.Module):
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
                                  for lv in block.levels if lv.role == "cms"})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
-                                     for op in block.ops if op.op == "cms" and op.attrs["variant"] == "independent"})
+                                     for op in block.ops if op.op == OpKind.CMS and op.attrs["variant"] == "independent"})
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
@@ -107,7 +108,7 @@ class Layer(nn.Module):
         if hasattr(self, "_parts"):
             return self._parts
         ops = self.ops
-        reads = {op.name for op in ops if op.op == "read"}
+        reads = {op.name for op in ops if op.op == OpKind.READ}
         dep = {}
         for op in ops:
             dep[op.name] = op.name in reads or any(dep.get(i, False) for i in op.inputs)
@@ -135,15 +136,15 @@ class Layer(nn.Module):
     def _run_op(self, op, v, st, key):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
-        if op.op == "const":
+        if op.op == OpKind.CONST:
             return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
-        if op.op == "conv":
+        if op.op == OpKind.CONV:
             ck = self.k(op.name, "conv")
             out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
-        if op.op == "read":
+        if op.op == OpKind.READ:
             return self._read(op, ins, st, key)
-        if op.op == "cms":
+        if op.op == OpKind.CMS:
             return self._cms(op, ins[0], st, key)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective
+from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind
 from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 from nlc.passes.elaborate import MEMORY_KINDS, _number
@@ -171,7 +171,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     hidden = hidden_width(mem, dk, lname, mcall.span)
     # every read of this level must query with the key width
     for op in el.ops:
-        if op.op == "read" and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
+        if op.op == OpKind.READ and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
             raise DimensionError(f"{lname}(...) is queried with width {el.width[op.inputs[0]]}, but its keys have width {kw}",
                                  op.span, "queries and keys of a memory must have the same width")
 

@@ -7,7 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
-from nlc.ir.kinds import Objective
+from nlc.ir.kinds import Objective, OpKind
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -109,7 +109,7 @@ def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
                         for part in ("Wbar", "W") + (("S",) if lv.momentum else ()):
                             slots.append(slot(layer, lv.name, part, (lv.heads, *shape), li))
             for op in b.ops:
-                if op.op == "conv":
+                if op.op == OpKind.CONV:
                     slots.append(slot(layer, op.name, "conv", (op.attrs["window"] - 1, op.width)))
             for lv in b.levels:
                 if lv.role == "cms":
@@ -126,7 +126,7 @@ def nested_resets(plan, frozen=frozenset()) -> dict:
     out = {}
     for b in plan.blocks:
         for op in b.ops:
-            if op.op != "cms" or op.attrs["variant"] != "nested":
+            if op.op != OpKind.CMS or op.attrs["variant"] != "nested":
                 continue
             for name in op.attrs["levels"]:
                 slow = b.level(name).chunk

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import Init, Objective
+from nlc.ir.kinds import Init, Objective, OpKind
 from nlc.view import mathml as M
 
 PX = 96            # pixels per inch: viz measures text in points, the page draws at 96 dpi
@@ -507,7 +507,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                                                  prop.value, note="extra context tokens, prefixed per segment"))
         info["rule_text"] = "nonparametric"
     else:  # a CMS stage
-        op = next((op for op in b.ops if op.op == "cms" and lv.name in op.attrs["levels"]), None)
+        op = next((op for op in b.ops if op.op == OpKind.CMS and lv.name in op.attrs["levels"]), None)
         assign = next((s for s in blk.stmts if getattr(s, "value", None) is not None and
                        type(s.value).__name__ == "Cms" and s.span and lv.span and s.span.line <= lv.span.line <= s.span.end_line), None)
         variant = op.attrs.get("variant", "sequential") if op else "sequential"
