@@ -55,7 +55,7 @@ def model_memory_flops(model) -> int | None:
             if model.schedule.impl(b.name, lv.name) == Impl.FROZEN:  # reads only
                 f = reads * 2 * sum(o * i for o, i in mem.layer_shapes(lv))
             else:
-                f = level_flops(lv, min(model.seg, lv.chunk), reads)
+                f = level_flops(lv, min(model.seg, lv.clock.period), reads)
             if f is None:
                 return None
             total += f * lv.heads * b.repeat

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
 from nlc.ir.kinds import OpKind
-from nlc.ir.resolved import BlockPlan, LevelPlan, ModelPlan
+from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -56,7 +56,7 @@ class LevelLayout:
 
 
 def clock_str(lv: LevelPlan) -> str:
-    return "frozen" if lv.clock == "frozen" else f"{lv.clock}({lv.chunk})"
+    return str(lv.clock)
 
 
 def tier_key(unit: str, every: int | None) -> tuple:
@@ -107,11 +107,11 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
             G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
-                       clock=clock_str(lv), chunk=lv.chunk, params=lv.params,  # per layer; x repeat
+                       clock=clock_str(lv), chunk=lv.clock.period, params=lv.params,  # per layer; x repeat
                        objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
                        rule=lv.rule or ("nonparametric" if lv.role == "attention" else "none"),  # words, for the picture
                        memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
-                       unit=lv.clock, role=lv.role)
+                       unit=str(lv.clock.unit), role=lv.role)
         deps = _deps(b, x_deps)
 
         def link(srcs, dst, kind, label):
@@ -189,9 +189,9 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     o = plan.optimizer
     if o is not None:
         for b, lv in plan.all_levels():
-            if lv.clock == "steps" and lv.chunk % o.every:
+            if lv.clock.unit == ClockUnit.STEPS and lv.clock.period % o.every:
                 diags.error(GraphError, f"optimizer '{o.name}' runs every {o.every} steps and cannot drive level "
-                            f"'{lv.name}' at steps({lv.chunk})", lv.span,
+                            f"'{lv.name}' at {lv.clock}", lv.span,
                             f"make the level's period a multiple of {o.every}")
     diags.check()
 

@@ -6,6 +6,7 @@ known. Like the surface IR it is frozen and every node keeps its source span.
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, Literal
 
 from nlc.ir.base import Record
@@ -17,6 +18,27 @@ MAX_CHUNK = 1 << 20
 
 class R(Record):
     dump_span = False
+
+
+class ClockUnit(enum.StrEnum):
+    TOKENS = "tokens"   # in context: every C tokens of a sequence
+    STEPS = "steps"     # in the outer loop: every C optimizer steps
+    FROZEN = "frozen"   # frequency 0: never updated
+
+
+class Clock(R):
+    """When a level updates: `tokens(C)`, `steps(C)`, or `frozen` (no period)."""
+
+    unit: ClockUnit = ClockUnit.TOKENS
+    period: int | None = 1          # C, 1 <= C <= MAX_CHUNK; None when frozen
+
+    def __str__(self) -> str:
+        return str(self.unit) if self.period is None else f"{self.unit}({self.period})"
+
+    @property
+    def in_context(self) -> bool:
+        """Whether the level learns within a sequence (a token clock)."""
+        return self.unit == ClockUnit.TOKENS
 
 
 class Op(R):
@@ -56,8 +78,7 @@ class LevelPlan(R):
     dk: int = 0                     # per-head key width
     dv: int = 0                     # per-head value width
     hidden: int = 0                 # per-head hidden width of MLP memories
-    clock: Literal["tokens", "steps", "frozen"] = "tokens"
-    chunk: int | None = 1
+    clock: Clock = Clock()          # tokens(C): the chunk C of in-context learning; steps(C); frozen
     objective: Objective = Objective.L2   # attention: l2 too, solved non-parametrically (NL eq. 62)
     objective_args: dict[str, float] = {}
     rule: str | None = "gd"         # a name in nlc.rules.RULES; None: no in-context update (attention, a fixed CMS stage)

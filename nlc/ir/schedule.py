@@ -19,6 +19,8 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+from nlc.ir.resolved import Clock
+
 
 class Backend(enum.StrEnum):
     REFERENCE = "reference"  # per-token interpreter of the equations (the ground truth)
@@ -93,8 +95,7 @@ class LevelSchedule:
     block: str
     impl: Impl
     why: str
-    clock: str               # tokens(C), steps(C), frozen
-    chunk: int | None = None
+    clock: Clock             # the level's clock: tokens(C), steps(C), frozen
 
 
 def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:
@@ -185,7 +186,7 @@ def schedule_text(s: Schedule) -> str:
            f"  order: {s.order} ({s.order_why})",
            "  levels:"]
     for ls in s.levels:
-        out.append(f"    {ls.block}.{ls.level:<12} {ls.clock:<12} {ls.impl:<22} {ls.why}")
+        out.append(f"    {ls.block}.{ls.level:<12} {str(ls.clock):<12} {ls.impl:<22} {ls.why}")
     if s.table:
         out.append("  edge patterns (segment indices within the period):")
         for p in s.patterns:

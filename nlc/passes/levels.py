@@ -12,15 +12,15 @@ from typing import Any
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind
-from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
+from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 from nlc.passes.elaborate import MEMORY_KINDS, _number
 from nlc.rules import RULES
 
 
-def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
-    if clock.unit == "frozen":
-        return "frozen", None
+def check_clock(clock: ir.Clock, env) -> Clock:
+    if clock.unit == ClockUnit.FROZEN:
+        return Clock(unit=ClockUnit.FROZEN, period=None, span=clock.span)
     v = eval_const(clock.every, env, f"{clock.unit}(...)")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ClockError(f"{clock.unit}(C) needs a number, got {v!r}", clock.span)
@@ -36,7 +36,7 @@ def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
     if v > MAX_CHUNK:
         raise ClockError(f"{clock.unit}({v}) is absurdly large (limit {MAX_CHUNK})", clock.span,
                          "a level this slow is effectively frozen: use `clock frozen`")
-    return clock.unit, v
+    return Clock(unit=ClockUnit(clock.unit), period=v, span=clock.span)
 
 
 def memory_plan(call: ir.Call, env) -> MemoryPlan:
@@ -124,7 +124,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         seen[key] = p
     streams = {p.role: p for p in lv.props if isinstance(p, ir.StreamProp)}
     clock_p = next((p for p in lv.props if isinstance(p, ir.ClockProp)), None)
-    unit, chunk = check_clock(clock_p.clock, env) if clock_p else ("tokens", 1)
+    clock = check_clock(clock_p.clock, env) if clock_p else Clock()
     for p in lv.props:
         # every property of an in-context level must mean something to the lowering
         if isinstance(p, ir.OptionProp):
@@ -142,7 +142,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             if role in streams:
                 raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
                                  "read the level with attn(h); MAC's memory tokens go in `context`")
-        if unit != "tokens" or chunk != 1:
+        if clock != Clock():
             raise ClockError("an attention level sees every token: its clock is tokens(1)", clock_p.span if clock_p else lv.span)
         if el.dim % heads:
             raise DimensionError(f"dim = {el.dim} is not divisible by heads = {heads}", lv.span)
@@ -150,7 +150,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if ctx and el.width[ctx] != el.dim:
             raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
-        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock="tokens", chunk=1,
+        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
                          objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
     for role in ("keys", "values"):
@@ -240,7 +240,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
                 "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
     params += sum(heads for g in gates.values() if g.kind == "learned")
-    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=unit, chunk=chunk,
+    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
                      objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
                      init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
                      params=params, **common)
@@ -262,13 +262,13 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
     mem = memory_plan(st.memory, el.env)
     if mem.kind != "mlp":
         raise NameError_("CMS stages are MLPs: mlp(expansion = 4, act = gelu)", st.memory.span)
-    unit, chunk = check_clock(st.clock, el.env)
-    if unit == "steps":
+    clock = check_clock(st.clock, el.env)
+    if clock.unit == ClockUnit.STEPS:
         raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
                          "the outer optimizer level already updates every parameter each step")
     hidden = hidden_width(mem, width, lname, st.memory.span)
     return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
-                     clock=unit, chunk=chunk, objective=Objective.BACKPROP,
-                     rule="gd" if unit == "tokens" else None,  # CMS teaching: plain gradient steps of size lr
+                     clock=clock, objective=Objective.BACKPROP,
+                     rule="gd" if clock.in_context else None,  # CMS teaching: plain gradient steps of size lr
                      gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,
                      cms_input=inp, cms_index=index, span=st.span)

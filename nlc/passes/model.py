@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nlc.errors import ClockError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.resolved import ModelPlan, OptimizerPlan
+from nlc.ir.resolved import Clock, ClockUnit, ModelPlan, OptimizerPlan
 from nlc.passes.consts import did_you_mean, eval_const
 from nlc.passes.elaborate import Elaborator
 from nlc.passes.levels import check_clock
@@ -81,12 +81,12 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
                          "in-context levels go inside a block")
     if len(lv.names) != 1:
         raise NameError_("an optimizer level has one name", lv.span)
-    clock, rule, opts = ("steps", 1), None, {}
+    clock, rule, opts = Clock(unit=ClockUnit.STEPS, period=1), None, {}
     for p in lv.props:
         if isinstance(p, ir.ClockProp):
             clock = check_clock(p.clock, env)
-            if clock[0] != "steps":
-                raise ClockError(f"the outer optimizer runs on training steps; `clock {clock[0]}` cannot drive it",
+            if clock.unit != ClockUnit.STEPS:
+                raise ClockError(f"the outer optimizer runs on training steps; `clock {clock.unit}` cannot drive it",
                                  p.clock.span, "use clock steps(1)")
         elif isinstance(p, ir.RuleProp):
             rule = p.rule
@@ -138,5 +138,5 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
                 raise DimensionError(f"{rule.func}({k.name} = {v!r}): optimizer parameters are numbers", k.span)
         from nlc.passes.optimizer import check_optimizer
         spec = check_optimizer(definition, args)
-    return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock[1], targets=lv.type.targets,
+    return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock.period, targets=lv.type.targets,
                          options=opts, definition=definition, spec=spec, span=lv.span)

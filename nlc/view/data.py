@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nlc.ir.kinds import Init, Objective, OpKind
+from nlc.ir.resolved import ClockUnit
 from nlc.view import mathml as M
 
 PX = 96            # pixels per inch: viz measures text in points, the page draws at 96 dpi
@@ -243,7 +244,7 @@ def update_eqs(lv) -> list[dict]:
             M.mtext("\u2003over "), ctx)})
         return out
     if lv.role == "cms":
-        if lv.clock == "frozen" or lv.rule is None:
+        if lv.clock.unit == ClockUnit.FROZEN or lv.rule is None:
             out.append({"title": "no in-context update (an ordinary MLP)", "mathml": M.math(
                 W, M.mo("="), M.sub(M.mi("W"), M.mn(0)), M.mtext("  (trained by the outer optimizer)"))})
         else:
@@ -524,10 +525,10 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                                                      "nested": "sequential, and a slower stage restarts the faster ones",
                                                      "independent": "every stage reads the input"}.get(variant, variant) + ")"))
         lr = lv.gates.get("lr")
-        if lr is not None and lv.clock != "frozen":
+        if lr is not None and lv.clock.unit != ClockUnit.FROZEN:
             info["bindings"].append(_binding("lr", M.math(M.mi("θ")), _fmt_num(lr.value), "const", None, value=lr.value,
                                              note="the in-context learning rate of the chain"))
-        info["rule_text"] = "task-loss gradient descent" if lv.clock != "frozen" else "none (frozen)"
+        info["rule_text"] = "task-loss gradient descent" if lv.clock.unit != ClockUnit.FROZEN else "none (frozen)"
     # the definitions the symbols are bound to: highlighted too (lighter than the level's own lines)
     seen = {(sp["file"], sp["line"]) for sp in info["spans"] if sp}
     for bd in info["bindings"]:
@@ -545,18 +546,18 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                   Init.PRETRAINED: f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
                   "none": "an empty context: no state carried between sequences"}
     if lv.role == "cms":
-        words = (init_words[Init.META] if lv.clock != "frozen"
+        words = (init_words[Init.META] if lv.clock.unit != ClockUnit.FROZEN
                  else "ordinary weights, trained by the outer optimizer (never changed in context)")
         if info.get("variant") == "nested":
-            slower = [x for x in info["chain"] if x != lv.name and (b.level(x).chunk or 0) > (lv.chunk or 0)
-                      and b.level(x).clock == "tokens"]
-            if slower and lv.clock == "tokens":
+            slower = [x for x in info["chain"] if x != lv.name and (b.level(x).clock.period or 0) > (lv.clock.period or 0)
+                      and b.level(x).clock.in_context]
+            if slower and lv.clock.in_context:
                 words += f"; restarted from it whenever a slower stage ({', '.join(slower)}) completes its chunk"
     else:
         words = init_words.get(lv.init or "none", lv.init)
     # who learns the initial state: the outer optimizer, for meta-learned states and CMS weights
     learned = lv.role == "cms" or lv.init == Init.META
-    info["init"] = {"kind": (lv.init or "none") if lv.role != "cms" else ("meta" if lv.clock != "frozen" else "weights"),
+    info["init"] = {"kind": (lv.init or "none") if lv.role != "cms" else ("meta" if lv.clock.unit != ClockUnit.FROZEN else "weights"),
                     "words": words, "learned_by": learners if learned else []}
     return info
 

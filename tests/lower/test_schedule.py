@@ -13,7 +13,7 @@ def _sched(spec, model=None, **target):
 
 def test_grid_and_edges_of_hope():
     plan, s = _sched("hope")
-    chunks = {lv.chunk for _, lv in plan.all_levels() if lv.clock == "tokens" and lv.role in ("memory", "cms")}
+    chunks = {lv.clock.period for _, lv in plan.all_levels() if lv.clock.in_context and lv.role in ("memory", "cms")}
     import math
     assert s.seg == math.gcd(*chunks) and s.period == math.lcm(*chunks)
     assert s.order == Order.SEGMENT_MAJOR  # Hope's CMS learns from the task loss
