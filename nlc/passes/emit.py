@@ -50,5 +50,5 @@ def emit(c, stage: str) -> str:
         return graph_text(c.graph)
     if stage == "schedule":
         from nlc.ir.schedule import schedule_text
-        return schedule_text(c.schedule)
+        return schedule_text(c.schedule, c.plan)
     raise ValueError(stage)

@@ -187,9 +187,8 @@ def build_schedule(plan, target: Target | None = None) -> Schedule:
         impls[(b.name, lv.name)] = impl
     order, why = order_of(plan, target)
     live = {b.name: live_ops(b, impls) for b in plan.blocks}
-    dead = {b.name: tuple(op.name for op in b.ops if op.name not in live[b.name]) for b in plan.blocks}
     return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
-                    order=order, order_why=why, levels=tuple(levels), impls=impls,
+                    order=order, order_why=why, levels=tuple(levels),
                     state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
                     layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)),
-                    live=live, dead={b: d for b, d in dead.items() if d})
+                    live=live)

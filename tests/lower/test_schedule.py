@@ -97,5 +97,5 @@ def test_verify_catches_a_broken_schedule():
     with pytest.raises(CompilerBug, match="divides"):
         verify_schedule(plan, replace(s, seg=3))
     with pytest.raises(CompilerBug, match="a kernel only where it can run"):
-        k = next(iter(s.impls))
-        verify_schedule(plan, replace(s, impls={**s.impls, k: Impl.TRITON_LINEAR}))
+        levels = (replace(s.levels[0], impl=Impl.TRITON_LINEAR),) + s.levels[1:]
+        verify_schedule(plan, replace(s, levels=levels))
