@@ -348,9 +348,6 @@ class NLModel(nn.Module):
         from nlc.lower.outer import make_optimizer
         return make_optimizer(self.plan.optimizer, [p for p in self.parameters() if p.requires_grad])
 
-    def make_optimizer(self):  # the name the trainer used before `optimizer()`
-        return self.optimizer()
-
     def emit(self, stage: str) -> str:
         """A printable artifact of the lowering: `schedule`, `plan` (alias), `py` or `fx` (the traced
         program of one segment of the first layer)."""

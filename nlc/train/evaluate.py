@@ -271,8 +271,8 @@ def eval_continual(model, tasks=("copy", "reverse", "shift3", "sort"), steps_per
     if unknown:
         raise ValueError(f"unknown continual tasks {unknown}; choose from {sorted(CONTINUAL_TASKS)}")
     m = unwrap(model) if inplace else copy.deepcopy(unwrap(model))
-    make = getattr(m, "make_optimizer", None)
-    opt = make() if make is not None else torch.optim.AdamW(m.parameters(), lr=3e-4)
+    make = getattr(m, "optimizer", None)  # NLModel.optimizer(): the spec's outer optimizer level
+    opt = make() if callable(make) else torch.optim.AdamW(m.parameters(), lr=3e-4)
     held_out = [continual_task(t, eval_batch, n, seed=10**6 + seed) for t in tasks]
     acc = []
     for i, name in enumerate(tasks):

@@ -158,8 +158,8 @@ def lr_multiplier(step: int, warmup: int, steps: int, min_ratio: float = 0.1) ->
 def make_optimizer(model, lr: float | None):
     """The spec's outer optimizer level (or AdamW 3e-4); `lr` rescales all groups, keeping their ratios."""
     m = unwrap(model)
-    make = getattr(m, "make_optimizer", None)
-    opt = make() if make is not None else torch.optim.AdamW(m.parameters(), lr=3e-4)
+    make = getattr(m, "optimizer", None)  # NLModel.optimizer(): the spec's outer optimizer level
+    opt = make() if callable(make) else torch.optim.AdamW(m.parameters(), lr=3e-4)
     base = opt.param_groups[0]["lr"]
     for g in opt.param_groups:
         g["initial_lr"] = g["lr"] * (lr / base if lr is not None and base else 1.0)
