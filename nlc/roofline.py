@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nlc.ir.kinds import OpKind
 from nlc.ir.schedule import Impl
 from nlc.lower import memory as mem
+from nlc.rules import RULES
 
 
 def level_flops(lv, n: int, reads: int = 1) -> int | None:
@@ -33,7 +34,7 @@ def level_flops(lv, n: int, reads: int = 1) -> int | None:
     P2 = sum(o * i for o, i in shapes[1:])
     momentum = lv.momentum
     grads = 2 * P + 2 * P2
-    if lv.rule != "dgd":
+    if not RULES[lv.rule].key_projection:
         update = (4 if momentum else 2) * P
     elif momentum:
         return None

@@ -141,7 +141,7 @@ class MemoryLevel(nn.Module):
 def normalized_step(lv) -> bool:
     """Whether every layer's step is the Sherman-Morrison one (dgd, normalize, layers = all): then the
     update is stable whatever the scale of a layer's input."""
-    return (lv.rule == "dgd" and lv.rule_args.get("normalize", True)
+    return (lv.rule is not None and RULES[lv.rule].key_projection and lv.rule_args.get("normalize", True)
             and (lv.rule_args.get("layers", "first") == "all" or len(layer_shapes(lv)) == 1))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from nlc.ir.kinds import Init, Objective, OpKind
 from nlc.ir.resolved import ClockUnit
+from nlc.rules import RULES
 from nlc.view import mathml as M
 
 PX = 96            # pixels per inch: viz measures text in points, the page draws at 96 dpi
@@ -260,9 +261,9 @@ def update_eqs(lv) -> list[dict]:
         return out
     grad = _grad_term
     decay = not _gate_zero(lv, "decay")
-    mom = lv.rule == "momentum" or (lv.rule == "dgd" and not _gate_zero(lv, "momentum"))
+    mom = lv.momentum  # the rule's registration: always, never, or when its momentum gate is not 0
     retain = M.row(M.paren(M.row(M.mn(1), M.mo("−"), al)), Wp) if decay else Wp
-    if lv.rule == "dgd":
+    if RULES[lv.rule].key_projection:
         norm = lv.rule_args.get("normalize", True)
         thp = M.t_sub(M.row(M.mi("θ"), M.mo("′"))) if norm else th
         kt = M.t_sub(M.tilde(M.mi("k")))
