@@ -319,10 +319,11 @@ class NLModel(nn.Module):
     def train_defaults(self) -> dict:
         """Training settings the spec gives: the optimizer level's lr and options (warmup, clip),
         and `steps`, `batch`, `seq_len` model parameters."""
+        from nlc.train.defaults import SPEC_KEYS, SPEC_PARAMS
         opt = self.plan.optimizer
         out = {k: v for k, v in ((opt.options if opt else {}) | {"lr": (opt.args.get("lr") if opt else None)}).items()
-               if k in ("steps", "batch", "seq_len", "lr", "warmup", "clip") and v is not None}
-        out.update({k: self.config[k] for k in ("steps", "batch", "seq_len") if k in self.config})
+               if k in SPEC_KEYS and v is not None}
+        out.update({k: self.config[k] for k in SPEC_PARAMS if k in self.config})
         return out
 
     @property

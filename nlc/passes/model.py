@@ -8,6 +8,7 @@ from nlc.passes.consts import did_you_mean, eval_const
 from nlc.passes.elaborate import Elaborator
 from nlc.passes.levels import check_clock
 from nlc.passes.size import check_size
+from nlc.train.defaults import SPEC_OPTIONS
 
 TORCH_OPTIMIZERS = ("AdamW", "Adam", "SGD")
 # the arguments of the torch optimizers a spec may set, and what each takes
@@ -17,10 +18,9 @@ TORCH_ARGS = {
     "Adam": {"lr": _NUM, "weight_decay": _NUM, "eps": _NUM, "amsgrad": _BOOL},
     "SGD": {"lr": _NUM, "momentum": _NUM, "weight_decay": _NUM, "dampening": _NUM, "nesterov": _BOOL},
 }
-# the outer level's options: (type, smallest value)
-OUTER_TYPES = {"clip": (float, 0), "warmup": (int, 0), "steps": (int, 1), "batch": (int, 1), "seq_len": (int, 1)}
-# options of the outer optimizer level that `nlc train` reads (defaults for its flags)
-OUTER_OPTIONS = ("clip", "warmup", "steps", "batch", "seq_len")
+# options of the outer optimizer level that `nlc train` reads (defaults for its flags): (type, smallest value)
+OUTER_TYPES = SPEC_OPTIONS
+OUTER_OPTIONS = tuple(SPEC_OPTIONS)
 
 
 def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
