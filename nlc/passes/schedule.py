@@ -33,8 +33,8 @@ def fused_kernel(lv) -> Impl | None:
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
-        return Impl.TRITON_LINEAR if "linear_memory" in kernels else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and "mlp_memory" in kernels:
+        return Impl.TRITON_LINEAR if Impl.TRITON_LINEAR.kernel in kernels else None
+    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
         return Impl.TRITON_MLP
     return None
 
