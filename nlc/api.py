@@ -29,17 +29,17 @@ def compile(spec, backend: str = "torch", model: str | None = None, checkpointin
     if isinstance(spec, str) and "\n" in spec:
         raise NlcError("nlc.compile takes a path or a built-in spec name; this looks like spec text",
                        hint="use nlc.compile_text(text, ...) for spec text")
-    target = _target(backend, checkpointing)
+    target = make_target(backend, checkpointing)
     c = run(spec, overrides, model, target=target, freeze=freeze)
-    return _build(c, str(spec))
+    return build_model(c, str(spec))
 
 
 def compile_text(text: str, backend: str = "torch", model: str | None = None, checkpointing: bool = False,
                  freeze=None, **overrides):
     """Compile spec text (imports are resolved against the current folder). As `compile`."""
     from nlc.passes import run
-    c = run("<spec>", overrides, model, text=text, target=_target(backend, checkpointing), freeze=freeze)
-    return _build(c, None)
+    c = run("<spec>", overrides, model, text=text, target=make_target(backend, checkpointing), freeze=freeze)
+    return build_model(c, None)
 
 
 def freeze(m, levels):
@@ -59,7 +59,9 @@ def freeze(m, levels):
     return f
 
 
-def _target(backend: str, checkpointing: bool):
+def make_target(backend: str, checkpointing: bool = False):
+    """The schedule stage's Target for a backend name (an NlcError for an unknown one); whether fused
+    kernels can run here is asked once, now."""
     from nlc.ir.schedule import Target
     if backend not in BACKENDS:
         raise NlcError(f"unknown backend '{backend}'", hint=f"backends: {', '.join(BACKENDS)}")
@@ -70,8 +72,9 @@ def _target(backend: str, checkpointing: bool):
     return Target(Backend(backend), checkpointing, runnable)
 
 
-def _build(c, spec_path: str | None, tokenizer=None):
-    """The NLModel of a compilation (`c`, from nlc.passes.run, scheduled)."""
+def build_model(c, spec_path: str | None, tokenizer=None):
+    """The NLModel of a compilation (`c`, from nlc.passes.run, scheduled): the lowering's entry point
+    (`nlc compile --emit py|fx` and `--dump` use it too)."""
     import sys
 
     from nlc.ir.source import SpecSource
@@ -99,7 +102,7 @@ def load(run_dir, backend: str = "torch"):
     from nlc.passes.load import load as load_unit
     from nlc.rundir import RunDirError, open_run
 
-    target = _target(backend, False)
+    target = make_target(backend, False)
     r = open_run(run_dir)
     rec = r.record
     unit = load_unit(str(r.main), root=r.spec_root)
@@ -113,7 +116,7 @@ def load(run_dir, backend: str = "torch"):
     c = run_passes(str(r.main), dict(rec.overrides), rec.model, unit=unit, target=target,
                    freeze=list(rec.frozen) or None)  # as trained: `--freeze` is part of the run
     from nlc.train.sources import run_tokenizer
-    m = _build(c, rec.spec_path, run_tokenizer(r))
+    m = build_model(c, rec.spec_path, run_tokenizer(r))
     if m.spec_hash != rec.spec_hash:
         raise RunDirError(f"{r.path / 'spec.json'}: spec_hash {rec.spec_hash} does not match the stored spec "
                           f"({m.spec_hash}): the spec or the record was changed after training",

@@ -126,7 +126,7 @@ def _hope_model(cfg):
     import nlc
     m = nlc.compile("hope", backend=cfg["impl"], dim=cfg["dim"], layers=cfg["layers"],
                     vocab=cfg["vocab"], heads=cfg["heads"], chunk=cfg["chunk"], mem_chunk=cfg["mem_chunk"])
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     params = [p for p in m.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(0)
     toks = torch.randint(0, cfg["vocab"], (cfg["B"], cfg["T"] + 1), generator=gen)

@@ -199,12 +199,12 @@ def fill_compile(sub):
 
 
 def cmd_compile(a) -> int:
-    from nlc.api import _build, _target
+    from nlc.api import build_model, make_target
     from nlc.passes import STAGES, run
     from nlc.passes.emit import emit
     ov = _overrides(a.set)
     stage = "schedule" if a.emit == "plan" else a.emit
-    target = _target(a.backend, False)
+    target = make_target(a.backend)
     if stage in STAGES and not a.dump:
         sys.stdout.write(emit(run(a.file, ov, a.model, until=stage, target=target), stage))
         return 0
@@ -212,7 +212,7 @@ def cmd_compile(a) -> int:
     if stage in STAGES:
         sys.stdout.write(emit(c, stage))
     if a.dump or stage not in STAGES:
-        m = _build(c, a.file)
+        m = build_model(c, a.file)
         lowered = EMITS[len(STAGES):]
         if a.dump:  # then the lowered program: the traced segment program
             for i, what in enumerate(lowered):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nlc.errors import NlcError
 from nlc.ir.schedule import BACKENDS
+from nlc.train import defaults as D
 
 
 class RunError(NlcError):
@@ -48,15 +49,16 @@ def fill_train(sub):
                    "(Hugging Face datasets, where installed); default: Python's stdlib source")
     p.add_argument("--tokenizer", default="bytes",
                    help="bytes (default, vocab 256), tiktoken:NAME or tiktoken:/path/file.tiktoken (sets vocab)")
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the spec's, else 300)")
+    p.add_argument("--steps", type=int, help=f"optimizer steps (default: the spec's, else {D.CLI['steps']})")
     p.add_argument("--batch", type=int, help="sequences per step (global batch under torchrun)")
     p.add_argument("--seq-len", type=int, help="tokens (bytes) per sequence")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's optimizer lr; with --resume: "
                    "the run's, and a value given here replaces it)")
     p.add_argument("--warmup", type=int, metavar="STEPS",
-                   help="steps of linear lr warmup before the cosine decay (default: the spec's, else 100)")
+                   help=f"steps of linear lr warmup before the cosine decay (default: the spec's, else {D.DEFAULTS['warmup']})")
     p.add_argument("--clip", type=float, metavar="NORM",
-                   help="clip the global gradient norm to NORM (default 1.0; 0 turns clipping off)")
+                   help=f"clip the global gradient norm to NORM (default: the spec's, else {D.DEFAULTS['clip']}; 0 turns "
+                        "clipping off)")
     p.add_argument("--weight-decay", type=float, metavar="WD",
                    help="weight decay of the outer optimizer (default: the spec's; AdamW-style rules only)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<spec name>)")
@@ -94,8 +96,7 @@ def _log_sinks():
     return LOG_SINKS
 
 
-# CPU-sized defaults for `nlc train SPEC` with no flags: a few minutes on 2 cores
-TRAIN_DEFAULTS = dict(steps=300, batch=8, seq_len=128)
+TRAIN_DEFAULTS = D.CLI  # CPU-sized defaults for `nlc train SPEC` with no flags (nlc/train/defaults.py)
 
 
 def cmd_train(a) -> int:

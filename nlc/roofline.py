@@ -20,8 +20,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from nlc.ir.kinds import OpKind
 from nlc.ir.schedule import Impl
 from nlc.lower import memory as mem
+from nlc.rules import RULES
 
 
 def level_flops(lv, n: int, reads: int = 1) -> int | None:
@@ -32,7 +34,7 @@ def level_flops(lv, n: int, reads: int = 1) -> int | None:
     P2 = sum(o * i for o, i in shapes[1:])
     momentum = lv.momentum
     grads = 2 * P + 2 * P2
-    if lv.rule != "dgd":
+    if not RULES[lv.rule].key_projection:
         update = (4 if momentum else 2) * P
     elif momentum:
         return None
@@ -50,11 +52,11 @@ def model_memory_flops(model) -> int | None:
         for lv in b.levels:
             if lv.role != "memory":
                 continue
-            reads = sum(1 for op in b.ops if op.op == "read" and op.attrs.get("level") == lv.name)
+            reads = sum(1 for op in b.ops if op.op == OpKind.READ and op.attrs.get("level") == lv.name)
             if model.schedule.impl(b.name, lv.name) == Impl.FROZEN:  # reads only
                 f = reads * 2 * sum(o * i for o, i in mem.layer_shapes(lv))
             else:
-                f = level_flops(lv, min(model.seg, lv.chunk), reads)
+                f = level_flops(lv, min(model.seg, lv.clock.period), reads)
             if f is None:
                 return None
             total += f * lv.heads * b.repeat

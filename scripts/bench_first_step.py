@@ -23,7 +23,7 @@ import nlc  # noqa: E402
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 m = nlc.compile(a.spec, backend=a.backend)
-opt = m.optimizer() if hasattr(m, "optimizer") and callable(m.optimizer) else m.make_optimizer()
+opt = m.optimizer()
 x = torch.randint(0, m.plan.vocab, (a.batch, a.seq_len + 1))
 times = []
 for i in range(a.steps):

@@ -38,7 +38,7 @@ def test_spec_example_trains(tmp_path):
     for lr_max in (0, 1, 2):
         torch.manual_seed(0)
         m = nlc.compile(str(spec), dim=32, layers=1, lr_max=lr_max)
-        opt = m.make_optimizer()
+        opt = m.optimizer()
         losses = []
         for step in range(30):
             x, y = get_batch(data, 4, 64, 0, step)

@@ -55,7 +55,7 @@ def test_level_flops_formula_matches_flop_counter(name):
     levels = [(lv, layer.mems[lv.name]) for _, layer in m.layers() for lv in layer.block.levels if lv.role == "memory"]
     assert levels
     for lv, level in levels:
-        n = min(m.seg, lv.chunk)
+        n = min(m.seg, lv.clock.period)
         flops, tokens_x_heads = _counted(lv, level, n)
         assert flops == roofline.level_flops(lv, n, reads=1) * tokens_x_heads, lv.name
 

@@ -82,7 +82,7 @@ def clock_period(model: nn.Module) -> int | None:
     if isinstance(period, int):
         return period
     try:
-        chunks = [int(lv.chunk) for _, lv in model.plan.all_levels() if lv.clock == "tokens"]
+        chunks = [int(lv.clock.period) for _, lv in model.plan.all_levels() if lv.clock.in_context]
     except (AttributeError, TypeError, ValueError):
         return None
     seg = getattr(model, "seg", None)

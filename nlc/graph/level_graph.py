@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.resolved import BlockPlan, LevelPlan, ModelPlan
+from nlc.ir.kinds import OpKind
+from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -55,7 +56,7 @@ class LevelLayout:
 
 
 def clock_str(lv: LevelPlan) -> str:
-    return "frozen" if lv.clock == "frozen" else f"{lv.clock}({lv.chunk})"
+    return str(lv.clock)
 
 
 def tier_key(unit: str, every: int | None) -> tuple:
@@ -82,9 +83,9 @@ def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
     """For every stream: the set of level nodes (or 'input') whose output it depends on."""
     deps: dict[str, frozenset] = {"x": x_deps}
     for op in block.ops:
-        if op.op == "read":
+        if op.op == OpKind.READ:
             deps[op.name] = frozenset({op.attrs["level"]})
-        elif op.op == "cms":
+        elif op.op == OpKind.CMS:
             deps[op.name] = frozenset({op.attrs["levels"][-1]} if op.attrs.get("variant") != "independent" else op.attrs["levels"])
         else:
             deps[op.name] = frozenset().union(*(deps.get(i, frozenset()) for i in op.inputs))
@@ -108,10 +109,11 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
             G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
-                       clock=clock_str(lv), chunk=lv.chunk, params=lv.params,  # per layer; x repeat
+                       clock=clock_str(lv), chunk=lv.clock.period, params=lv.params,  # per layer; x repeat
                        objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
-                       rule=lv.rule, memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
-                       unit=lv.clock, role=lv.role)
+                       rule=lv.rule or ("nonparametric" if lv.role == "attention" else "none"),  # words, for the picture
+                       memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
+                       unit=str(lv.clock.unit), role=lv.role)
         deps = _deps(b, x_deps)
 
         def link(srcs, dst, kind, label):
@@ -123,9 +125,9 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                     edges.setdefault((src, nid[dst], kind), []).append(label)
 
         for op in b.ops:
-            if op.op == "read":
+            if op.op == OpKind.READ:
                 link(deps[op.inputs[0]], op.attrs["level"], "flow", "queries")
-            elif op.op == "cms":
+            elif op.op == OpKind.CMS:
                 names = op.attrs["levels"]
                 link(deps[op.inputs[0]], names[0], "flow", "input")
                 for a, c in zip(names, names[1:]):
@@ -181,7 +183,7 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     """Checks on the resolved model that need the whole graph (G, a LevelLayout or graph, is unused so far)."""
     diags = Diagnostics()
     for b in plan.blocks:
-        read = {op.attrs["level"] for op in b.ops if op.op == "read"}
+        read = {op.attrs["level"] for op in b.ops if op.op == OpKind.READ}
         for lv in b.levels:
             if lv.role in ("memory", "attention") and lv.name not in read:
                 diags.error(GraphError, f"nothing reads level '{lv.name}'", lv.span,
@@ -189,9 +191,9 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     o = plan.optimizer
     if o is not None:
         for b, lv in plan.all_levels():
-            if lv.clock == "steps" and lv.chunk % o.every:
+            if lv.clock.unit == ClockUnit.STEPS and lv.clock.period % o.every:
                 diags.error(GraphError, f"optimizer '{o.name}' runs every {o.every} steps and cannot drive level "
-                            f"'{lv.name}' at steps({lv.chunk})", lv.span,
+                            f"'{lv.name}' at {lv.clock}", lv.span,
                             f"make the level's period a multiple of {o.every}")
     diags.check()
 

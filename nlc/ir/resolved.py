@@ -6,9 +6,11 @@ known. Like the surface IR it is frozen and every node keeps its source span.
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, Literal
 
 from nlc.ir.base import Record
+from nlc.ir.kinds import Init, Objective
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -16,6 +18,27 @@ MAX_CHUNK = 1 << 20
 
 class R(Record):
     dump_span = False
+
+
+class ClockUnit(enum.StrEnum):
+    TOKENS = "tokens"   # in context: every C tokens of a sequence
+    STEPS = "steps"     # in the outer loop: every C optimizer steps
+    FROZEN = "frozen"   # frequency 0: never updated
+
+
+class Clock(R):
+    """When a level updates: `tokens(C)`, `steps(C)`, or `frozen` (no period)."""
+
+    unit: ClockUnit = ClockUnit.TOKENS
+    period: int | None = 1          # C, 1 <= C <= MAX_CHUNK; None when frozen
+
+    def __str__(self) -> str:
+        return str(self.unit) if self.period is None else f"{self.unit}({self.period})"
+
+    @property
+    def in_context(self) -> bool:
+        """Whether the level learns within a sequence (a token clock)."""
+        return self.unit == ClockUnit.TOKENS
 
 
 class Op(R):
@@ -55,14 +78,13 @@ class LevelPlan(R):
     dk: int = 0                     # per-head key width
     dv: int = 0                     # per-head value width
     hidden: int = 0                 # per-head hidden width of MLP memories
-    clock: Literal["tokens", "steps", "frozen"] = "tokens"
-    chunk: int | None = 1
-    objective: str = "l2"
+    clock: Clock = Clock()          # tokens(C): the chunk C of in-context learning; steps(C); frozen
+    objective: Objective = Objective.L2   # attention: l2 too, solved non-parametrically (NL eq. 62)
     objective_args: dict[str, float] = {}
-    rule: str = "gd"
+    rule: str | None = "gd"         # a name in nlc.rules.RULES; None: no in-context update (attention, a fixed CMS stage)
     gates: dict[str, Gate] = {}
     rule_args: dict[str, Any] = {}
-    init: str = "meta"
+    init: Init | None = Init.META   # None: no memory weights (attention's cache starts empty)
     init_args: dict[str, Any] = {}
     keys: str | None = None
     values: str | None = None

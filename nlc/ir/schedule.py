@@ -16,8 +16,11 @@ Plain data, no torch: `nlc compile --emit schedule` prints it.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
+
+from nlc.ir.resolved import Clock
 
 
 class Backend(enum.StrEnum):
@@ -93,8 +96,7 @@ class LevelSchedule:
     block: str
     impl: Impl
     why: str
-    clock: str               # tokens(C), steps(C), frozen
-    chunk: int | None = None
+    clock: Clock             # the level's clock: tokens(C), steps(C), frozen
 
 
 def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:
@@ -126,11 +128,18 @@ class Schedule:
     layers: tuple = ()                   # (block, layer key) in execution order
     live: dict = field(default_factory=dict)         # block -> the ops its output or a learning level needs
 
-    impls: dict = field(default_factory=dict)        # (block, level) -> Impl (the `levels` column)
-    dead: dict = field(default_factory=dict)         # block -> ops not in `live`, in plan order
+    @functools.cached_property
+    def impls(self) -> dict:
+        """(block, level) -> Impl: the `levels` column, as a map."""
+        return {(ls.block, ls.level): ls.impl for ls in self.levels}
 
     def impl(self, block: str, level: str) -> Impl:
         return self.impls[(block, level)]
+
+    def dead(self, plan) -> dict:
+        """block -> the plan's ops not in `live` (not run), in plan order; blocks with none left out."""
+        out = {b.name: tuple(op.name for op in b.ops if op.name not in self.live[b.name]) for b in plan.blocks}
+        return {b: d for b, d in out.items() if d}
 
     def edges(self, start: int, end: int) -> Edges:
         """Which levels start a chunk at absolute position `start` and end one at `end` (a segment
@@ -174,8 +183,8 @@ def grid(chunks: dict, seg: int | None = None) -> tuple[int | None, int | None, 
     return seg, period, table, tuple(dict.fromkeys(table))
 
 
-def schedule_text(s: Schedule) -> str:
-    """The schedule as `nlc compile --emit schedule` prints it."""
+def schedule_text(s: Schedule, plan) -> str:
+    """The schedule of `plan` as `nlc compile --emit schedule` prints it."""
     t = s.target
     out = [f"schedule for backend {t.backend}" + (" (checkpointing)" if t.checkpointing else "")
            + (f", frozen in context: {', '.join(sorted(t.frozen))}" if t.frozen else ""),
@@ -185,17 +194,15 @@ def schedule_text(s: Schedule) -> str:
            f"  order: {s.order} ({s.order_why})",
            "  levels:"]
     for ls in s.levels:
-        out.append(f"    {ls.block}.{ls.level:<12} {ls.clock:<12} {ls.impl:<22} {ls.why}")
+        out.append(f"    {ls.block}.{ls.level:<12} {str(ls.clock):<12} {ls.impl:<22} {ls.why}")
     if s.table:
         out.append("  edge patterns (segment indices within the period):")
         for p in s.patterns:
             idx = [i for i, e in enumerate(s.table) if e == p]
             shown = ", ".join(map(str, idx[:8])) + (f", ... ({len(idx)} segments)" if len(idx) > 8 else "")
             out.append(f"    [{shown}]: {p}")
-    for b, live in s.live.items():
-        dead = [n for n in s.dead.get(b, ())]
-        if dead:
-            out.append(f"  block {b}: {len(dead)} ops feed only frozen levels' writes, not run: {', '.join(dead)}")
+    for b, dead in s.dead(plan).items():
+        out.append(f"  block {b}: {len(dead)} ops feed only frozen levels' writes, not run: {', '.join(dead)}")
     if s.nested:
         out.append("  nested CMS resets:")
         for (b, name), fast in s.nested.items():

@@ -6,7 +6,6 @@ with no graph break):
 - `linear_memory`: matrix memory W with momentum S and chunk-start reads (Titans eqs. 13-14; with
   `dgd=True` the Hope DGD form, eqs. 88/93).
 - `mlp_memory`: 2-layer MLP memory M(x) = W2 act(W1 x), per-token gradients at the chunk-start weights.
-- `cms_update`: the CMS chunk-accumulated update (NL eq. 71).
 
 The Triton kernels run on CUDA, or on CPU tensors in the Triton interpreter when TRITON_INTERPRET=1 is set
 before the first kernel is used; `available()` says whether either holds. `backend="torch"` runs the chunked
@@ -15,16 +14,14 @@ torch reference instead (differentiable, any device). See docs/kernels.md.
 import torch
 
 from ._utils import available
-from .cms.naive import naive_cms_update
-from .cms.op import cms_update_op
 from .linear_memory.naive import chunk_linear_memory, naive_linear_memory
 from .linear_memory.op import linear_memory_op
 from .mlp_memory.naive import ACTS, chunk_mlp_memory, naive_mlp_memory
 from .mlp_memory.op import mlp_memory_op
 
 __all__ = [
-    "available", "linear_memory", "mlp_memory", "cms_update",
-    "naive_linear_memory", "chunk_linear_memory", "naive_mlp_memory", "chunk_mlp_memory", "naive_cms_update",
+    "available", "linear_memory", "mlp_memory",
+    "naive_linear_memory", "chunk_linear_memory", "naive_mlp_memory", "chunk_mlp_memory",
 ]
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
@@ -121,19 +118,3 @@ def mlp_memory(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0=None, S2_0=None, *, chu
     _check(act in ACTS, f"{op}: act must be one of {ACTS}, got {act!r}")
     fn = mlp_memory_op if _backend(op, backend) == "triton" else chunk_mlp_memory
     return fn(q, k, v, lr, decay, mom, W1_0, W2_0, S1_0, S2_0, chunk, act)
-
-
-def cms_update(theta, grads, lr: float, chunk: int, *, backend: str = "auto"):
-    """CMS chunk-accumulated update (NL eq. 71): theta_{j+1} = theta_j - lr * sum_{t in chunk j} g_t.
-
-    theta (P,), grads (N, P) -> (ceil(N/chunk), P), row j = theta after the j-th boundary (a shorter last
-    chunk is applied too).
-    """
-    op = "cms_update"
-    _check(theta.dim() == 1, f"{op}: theta must be (P,), got shape {tuple(theta.shape)}")
-    _check(grads.dim() == 2 and grads.shape[1] == theta.shape[0] and grads.shape[0] >= 1,
-           f"{op}: grads must be (N >= 1, P={theta.shape[0]}), got shape {tuple(grads.shape)}")
-    _check_tensors(op, dict(theta=theta, grads=grads))
-    _check_chunk(op, chunk)
-    fn = cms_update_op if _backend(op, backend) == "triton" else naive_cms_update
-    return fn(theta, grads, float(lr), chunk)

@@ -27,7 +27,6 @@ FLOATS = {"lr_scalar"}
 
 def kernels(d: int, dh: int, prec: str, bc: int | None = None, bv: int | None = None):
     """(name, jit function, constexprs, extra half pointers) for every kernel at head dim d, hidden dh."""
-    from .cms.fused import cms_update_bwd_kernel, cms_update_fwd_kernel
     from .linear_memory.fused import linear_memory_fwd_kernel_chunk, linear_memory_fwd_kernel_recurrent
     from .linear_memory.fused_bwd import linear_memory_bwd_kernel_chunk
     from .linear_memory.fused_dgd import linear_memory_fwd_kernel_dgd_chunk
@@ -52,8 +51,6 @@ def kernels(d: int, dh: int, prec: str, bc: int | None = None, bv: int | None = 
         ("mlp fwd chunk", mlp_memory_fwd_kernel_chunk, dict(mlp, SAVE=False), ()),
         ("mlp fwd chunk +save", mlp_memory_fwd_kernel_chunk, dict(mlp, SAVE=True), ()),
         ("mlp bwd chunk", mlp_memory_bwd_kernel_chunk, mlp, ("dq", "dk")),
-        ("cms fwd", cms_update_fwd_kernel, dict(BP=256, BR=16), ()),
-        ("cms bwd", cms_update_bwd_kernel, dict(BP=256, BR=16), ()),
     ]
 
 
@@ -61,14 +58,14 @@ def warps_for(name: str) -> int:
     """The launchers' num_warps: Triton's default 4, CHUNK_WARPS for the chunk kernels."""
     from ._utils import CHUNK_WARPS
 
-    return 4 if ("recurrent" in name or "cms" in name) else CHUNK_WARPS
+    return 4 if "recurrent" in name else CHUNK_WARPS
 
 
 def stages_for(name: str) -> int:
     """The launchers' num_stages: Triton's default 3, CHUNK_STAGES for the chunk kernels."""
     from ._utils import CHUNK_STAGES
 
-    return 3 if ("recurrent" in name or "cms" in name) else CHUNK_STAGES
+    return 3 if "recurrent" in name else CHUNK_STAGES
 
 
 def signature(fn, const: dict, half_extra=(), half="bf16"):

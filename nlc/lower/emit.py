@@ -9,7 +9,7 @@ LOWER_STAGES = ("schedule", "py", "fx")
 
 def emit(m, stage: str) -> str:
     if stage in ("schedule", "plan"):  # `plan` is the name this printout had before the schedule stage
-        return schedule_text(m.schedule)
+        return schedule_text(m.schedule, m.plan)
     if stage in ("py", "fx"):
         return program_text(m, stage)
     raise NlcError(f"nothing to emit for '{stage}'", hint=f"stages of the lowering: {', '.join(LOWER_STAGES)}")

@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
+from nlc.ir.kinds import Init, Objective, OpKind
 from nlc.lower.ops import ACTS, act_grad
 from nlc.rules import RULES
 
@@ -47,14 +48,14 @@ def objective_grad(lv, y, v):
     """d objective / d y for l2 (1/2 ||y - v||^2), dot (-<y, v>), huber(delta), lp(p)."""
     e = y - v
     o = lv.objective
-    if o == "l2":
+    if o == Objective.L2:
         return e
-    if o == "dot":
+    if o == Objective.DOT:
         return -v
-    if o == "huber":
+    if o == Objective.HUBER:
         d = lv.objective_args["delta"]
         return e.clamp(-d, d)
-    if o == "lp":
+    if o == Objective.LP:
         p = lv.objective_args["p"]
         return p * e.abs().pow(p - 1) * torch.sign(e)
     raise ValueError(o)
@@ -63,15 +64,15 @@ def objective_grad(lv, y, v):
 def objective_value(lv, y, v):
     e = y - v
     o = lv.objective
-    if o == "l2":
+    if o == Objective.L2:
         return 0.5 * (e * e).sum()
-    if o == "dot":
+    if o == Objective.DOT:
         return -(y * v).sum()
-    if o == "huber":
+    if o == Objective.HUBER:
         d = lv.objective_args["delta"]
         a = e.abs()
         return torch.where(a <= d, 0.5 * e * e, d * (a - 0.5 * d)).sum()
-    if o == "lp":
+    if o == Objective.LP:
         return e.abs().pow(lv.objective_args["p"]).sum()
     raise ValueError(o)
 
@@ -100,7 +101,7 @@ class MemoryLevel(nn.Module):
         shapes = layer_shapes(lv)
         self.init = nn.ParameterList()
         self.fixed: list[torch.Tensor] = []
-        loaded = load_pretrained(lv, shapes) if lv.init == "pretrained" else None
+        loaded = load_pretrained(lv, shapes) if lv.init == Init.PRETRAINED else None
         for li, (o, i) in enumerate(shapes):
             w = torch.randn(lv.heads, o, i) / math.sqrt(i)
             if li == 0 and len(shapes) > 1 and unit_keys and normalized_step(lv):
@@ -108,11 +109,11 @@ class MemoryLevel(nn.Module):
                 # pre-activations are ~N(0, 1) (silu's non-linear range, |a|^2 ~ hidden), not ~N(0, 1/dk);
                 # the Sherman-Morrison step theta' = theta / (1 + theta |a|^2) keeps the update stable
                 w = w * math.sqrt(i)
-            if lv.init == "meta":
+            if lv.init == Init.META:
                 self.init.append(nn.Parameter(w))
-            elif lv.init == "zeros":
+            elif lv.init == Init.ZEROS:
                 self.fixed.append(torch.zeros(lv.heads, o, i))
-            elif lv.init == "const":
+            elif lv.init == Init.CONST:
                 self.fixed.append(torch.full((lv.heads, o, i), float(lv.init_args["value"])))
             else:  # pretrained (NL §7.3, ad-hoc level stacking): the file's weights, not trained
                 self.fixed.append(loaded[li])
@@ -124,7 +125,7 @@ class MemoryLevel(nn.Module):
         self.momentum = lv.momentum
 
     def initial(self, B, device, dtype):
-        ws = list(self.init) if self.lv.init == "meta" else [w.to(device, dtype) for w in self.fixed]
+        ws = list(self.init) if self.lv.init == Init.META else [w.to(device, dtype) for w in self.fixed]
         return [w.unsqueeze(0).expand(B, *w.shape) for w in ws]
 
     def gate(self, name, streams, B, n, ref):
@@ -140,14 +141,14 @@ class MemoryLevel(nn.Module):
 def normalized_step(lv) -> bool:
     """Whether every layer's step is the Sherman-Morrison one (dgd, normalize, layers = all): then the
     update is stable whatever the scale of a layer's input."""
-    return (lv.rule == "dgd" and lv.rule_args.get("normalize", True)
+    return (lv.rule is not None and RULES[lv.rule].key_projection and lv.rule_args.get("normalize", True)
             and (lv.rule_args.get("layers", "first") == "all" or len(layer_shapes(lv)) == 1))
 
 
 def keys_unit_norm(block, lv) -> bool:
     """Whether the plan makes the level's keys unit-norm per head (`keys l2norm(..., groups = heads)`)."""
     op = next((o for o in block.ops if o.name == lv.keys), None)
-    return op is not None and op.op == "l2norm" and op.attrs.get("groups", 1) == lv.heads
+    return op is not None and op.op == OpKind.L2NORM and op.attrs.get("groups", 1) == lv.heads
 
 
 def load_pretrained(lv, shapes):

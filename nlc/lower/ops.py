@@ -1,18 +1,26 @@
 """Stream ops: the token-parallel, causal pieces of a block (identical in every backend).
 
+The op set is written once, as plain data, in nlc/ir/kinds.py (`OPS`: names, arity, arguments,
+which own parameters, which the program runs itself); here torch is bound to the same keys:
+`MODULES` builds the parameters of the ops that own some, `APPLY` runs every op the program does
+not run itself (tests/lower/test_ops_registry.py checks both against `OPS`).
+
 Each op maps (B, n, width) segments; `conv` carries its last `window - 1` inputs in the
 fast state so that a sequence processed in segments equals the sequence at once.
 """
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ACTS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-        "softplus": F.softplus, "exp": torch.exp}
+from nlc.ir.kinds import OpKind
+
+ACTS = {OpKind.SILU: F.silu, OpKind.GELU: F.gelu, OpKind.RELU: F.relu, OpKind.SIGMOID: torch.sigmoid,
+        OpKind.TANH: torch.tanh, OpKind.SOFTPLUS: F.softplus, OpKind.EXP: torch.exp}
 
 
 def act_grad(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -66,47 +74,59 @@ class Gate(nn.Module):
         return self.ny(y) * torch.sigmoid(self.nm(m))
 
 
+# the parameters of each op that owns some: op kind -> (op, input widths) -> module
+MODULES = {
+    OpKind.LINEAR: lambda op, widths: nn.Linear(widths[op.inputs[0]], op.width, bias=False),
+    OpKind.RMSNORM: lambda op, widths: RMSNorm(op.width),
+    OpKind.LAYERNORM: lambda op, widths: nn.LayerNorm(op.width),
+    OpKind.CONV: lambda op, widths: CausalConv(op.width, op.attrs["window"]),
+    OpKind.GATE: lambda op, widths: Gate(op.width),
+}
+
+
 def make_module(op, widths: dict[str, int]):
     """The parameters an op owns (or None)."""
-    a = op.attrs
-    if op.op == "linear":
-        return nn.Linear(widths[op.inputs[0]], op.width, bias=False)
-    if op.op == "rmsnorm":
-        return RMSNorm(op.width)
-    if op.op == "layernorm":
-        return nn.LayerNorm(op.width)
-    if op.op == "conv":
-        return CausalConv(op.width, a["window"])
-    if op.op == "gate":
-        return Gate(op.width)
-    return None
+    make = MODULES.get(op.op)
+    return make(op, widths) if make is not None else None
+
+
+def _act(fn):
+    return lambda op, mod, ins: fn(ins[0])
+
+
+def _l2norm(op, mod, ins):
+    x, g = ins[0], op.attrs.get("groups", 1)
+    return F.normalize(x.unflatten(-1, (g, x.shape[-1] // g)), dim=-1, eps=1e-6).flatten(-2)
+
+
+def _binary(fn):
+    """A binary op; a constant operand is the attribute `left` or `right`, not an input."""
+    def run(op, mod, ins):
+        it = iter(ins)
+        left = op.attrs["left"] if "left" in op.attrs else next(it)
+        right = op.attrs["right"] if "right" in op.attrs else next(it)
+        return fn(left, right)
+    return run
+
+
+# every op the program does not run itself: op kind -> (op, its module or None, input tensors) -> tensor
+APPLY = {
+    **{k: _act(f) for k, f in ACTS.items()},
+    OpKind.LINEAR: lambda op, mod, ins: mod(ins[0]),
+    OpKind.RMSNORM: lambda op, mod, ins: mod(ins[0]),
+    OpKind.LAYERNORM: lambda op, mod, ins: mod(ins[0]),
+    OpKind.L2NORM: _l2norm,
+    OpKind.HEAD_MEAN: lambda op, mod, ins: ins[0].unflatten(-1, (op.attrs["groups"], -1)).mean(-1),
+    OpKind.GATE: lambda op, mod, ins: mod(ins[0], ins[1]),
+    OpKind.NEG: lambda op, mod, ins: -ins[0],
+    OpKind.ALIAS: lambda op, mod, ins: ins[0],
+    OpKind.ADD: _binary(operator.add),
+    OpKind.SUB: _binary(operator.sub),
+    OpKind.MUL: _binary(operator.mul),
+    OpKind.DIV: _binary(operator.truediv),
+}
 
 
 def apply_op(op, mod, ins):
     """Run one stateless op on its input tensors."""
-    name, a = op.op, op.attrs
-    if name in ACTS:
-        return ACTS[name](ins[0])
-    if name in ("linear", "rmsnorm", "layernorm"):
-        return mod(ins[0])
-    if name == "l2norm":
-        x = ins[0]
-        g = a.get("groups", 1)
-        xs = x.unflatten(-1, (g, x.shape[-1] // g))
-        return F.normalize(xs, dim=-1, eps=1e-6).flatten(-2)
-    if name == "head_mean":
-        x = ins[0]
-        return x.unflatten(-1, (a["groups"], -1)).mean(-1)
-    if name == "gate":
-        return mod(ins[0], ins[1])
-    if name == "neg":
-        return -ins[0]
-    if name == "alias":
-        return ins[0]
-    if name in ("add", "sub", "mul", "div"):
-        it = iter(ins)
-        left = a["left"] if "left" in a else next(it)
-        right = a["right"] if "right" in a else next(it)
-        return {"add": lambda: left + right, "sub": lambda: left - right,
-                "mul": lambda: left * right, "div": lambda: left / right}[name]()
-    raise ValueError(f"no lowering for op {name}")
+    return APPLY[op.op](op, mod, ins)

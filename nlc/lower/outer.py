@@ -8,9 +8,10 @@ TORCH_OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam, "SGD":
 
 
 def make_optimizer(opt, params):
-    """`opt`: the plan's OptimizerPlan (None: AdamW at 3e-4). A rule written in .nl runs as NLOptimizer."""
+    """`opt`: the plan's OptimizerPlan (None: AdamW at FALLBACK_LR). A rule written in .nl runs as NLOptimizer."""
     if opt is None:
-        return torch.optim.AdamW(params, lr=3e-4)
+        from nlc.train.defaults import FALLBACK_LR
+        return torch.optim.AdamW(params, lr=FALLBACK_LR)
     if opt.spec is not None:  # the checked plan of an `optimizer` written in .nl
         from nlc.lower.optim import NLOptimizer
         return NLOptimizer(params, opt.spec)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nlc.ir.kinds import OpKind
 from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
@@ -73,7 +74,7 @@ class Layer(nn.Module):
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
                                  for lv in block.levels if lv.role == "cms"})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
-                                     for op in block.ops if op.op == "cms" and op.attrs["variant"] == "independent"})
+                                     for op in block.ops if op.op == OpKind.CMS and op.attrs["variant"] == "independent"})
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
@@ -107,7 +108,7 @@ class Layer(nn.Module):
         if hasattr(self, "_parts"):
             return self._parts
         ops = self.ops
-        reads = {op.name for op in ops if op.op == "read"}
+        reads = {op.name for op in ops if op.op == OpKind.READ}
         dep = {}
         for op in ops:
             dep[op.name] = op.name in reads or any(dep.get(i, False) for i in op.inputs)
@@ -135,15 +136,15 @@ class Layer(nn.Module):
     def _run_op(self, op, v, st, key):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
-        if op.op == "const":
+        if op.op == OpKind.CONST:
             return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
-        if op.op == "conv":
+        if op.op == OpKind.CONV:
             ck = self.k(op.name, "conv")
             out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
-        if op.op == "read":
+        if op.op == OpKind.READ:
             return self._read(op, ins, st, key)
-        if op.op == "cms":
+        if op.op == OpKind.CMS:
             return self._cms(op, ins[0], st, key)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 
@@ -318,10 +319,11 @@ class NLModel(nn.Module):
     def train_defaults(self) -> dict:
         """Training settings the spec gives: the optimizer level's lr and options (warmup, clip),
         and `steps`, `batch`, `seq_len` model parameters."""
+        from nlc.train.defaults import SPEC_KEYS, SPEC_PARAMS
         opt = self.plan.optimizer
         out = {k: v for k, v in ((opt.options if opt else {}) | {"lr": (opt.args.get("lr") if opt else None)}).items()
-               if k in ("steps", "batch", "seq_len", "lr", "warmup", "clip") and v is not None}
-        out.update({k: self.config[k] for k in ("steps", "batch", "seq_len") if k in self.config})
+               if k in SPEC_KEYS and v is not None}
+        out.update({k: self.config[k] for k in SPEC_PARAMS if k in self.config})
         return out
 
     @property
@@ -346,9 +348,6 @@ class NLModel(nn.Module):
         """The outer optimizer of the spec's `params(...)` level (AdamW if the spec has none)."""
         from nlc.lower.outer import make_optimizer
         return make_optimizer(self.plan.optimizer, [p for p in self.parameters() if p.requires_grad])
-
-    def make_optimizer(self):  # the name the trainer used before `optimizer()`
-        return self.optimizer()
 
     def emit(self, stage: str) -> str:
         """A printable artifact of the lowering: `schedule`, `plan` (alias), `py` or `fx` (the traced

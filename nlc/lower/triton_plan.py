@@ -12,19 +12,23 @@ backend falls back to torch with a one-line note.
 """
 from __future__ import annotations
 
+from nlc.ir.schedule import Impl
+
+
 def fused_write(lv, kernel, Ws, Ss, k, v, theta, alpha, eta):
     """One chunk-aligned segment through a fused kernel. Returns new (Ws, Ss)."""
     import torch
     from nlc import kernels
     mom = eta if eta is not None else torch.zeros_like(theta)
     # the kernel also reads o = M(q); the program already read at the chunk-start state, so q = k
-    if kernel == "linear_memory":
-        from nlc.rules import RULES
+    from nlc.rules import RULES
+    if kernel == Impl.TRITON_LINEAR.kernel:
         upd = RULES[lv.rule].update()  # eager only: fused kernels are not traced by dynamo here
         if hasattr(upd, "kernel_lr"):
             theta = upd.kernel_lr(lv, theta, k)  # e.g. dgd: the kernel takes the normalised step size as its lr
         S0 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])
-        _, W, S = kernels.linear_memory(k, k, v, theta, alpha, mom, Ws[0], S0, chunk=k.shape[2], dgd=lv.rule == "dgd",  # the kernel's k k^T term
+        _, W, S = kernels.linear_memory(k, k, v, theta, alpha, mom, Ws[0], S0, chunk=k.shape[2],
+                                        dgd=RULES[lv.rule].key_projection,  # the kernel's k k^T term
                                         backend="triton")
         return [W], ([S] if Ss is not None else None)
     S1 = Ss[0] if Ss is not None else torch.zeros_like(Ws[0])

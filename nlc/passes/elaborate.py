@@ -12,23 +12,16 @@ from typing import Any
 
 from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
+from nlc.ir.kinds import BINARY, BUILTINS, OpKind
 from nlc.ir.resolved import BlockPlan, Gate, LevelPlan, MemoryPlan, Op
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 
-ACTS = ("silu", "gelu", "relu", "sigmoid", "tanh", "softplus", "exp")
-# builtin stream ops: name -> (positional arity, allowed keyword arguments)
-BUILTINS = {
-    **{a: (1, ()) for a in ACTS},
-    "linear": (1, ("out",)), "rmsnorm": (1, ()), "layernorm": (1, ()), "l2norm": (1, ("groups",)),
-    "conv": (1, ("window",)), "head_mean": (1, ("groups",)), "gate": (2, ()),
-}
+# builtin stream ops (names, arity, keyword arguments): nlc/ir/kinds.py OPS, the one op registry
 MEMORY_KINDS = {
     "linear": (), "mlp": ("depth", "expansion", "act"), "residual_mlp": ("expansion", "act"),
     "attention": ("window", "persistent", "rope"), "slot": (),
 }
-OBJECTIVES = {"l2": (), "dot": (), "huber": ("delta",), "lp": ("p",)}
-# in-context update rules: the registry in nlc/rules (one folder per rule)
-INITS = {"meta": 0, "zeros": 0, "const": 1, "pretrained": 1}
+# objectives and inits: nlc/ir/kinds.py; in-context update rules: nlc/rules (one folder per rule)
 
 
 class _Poisoned(NlcError):
@@ -118,8 +111,8 @@ class Elaborator:
         self.counter[target] = self.counter.get(target, 0) + 1
         return f"{target}__{self.counter[target]}"
 
-    def _emit(self, name, op, inputs, width, span, **attrs) -> str:
-        self.ops.append(Op(name=name, op=op, inputs=inputs, attrs=attrs, width=width, span=span))
+    def _emit(self, name, op: OpKind, inputs, width, span, **attrs) -> str:
+        self.ops.append(Op(name=name, op=OpKind(op), inputs=inputs, attrs=attrs, width=width, span=span))
         self.width[name] = width
         self.state[name] = "done"
         return name
@@ -142,9 +135,9 @@ class Elaborator:
         try:
             r = self.expr(node.value, name, top=True)
             if r[0] == "const":
-                self._emit(name, "const", [], 1, node.span, value=r[1])
+                self._emit(name, OpKind.CONST, [], 1, node.span, value=r[1])
             elif r[1] != name:
-                self._emit(name, "alias", [r[1]], self.width[r[1]], node.span)
+                self._emit(name, OpKind.ALIAS, [r[1]], self.width[r[1]], node.span)
         finally:
             self.stack.pop()
             if self.state.get(name) == "pending":
@@ -154,7 +147,7 @@ class Elaborator:
     def _as_stream(self, r, node, target) -> str:
         if r[0] == "stream":
             return r[1]
-        return self._emit(self._fresh(target), "const", [], 1, node.span, value=r[1])
+        return self._emit(self._fresh(target), OpKind.CONST, [], 1, node.span, value=r[1])
 
     def expr(self, e, target: str, top: bool = False):
         """-> ("const", value) or ("stream", op name)."""
@@ -174,7 +167,7 @@ class Elaborator:
             r = self.expr(e.operand, target)
             if r[0] == "const":
                 return ("const", -r[1])
-            return ("stream", self._emit(name or self._fresh(target), "neg", [r[1]], self.width[r[1]], e.span))
+            return ("stream", self._emit(name or self._fresh(target), OpKind.NEG, [r[1]], self.width[r[1]], e.span))
         if isinstance(e, ir.BinOp):
             return self._binop(e, target, name)
         if isinstance(e, ir.Call):
@@ -198,7 +191,7 @@ class Elaborator:
                 attrs[side] = _number(r[1], (e.left if side == "left" else e.right).span, f"an operand of '{e.op}'")
             else:
                 ins.append(r[1])
-        op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
+        op = BINARY[e.op]
         return ("stream", self._emit(name or self._fresh(target), op, ins, max(wa, wb), e.span, **attrs))
 
     def _call(self, e: ir.Call, target, name):
@@ -222,7 +215,8 @@ class Elaborator:
     stack_level: str | None = None
 
     def _builtin(self, e: ir.Call, target, name):
-        arity, allowed = BUILTINS[e.func]
+        kind = OpKind(e.func)
+        arity, allowed = BUILTINS[kind].arity, BUILTINS[kind].kwargs
         out = name or self._fresh(target)
         if len(e.args) < arity:
             raise NameError_(f"{e.func}() takes {arity} stream argument{'s' if arity > 1 else ''}", e.span)
@@ -244,28 +238,28 @@ class Elaborator:
                 raise DimensionError(f"{e.func}() needs a stream, got the constant {r[1]!r}", a.span)
             ins.append(r[1])
         w = self.width[ins[0]]
-        if e.func == "linear":
+        if kind == OpKind.LINEAR:
             width = kw.get("out", self.dim)
             if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
                 raise DimensionError(f"linear(..., out = {width!r}): the width must be a positive integer", e.span)
-        elif e.func in ("l2norm", "head_mean"):
+        elif kind in (OpKind.L2NORM, OpKind.HEAD_MEAN):
             g = kw.get("groups", 1)
             if not isinstance(g, int) or g <= 0 or w % g:
                 raise DimensionError(f"{e.func}: width {w} is not divisible into {g} groups", e.span,
                                      "groups is usually `heads`; dim must be a multiple of it")
-            width = g if e.func == "head_mean" else w
-        elif e.func == "conv":
+            width = g if kind == OpKind.HEAD_MEAN else w
+        elif kind == OpKind.CONV:
             win = kw.setdefault("window", 4)
             if not isinstance(win, int) or not 1 <= win <= 64:
                 raise DimensionError(f"conv window must be an integer in 1..64, got {win}", e.span)
             width = w
-        elif e.func == "gate":
+        elif kind == OpKind.GATE:
             if self.width[ins[1]] != w:
                 raise DimensionError(f"gate() needs equal widths, got {w} and {self.width[ins[1]]}", e.span)
             width = w
         else:
             width = w
-        return ("stream", self._emit(out, e.func, ins, width, e.span, **kw))
+        return ("stream", self._emit(out, kind, ins, width, e.span, **kw))
 
     # ---- levels
     def _read(self, lname: str, e: ir.Call, target, name):
@@ -281,7 +275,7 @@ class Elaborator:
         if ctx is not None and self._memory_call(lv).func == "attention":
             # an attention read also attends to the context tokens (MAC): they must exist first
             inputs.append(self.role_stream(lname, "context", ctx.value))
-        return ("stream", self._emit(name or self._fresh(target), "read", inputs, width, e.span, level=lname))
+        return ("stream", self._emit(name or self._fresh(target), OpKind.READ, inputs, width, e.span, level=lname))
 
     def _memory_call(self, lv: ir.LevelDef) -> ir.Call:
         t = lv.type
@@ -340,13 +334,13 @@ class Elaborator:
         if isinstance(e, (ir.Num, ir.Bool)):
             return 1
         if isinstance(e, ir.Call) and e.args:
-            if e.func == "linear":
+            if e.func == OpKind.LINEAR:
                 out = e.kw("out") or (e.args[1] if len(e.args) > 1 else None)
                 try:
                     return int(eval_const(out, self.env)) if out is not None else self.dim
                 except NlcError:
                     return None
-            if e.func == "head_mean":
+            if e.func == OpKind.HEAD_MEAN:
                 g = e.kw("groups")
                 try:
                     return int(eval_const(g, self.env)) if g is not None else 1
@@ -399,4 +393,4 @@ class Elaborator:
             lname = f"{out}_cms{i}"
             self.levels[lname] = build_cms_level(self, lname, st, self.width[r[1]], r[1], i, lr)
             names.append(lname)
-        return ("stream", self._emit(out, "cms", [r[1]], self.width[r[1]], e.span, levels=names, variant=variant))
+        return ("stream", self._emit(out, OpKind.CMS, [r[1]], self.width[r[1]], e.span, levels=names, variant=variant))

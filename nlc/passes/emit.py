@@ -19,8 +19,8 @@ def plan_text(plan) -> str:
             gates = ", ".join(f"{g}={v.stream or v.value}" + ("(learned)" if v.kind == "learned" else "")
                               for g, v in lv.gates.items())
             out.append(f"    level {lv.name}: {lv.role} {lv.memory.kind} heads={lv.heads} dk={lv.dk} dv={lv.dv} "
-                       f"hidden={lv.hidden} clock={lv.clock}({lv.chunk}) learn={lv.objective}{lv.objective_args or ''} "
-                       f"rule={lv.rule}({gates}){lv.rule_args or ''} init={lv.init} keys={lv.keys} values={lv.values}"
+                       f"hidden={lv.hidden} clock={lv.clock} learn={lv.objective}{lv.objective_args or ''} "
+                       f"rule={lv.rule or 'none'}({gates}){lv.rule_args or ''} init={lv.init or 'none'} keys={lv.keys} values={lv.values}"
                        f"{' self-generated' if lv.self_values else ''} params={lv.params}")
     if plan.optimizer:
         o = plan.optimizer
@@ -50,5 +50,5 @@ def emit(c, stage: str) -> str:
         return graph_text(c.graph)
     if stage == "schedule":
         from nlc.ir.schedule import schedule_text
-        return schedule_text(c.schedule)
+        return schedule_text(c.schedule, c.plan)
     raise ValueError(stage)

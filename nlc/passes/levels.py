@@ -11,15 +11,16 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.resolved import MAX_CHUNK, Gate, LevelPlan, MemoryPlan
+from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind
+from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import INITS, MEMORY_KINDS, OBJECTIVES, _number
+from nlc.passes.elaborate import MEMORY_KINDS, _number
 from nlc.rules import RULES
 
 
-def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
-    if clock.unit == "frozen":
-        return "frozen", None
+def check_clock(clock: ir.Clock, env) -> Clock:
+    if clock.unit == ClockUnit.FROZEN:
+        return Clock(unit=ClockUnit.FROZEN, period=None, span=clock.span)
     v = eval_const(clock.every, env, f"{clock.unit}(...)")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ClockError(f"{clock.unit}(C) needs a number, got {v!r}", clock.span)
@@ -35,7 +36,7 @@ def check_clock(clock: ir.Clock, env) -> tuple[str, int | None]:
     if v > MAX_CHUNK:
         raise ClockError(f"{clock.unit}({v}) is absurdly large (limit {MAX_CHUNK})", clock.span,
                          "a level this slow is effectively frozen: use `clock frozen`")
-    return clock.unit, v
+    return Clock(unit=ClockUnit(clock.unit), period=v, span=clock.span)
 
 
 def memory_plan(call: ir.Call, env) -> MemoryPlan:
@@ -123,7 +124,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         seen[key] = p
     streams = {p.role: p for p in lv.props if isinstance(p, ir.StreamProp)}
     clock_p = next((p for p in lv.props if isinstance(p, ir.ClockProp)), None)
-    unit, chunk = check_clock(clock_p.clock, env) if clock_p else ("tokens", 1)
+    clock = check_clock(clock_p.clock, env) if clock_p else Clock()
     for p in lv.props:
         # every property of an in-context level must mean something to the lowering
         if isinstance(p, ir.OptionProp):
@@ -141,7 +142,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             if role in streams:
                 raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
                                  "read the level with attn(h); MAC's memory tokens go in `context`")
-        if unit != "tokens" or chunk != 1:
+        if clock != Clock():
             raise ClockError("an attention level sees every token: its clock is tokens(1)", clock_p.span if clock_p else lv.span)
         if el.dim % heads:
             raise DimensionError(f"dim = {el.dim} is not divisible by heads = {heads}", lv.span)
@@ -149,8 +150,8 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if ctx and el.width[ctx] != el.dim:
             raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
-        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock="tokens", chunk=1,
-                         objective="l2", rule="nonparametric", init="none", context=ctx, params=params, **common)
+        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
+                         objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
     for role in ("keys", "values"):
         if role not in streams:
@@ -170,23 +171,25 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     hidden = hidden_width(mem, dk, lname, mcall.span)
     # every read of this level must query with the key width
     for op in el.ops:
-        if op.op == "read" and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
+        if op.op == OpKind.READ and op.attrs.get("level") == lname and el.width[op.inputs[0]] != kw:
             raise DimensionError(f"{lname}(...) is queried with width {el.width[op.inputs[0]]}, but its keys have width {kw}",
                                  op.span, "queries and keys of a memory must have the same width")
 
     learn = next((p for p in lv.props if isinstance(p, ir.LearnProp)), None)
-    obj = learn.objective if learn else ir.Call(func="l2")
-    if obj.func == "backprop":
-        raise NameError_("`learn backprop` (task loss) is for CMS chains; in-context levels learn a local objective",
-                         obj.span, "objectives: l2, dot, huber(delta), lp(p)")
+    obj = learn.objective if learn else ir.Call(func=Objective.L2)
+    known = ", ".join(o + (f"({', '.join(OBJECTIVES[o].args)})" if OBJECTIVES[o].args else "") for o in LOCAL_OBJECTIVES)
+    if obj.func in OBJECTIVES and not OBJECTIVES[obj.func].local:
+        raise NameError_(f"`learn {obj.func}` (task loss) is for CMS chains; in-context levels learn a local objective",
+                         obj.span, f"objectives: {known}")
     if obj.func not in OBJECTIVES:
-        raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, OBJECTIVES) or "l2, dot, huber(delta), lp(p)")
+        raise NameError_(f"unknown objective '{obj.func}'", obj.span, did_you_mean(obj.func, LOCAL_OBJECTIVES) or known)
+    objective = Objective(obj.func)
     oargs = {k.name: _number(eval_const(k.value, env, k.name), k.span, f"{obj.func}({k.name} = ...)") for k in obj.kwargs}
     for k in oargs:
-        if k not in OBJECTIVES[obj.func]:
+        if k not in OBJECTIVES[objective].args:
             raise NameError_(f"{obj.func}() has no argument '{k}'", obj.span)
-    oargs = {"huber": {"delta": 1.0}, "lp": {"p": 3.0}}.get(obj.func, {}) | oargs
-    if obj.func == "lp" and oargs["p"] < 1:
+    oargs = OBJECTIVES[objective].args | oargs   # the registry's defaults: huber delta = 1, lp p = 3
+    if objective == Objective.LP and oargs["p"] < 1:
         raise DimensionError("lp objective needs p >= 1", obj.span)
 
     rule_p = next((p for p in lv.props if isinstance(p, ir.RuleProp)), None)
@@ -214,17 +217,18 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         rargs.setdefault(o, allowed[0])
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
-    init = init_p.init if init_p else ir.Call(func="meta")
+    init = init_p.init if init_p else ir.Call(func=Init.META)
     if init.func not in INITS:
         raise NameError_(f"unknown init '{init.func}'", init.span, "meta, zeros, const(v), pretrained(\"file.safetensors\")")
-    if len(init.args) != INITS[init.func]:
-        raise NameError_(f"init {init.func} takes {INITS[init.func]} argument(s)", init.span)
+    init_kind = Init(init.func)
+    if len(init.args) != INITS[init_kind].nargs:
+        raise NameError_(f"init {init.func} takes {INITS[init_kind].nargs} argument(s)", init.span)
     if init.kwargs:
         raise NameError_(f"init {init.func} takes no named arguments", init.kwargs[0].span)
     iargs = {}
     if init.args:
         v = eval_const(init.args[0], env, "init")
-        if init.func == "const":
+        if init_kind == Init.CONST:
             v = _number(v, init.args[0].span, "init const(value)")
         elif not isinstance(v, str):
             raise DimensionError(f"init pretrained(...) takes a file name in quotes, got {v!r}", init.args[0].span,
@@ -234,11 +238,11 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
 
     per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
                 "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
-    params = per_head * heads if init.func == "meta" else 0
+    params = per_head * heads if INITS[init_kind].learned else 0
     params += sum(heads for g in gates.values() if g.kind == "learned")
-    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=unit, chunk=chunk,
-                     objective=obj.func, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
-                     init=init.func, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
+    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
+                     objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
+                     init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
                      params=params, **common)
 
 
@@ -258,12 +262,13 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
     mem = memory_plan(st.memory, el.env)
     if mem.kind != "mlp":
         raise NameError_("CMS stages are MLPs: mlp(expansion = 4, act = gelu)", st.memory.span)
-    unit, chunk = check_clock(st.clock, el.env)
-    if unit == "steps":
+    clock = check_clock(st.clock, el.env)
+    if clock.unit == ClockUnit.STEPS:
         raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
                          "the outer optimizer level already updates every parameter each step")
     hidden = hidden_width(mem, width, lname, st.memory.span)
     return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
-                     clock=unit, chunk=chunk, objective="backprop", rule="gd" if unit == "tokens" else "none",
-                     gates={"lr": Gate(kind="const", value=lr)}, init="meta", params=2 * width * hidden + width,
+                     clock=clock, objective=Objective.BACKPROP,
+                     rule="gd" if clock.in_context else None,  # CMS teaching: plain gradient steps of size lr
+                     gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,
                      cms_input=inp, cms_index=index, span=st.span)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from nlc.errors import ClockError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.resolved import ModelPlan, OptimizerPlan
+from nlc.ir.resolved import Clock, ClockUnit, ModelPlan, OptimizerPlan
 from nlc.passes.consts import did_you_mean, eval_const
 from nlc.passes.elaborate import Elaborator
 from nlc.passes.levels import check_clock
 from nlc.passes.size import check_size
+from nlc.train.defaults import SPEC_OPTIONS
 
 TORCH_OPTIMIZERS = ("AdamW", "Adam", "SGD")
 # the arguments of the torch optimizers a spec may set, and what each takes
@@ -17,10 +18,9 @@ TORCH_ARGS = {
     "Adam": {"lr": _NUM, "weight_decay": _NUM, "eps": _NUM, "amsgrad": _BOOL},
     "SGD": {"lr": _NUM, "momentum": _NUM, "weight_decay": _NUM, "dampening": _NUM, "nesterov": _BOOL},
 }
-# the outer level's options: (type, smallest value)
-OUTER_TYPES = {"clip": (float, 0), "warmup": (int, 0), "steps": (int, 1), "batch": (int, 1), "seq_len": (int, 1)}
-# options of the outer optimizer level that `nlc train` reads (defaults for its flags)
-OUTER_OPTIONS = ("clip", "warmup", "steps", "batch", "seq_len")
+# options of the outer optimizer level that `nlc train` reads (defaults for its flags): (type, smallest value)
+OUTER_TYPES = SPEC_OPTIONS
+OUTER_OPTIONS = tuple(SPEC_OPTIONS)
 
 
 def resolve_model(unit, model: ir.Model, env: dict) -> ModelPlan:
@@ -81,12 +81,12 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
                          "in-context levels go inside a block")
     if len(lv.names) != 1:
         raise NameError_("an optimizer level has one name", lv.span)
-    clock, rule, opts = ("steps", 1), None, {}
+    clock, rule, opts = Clock(unit=ClockUnit.STEPS, period=1), None, {}
     for p in lv.props:
         if isinstance(p, ir.ClockProp):
             clock = check_clock(p.clock, env)
-            if clock[0] != "steps":
-                raise ClockError(f"the outer optimizer runs on training steps; `clock {clock[0]}` cannot drive it",
+            if clock.unit != ClockUnit.STEPS:
+                raise ClockError(f"the outer optimizer runs on training steps; `clock {clock.unit}` cannot drive it",
                                  p.clock.span, "use clock steps(1)")
         elif isinstance(p, ir.RuleProp):
             rule = p.rule
@@ -138,5 +138,5 @@ def _optimizer_level(unit, lv: ir.LevelDef, env) -> OptimizerPlan:
                 raise DimensionError(f"{rule.func}({k.name} = {v!r}): optimizer parameters are numbers", k.span)
         from nlc.passes.optimizer import check_optimizer
         spec = check_optimizer(definition, args)
-    return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock[1], targets=lv.type.targets,
+    return OptimizerPlan(name=lv.names[0], rule=rule.func, args=args, every=clock.period, targets=lv.type.targets,
                          options=opts, definition=definition, spec=spec, span=lv.span)

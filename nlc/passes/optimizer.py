@@ -104,6 +104,7 @@ def _level_span(opt: ir.Optimizer, name: str):
 
 
 def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
+    from nlc.ir.resolved import Clock, ClockUnit
     from nlc.passes.levels import check_clock
     t = lv.type
     is_slot = (t.form == "ref" and t.ref == "slot") or (t.form == "call" and t.call.func == "slot" and not t.call.args
@@ -114,7 +115,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
     if lv.per_head:
         raise NameError_("optimizer states are elementwise: `per head` does not apply", lv.span)
     seen: dict[str, ir.Node] = {}
-    clock, keys, rule = ("steps", 1), None, None
+    clock, keys, rule = Clock(unit=ClockUnit.STEPS, period=1), None, None
     every: Any = ir.Num(value=1, text="1")
     for p in lv.props:
         key = p.role if isinstance(p, ir.StreamProp) else p.kind.replace("_prop", "")
@@ -124,8 +125,8 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
         if isinstance(p, ir.ClockProp):
             clock = check_clock(p.clock, params)
             every = p.clock.every
-            if clock[0] != "steps":
-                raise ClockError(f"optimizer level '{name}' runs on training steps; `clock {clock[0]}` cannot drive it",
+            if clock.unit != ClockUnit.STEPS:
+                raise ClockError(f"optimizer level '{name}' runs on training steps; `clock {clock.unit}` cannot drive it",
                                  p.clock.span, "use clock steps(C): every C optimizer steps")
         elif isinstance(p, ir.StreamProp) and p.role == "keys":
             keys = p.value
@@ -147,7 +148,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
     diags.check()
     args = _rule_args(rule, params)  # first: it rejects an unknown rule
     exprs = {"every": every} | dict(zip(SLOT_RULES[rule.func][0], rule.args)) | {k.name: k.value for k in rule.kwargs}
-    return SlotLevel(name=name, every=clock[1], rule=rule.func, rule_args=args, keys=resolve(keys),
+    return SlotLevel(name=name, every=clock.period, rule=rule.func, rule_args=args, keys=resolve(keys),
                      exprs={k: resolve(v) for k, v in exprs.items()}, span=lv.span)
 
 

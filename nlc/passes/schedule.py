@@ -7,6 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
+from nlc.ir.kinds import Objective, OpKind
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -28,12 +29,12 @@ def fused_kernel(lv) -> Impl | None:
     """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
     l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term)."""
     m = lv.memory
-    if lv.role != "memory" or lv.clock != "tokens" or lv.objective != "l2":
+    if lv.role != "memory" or not lv.clock.in_context or lv.objective != Objective.L2:
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
-        return Impl.TRITON_LINEAR if "linear_memory" in kernels else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and "mlp_memory" in kernels:
+        return Impl.TRITON_LINEAR if Impl.TRITON_LINEAR.kernel in kernels else None
+    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
         return Impl.TRITON_MLP
     return None
 
@@ -41,7 +42,7 @@ def fused_kernel(lv) -> Impl | None:
 def learning_levels(plan) -> list[str]:
     """Names of the levels that learn in context (memories and CMS stages on a token clock), in plan order."""
     return list(dict.fromkeys(lv.name for _, lv in plan.all_levels()
-                              if lv.role in ("memory", "cms") and lv.clock == "tokens"))
+                              if lv.role in ("memory", "cms") and lv.clock.in_context))
 
 
 def frozen_levels(plan, freeze) -> frozenset:
@@ -70,15 +71,15 @@ def frozen_levels(plan, freeze) -> frozenset:
 
 
 def level_impl(lv, target: Target) -> tuple[Impl, str]:
-    learns = lv.clock == "tokens" and lv.name not in target.frozen
+    learns = lv.clock.in_context and lv.name not in target.frozen
     if lv.role == "attention":
         return Impl.ATTENTION, "softmax attention over its key/value cache"
     if lv.role == "cms":
         if learns:
-            return Impl.CMS_TEACH, f"task-loss gradient at its chunk start, applied every {lv.chunk} tokens"
-        return Impl.CMS_FIXED, "frozen in context (freeze=)" if lv.clock == "tokens" else \
+            return Impl.CMS_TEACH, f"task-loss gradient at its chunk start, applied every {lv.clock.period} tokens"
+        return Impl.CMS_FIXED, "frozen in context (freeze=)" if lv.clock.in_context else \
             f"clock {lv.clock}: learns only in the outer loop"
-    if lv.clock != "tokens":
+    if not lv.clock.in_context:
         return Impl.FROZEN, f"clock {lv.clock}: no in-context update"
     if not learns:
         return Impl.FROZEN, "frozen in context (freeze=)"
@@ -108,12 +109,12 @@ def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
                         for part in ("Wbar", "W") + (("S",) if lv.momentum else ()):
                             slots.append(slot(layer, lv.name, part, (lv.heads, *shape), li))
             for op in b.ops:
-                if op.op == "conv":
+                if op.op == OpKind.CONV:
                     slots.append(slot(layer, op.name, "conv", (op.attrs["window"] - 1, op.width)))
             for lv in b.levels:
                 if lv.role == "cms":
                     shapes = {"w_in": (lv.hidden, lv.dk), "w_out": (lv.dk, lv.hidden)}
-                    if lv.clock == "tokens" and lv.name not in frozen:  # the teaching-gradient accumulators
+                    if lv.clock.in_context and lv.name not in frozen:  # the teaching-gradient accumulators
                         shapes |= {"g_in": shapes["w_in"], "g_out": shapes["w_out"]}
                     slots += [slot(layer, lv.name, p, s) for p, s in shapes.items()]
     return tuple(slots)
@@ -125,12 +126,12 @@ def nested_resets(plan, frozen=frozenset()) -> dict:
     out = {}
     for b in plan.blocks:
         for op in b.ops:
-            if op.op != "cms" or op.attrs["variant"] != "nested":
+            if op.op != OpKind.CMS or op.attrs["variant"] != "nested":
                 continue
             for name in op.attrs["levels"]:
-                slow = b.level(name).chunk
+                slow = b.level(name).clock.period
                 fast = tuple(o for o in op.attrs["levels"]
-                             if b.level(o).clock == "tokens" and o not in frozen and b.level(o).chunk < slow)
+                             if b.level(o).clock.in_context and o not in frozen and b.level(o).clock.period < slow)
                 if fast:
                     out[(b.name, name)] = fast
     return out
@@ -162,7 +163,7 @@ def live_ops(block, impls) -> frozenset:
 def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.backend == Backend.REFERENCE:
         return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
-    if any(lv.role == "cms" and lv.clock == "tokens" and lv.name not in target.frozen for _, lv in plan.all_levels()):
+    if any(lv.role == "cms" and lv.clock.in_context and lv.name not in target.frozen for _, lv in plan.all_levels()):
         return Order.SEGMENT_MAJOR, "a CMS stage learns from the task loss: each segment's loss needs every layer"
     if target.checkpointing:
         return Order.SEGMENT_MAJOR, "checkpointing recomputes per segment"
@@ -175,21 +176,19 @@ def order_of(plan, target: Target) -> tuple[Order, str]:
 def build_schedule(plan, target: Target | None = None) -> Schedule:
     target = target or Target()
     # every token-clock memory and CMS stage sets the grid (attention reads its cache every token)
-    chunks = {(b.name, lv.name): lv.chunk for b, lv in plan.all_levels()
-              if lv.clock == "tokens" and lv.role in ("memory", "cms")}
+    chunks = {(b.name, lv.name): lv.clock.period for b, lv in plan.all_levels()
+              if lv.clock.in_context and lv.role in ("memory", "cms")}
     # the reference interpreter takes one token per segment
     seg, period, table, patterns = grid(chunks, seg=1 if target.backend == Backend.REFERENCE else None)
     levels, impls = [], {}
     for b, lv in plan.all_levels():
         impl, why = level_impl(lv, target)
-        levels.append(LevelSchedule(lv.name, b.name, impl, why, lv.clock if lv.clock == "frozen" else f"{lv.clock}({lv.chunk})",
-                                    lv.chunk))
+        levels.append(LevelSchedule(lv.name, b.name, impl, why, lv.clock))
         impls[(b.name, lv.name)] = impl
     order, why = order_of(plan, target)
     live = {b.name: live_ops(b, impls) for b in plan.blocks}
-    dead = {b.name: tuple(op.name for op in b.ops if op.name not in live[b.name]) for b in plan.blocks}
     return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
-                    order=order, order_why=why, levels=tuple(levels), impls=impls,
+                    order=order, order_why=why, levels=tuple(levels),
                     state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
                     layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)),
-                    live=live, dead={b: d for b, d in dead.items() if d})
+                    live=live)

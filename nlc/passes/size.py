@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
+from nlc.ir.kinds import OpKind
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -65,13 +66,13 @@ def _level_elements(lv, dim: int) -> int:
 
 def _op_elements(op, widths: dict[str, int]) -> int:
     w = op.width
-    if op.op == "linear":
+    if op.op == OpKind.LINEAR:
         return widths.get(op.inputs[0], 0) * w
-    if op.op == "rmsnorm":
+    if op.op == OpKind.RMSNORM:
         return w
-    if op.op in ("layernorm", "gate"):
+    if op.op in (OpKind.LAYERNORM, OpKind.GATE):
         return 2 * w
-    if op.op == "conv":
+    if op.op == OpKind.CONV:
         return w * op.attrs.get("window", 4)
     # the cms op owns no weights: its stages are levels, counted with the levels
     return 0

@@ -21,7 +21,7 @@ def verify_schedule(plan, s) -> None:
     if s.target.backend == Backend.REFERENCE:
         _need(s.seg == 1, "the reference backend runs one token per segment")
     for key, c in s.chunks.items():
-        _need(key in levels and levels[key].clock == "tokens", f"{key} is a token-clock level")
+        _need(key in levels and levels[key].clock.in_context, f"{key} is a token-clock level")
         _need(s.seg is not None and c % s.seg == 0, f"the segment length {s.seg} divides {key}'s chunk {c}")
     for i, e in enumerate(s.table):
         for key, c in s.chunks.items():

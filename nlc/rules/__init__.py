@@ -26,6 +26,8 @@ class Rule:
     kernels: tuple = ()               # fused ops of nlc.kernels that implement it: linear_memory, mlp_memory
     momentum: str = "never"           # "always", "never", or "gate": a momentum buffer when the gate is not 0
     uses_init: bool = False           # the update reads the memory's initial state M_0
+    key_projection: bool = False      # the update multiplies W by (a I - theta k k^T) (DGD): the linear kernel's
+                                      # k k^T term, the Sherman-Morrison step, its FLOPs (nlc.roofline)
     module: str = ""                  # the module with token() and chunk(); default nlc.rules.<name>.update
 
     def has_momentum(self, lv) -> bool:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from nlc.train.checkpoint import unwrap
 from nlc.train.data import eval_windows
+from nlc.train.defaults import FALLBACK_LR, TASK
 from nlc.train.metrics import LN2
 from nlc.train.stepper import Stepper
 from nlc.train.tasks import CONTINUAL_TASKS, TaskBatch, accuracy, continual_task, forgetting, mqar, niah
@@ -151,7 +152,7 @@ def eval_mqar(model, num_pairs: int = 8, num_queries: int | None = None, batch: 
 
 
 def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num_queries: int | None = None,
-               lr: float | None = None, warmup: int = 20, clip: float = 1.0, seed: int = 0, log=None,
+               lr: float | None = None, warmup: int = TASK["warmup"], clip: float = TASK["clip"], seed: int = 0, log=None,
                seq_len: int | None = None) -> list[float]:
     """Train `model` on MQAR (fresh seeded batches every step, disjoint from `eval_mqar`'s seeds); see
     `train_task`. `seq_len`: Zoology's layout (queries spread over a fixed length, `tasks.mqar`)."""
@@ -160,7 +161,7 @@ def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num
                       steps=steps, lr=lr, warmup=warmup, clip=clip, log=log, what="MQAR")
 
 
-def train_task(model, make_batch, steps: int, lr: float | None = None, warmup: int = 20, clip: float = 1.0,
+def train_task(model, make_batch, steps: int, lr: float | None = None, warmup: int = TASK["warmup"], clip: float = TASK["clip"],
                log=None, what: str = "task") -> list[float]:
     """Train `model` on a synthetic task: `make_batch(step)` -> TaskBatch, the loss on the scored (answer)
     positions only, with the model's own outer optimizer (`lr` overrides its peak lr), linear warmup then
@@ -271,8 +272,8 @@ def eval_continual(model, tasks=("copy", "reverse", "shift3", "sort"), steps_per
     if unknown:
         raise ValueError(f"unknown continual tasks {unknown}; choose from {sorted(CONTINUAL_TASKS)}")
     m = unwrap(model) if inplace else copy.deepcopy(unwrap(model))
-    make = getattr(m, "make_optimizer", None)
-    opt = make() if make is not None else torch.optim.AdamW(m.parameters(), lr=3e-4)
+    make = getattr(m, "optimizer", None)  # NLModel.optimizer(): the spec's outer optimizer level
+    opt = make() if callable(make) else torch.optim.AdamW(m.parameters(), lr=FALLBACK_LR)
     held_out = [continual_task(t, eval_batch, n, seed=10**6 + seed) for t in tasks]
     acc = []
     for i, name in enumerate(tasks):

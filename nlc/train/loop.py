@@ -36,13 +36,11 @@ from nlc.train import distributed as D
 from nlc.train import checkpoint as C
 from nlc.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state, unwrap
 from nlc.train.data import Corpus, as_array, check_length, get_batch, load_data
+from nlc.train.defaults import DEFAULTS, FALLBACK_LR  # DEFAULTS: when neither the call nor the spec gives a value
 from nlc.train.errors import TrainError
 from nlc.train.evaluate import eval_loss
 from nlc.train.metrics import LN2, METRICS, MetricsLog, to_float
 
-# used when neither the call nor the spec's train_defaults give a value
-DEFAULTS = dict(steps=1000, batch=8, seq_len=256, lr=None, warmup=100, clip=1.0, weight_decay=None,
-                log_every=10, eval_every=200, save_every=500)
 # what a resumed run takes from its checkpoint's record unless given again
 RESUMED = ("steps", "batch", "seq_len", "lr", "warmup", "clip", "weight_decay")
 
@@ -116,7 +114,7 @@ def resolve_args(model, saved: dict | None = None, defaults: dict | None = None,
                               or (k == "lr" and v == 0)):
             raise TrainError(f"{k} must be a finite number {'> 0' if k == 'lr' else '>= 0'}, got {v!r}",
                              hint=f"pass --{k.replace('_', '-')} with a value such as "
-                                  f"{ {'lr': '3e-4', 'clip': '1.0', 'weight_decay': '0.01'}[k]}")
+                                  f"{ {'lr': FALLBACK_LR, 'clip': DEFAULTS['clip'], 'weight_decay': 0.01}[k]}")
     return args
 
 
@@ -156,10 +154,10 @@ def lr_multiplier(step: int, warmup: int, steps: int, min_ratio: float = 0.1) ->
 
 
 def make_optimizer(model, lr: float | None):
-    """The spec's outer optimizer level (or AdamW 3e-4); `lr` rescales all groups, keeping their ratios."""
+    """The spec's outer optimizer level (or AdamW at FALLBACK_LR); `lr` rescales all groups, keeping their ratios."""
     m = unwrap(model)
-    make = getattr(m, "make_optimizer", None)
-    opt = make() if make is not None else torch.optim.AdamW(m.parameters(), lr=3e-4)
+    make = getattr(m, "optimizer", None)  # NLModel.optimizer(): the spec's outer optimizer level
+    opt = make() if callable(make) else torch.optim.AdamW(m.parameters(), lr=FALLBACK_LR)
     base = opt.param_groups[0]["lr"]
     for g in opt.param_groups:
         g["initial_lr"] = g["lr"] * (lr / base if lr is not None and base else 1.0)

@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from nlc.train.defaults import TASK
+
 # no torch at import: `nlc --help` and `nlc check` build the sweep's parser from TASKS
 
 # the training options every task reads
-TRAIN_OPTIONS = dict(lr=None, steps=300, batch=32, warmup=20)
+TRAIN_OPTIONS = {k: TASK[k] for k in ("lr", "steps", "batch", "warmup")}  # nlc/train/defaults.py
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nlc.ir.kinds import Init, Objective, OpKind
+from nlc.ir.resolved import ClockUnit
+from nlc.rules import RULES
 from nlc.view import mathml as M
 
 PX = 96            # pixels per inch: viz measures text in points, the page draws at 96 dpi
@@ -195,14 +198,14 @@ def objective_eq(lv) -> str:
     v = M.mi("v")
     lhs = M.row(M.mi("ℓ"), M.paren(M.row(M.mi("W"), M.mo(";"), M.mi("k"), M.mo(","), v)), M.mo("="))
     o = lv.objective
-    if o == "l2":
+    if o == Objective.L2:
         rhs = M.row(M.frac(M.mn(1), M.mn(2)), M.sup(M.norm(M.row(Mk, M.mo("−"), v)), M.mn(2)))
-    elif o == "dot":
+    elif o == Objective.DOT:
         rhs = M.row(M.mo("−"), M.paren(M.row(Mk, M.mo(","), v), "⟨", "⟩"))
-    elif o == "huber":
+    elif o == Objective.HUBER:
         d = _fmt_num(lv.objective_args.get("delta", 1.0))
         rhs = M.row(M.sub(M.mi("Huber", True), M.mn(d)), M.paren(M.row(Mk, M.mo("−"), v)))
-    elif o == "lp":
+    elif o == Objective.LP:
         p = _fmt_num(lv.objective_args.get("p", 3))
         rhs = M.subsup(M.norm(M.row(Mk, M.mo("−"), v)), M.mn(p), M.mn(p))
     else:
@@ -242,7 +245,7 @@ def update_eqs(lv) -> list[dict]:
             M.mtext("\u2003over "), ctx)})
         return out
     if lv.role == "cms":
-        if lv.clock == "frozen" or lv.rule == "none":
+        if lv.clock.unit == ClockUnit.FROZEN or lv.rule is None:
             out.append({"title": "no in-context update (an ordinary MLP)", "mathml": M.math(
                 W, M.mo("="), M.sub(M.mi("W"), M.mn(0)), M.mtext("  (trained by the outer optimizer)"))})
         else:
@@ -258,9 +261,9 @@ def update_eqs(lv) -> list[dict]:
         return out
     grad = _grad_term
     decay = not _gate_zero(lv, "decay")
-    mom = lv.rule == "momentum" or (lv.rule == "dgd" and not _gate_zero(lv, "momentum"))
+    mom = lv.momentum  # the rule's registration: always, never, or when its momentum gate is not 0
     retain = M.row(M.paren(M.row(M.mn(1), M.mo("−"), al)), Wp) if decay else Wp
-    if lv.rule == "dgd":
+    if RULES[lv.rule].key_projection:
         norm = lv.rule_args.get("normalize", True)
         thp = M.t_sub(M.row(M.mi("θ"), M.mo("′"))) if norm else th
         kt = M.t_sub(M.tilde(M.mi("k")))
@@ -479,9 +482,9 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
     if lv.role == "memory":
         info["memory_eq"] = _memory_eq(lv)
         info["objective_eq"] = objective_eq(lv)
-        info["objective_words"] = {"l2": "squared error of the memory's prediction of the values",
-                                   "dot": "negative dot product (a Hebbian-like bias)",
-                                   "huber": "Huber loss of the prediction error", "lp": "p-norm of the prediction error"
+        info["objective_words"] = {Objective.L2: "squared error of the memory's prediction of the values",
+                                   Objective.DOT: "negative dot product (a Hebbian-like bias)",
+                                   Objective.HUBER: "Huber loss of the prediction error", Objective.LP: "p-norm of the prediction error"
                                    }.get(lv.objective, lv.objective)
         rule_call = next((p.rule for p in (ld.props if ld else []) if isinstance(p, ir.RuleProp)), None)
         for role, s in (("keys", "k"), ("values", "v")):
@@ -511,7 +514,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                                                  prop.value, note="extra context tokens, prefixed per segment"))
         info["rule_text"] = "nonparametric"
     else:  # a CMS stage
-        op = next((op for op in b.ops if op.op == "cms" and lv.name in op.attrs["levels"]), None)
+        op = next((op for op in b.ops if op.op == OpKind.CMS and lv.name in op.attrs["levels"]), None)
         assign = next((s for s in blk.stmts if getattr(s, "value", None) is not None and
                        type(s.value).__name__ == "Cms" and s.span and lv.span and s.span.line <= lv.span.line <= s.span.end_line), None)
         variant = op.attrs.get("variant", "sequential") if op else "sequential"
@@ -528,10 +531,10 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                                                      "nested": "sequential, and a slower stage restarts the faster ones",
                                                      "independent": "every stage reads the input"}.get(variant, variant) + ")"))
         lr = lv.gates.get("lr")
-        if lr is not None and lv.clock != "frozen":
+        if lr is not None and lv.clock.unit != ClockUnit.FROZEN:
             info["bindings"].append(_binding("lr", M.math(M.mi("θ")), _fmt_num(lr.value), "const", None, value=lr.value,
                                              note="the in-context learning rate of the chain"))
-        info["rule_text"] = "task-loss gradient descent" if lv.clock != "frozen" else "none (frozen)"
+        info["rule_text"] = "task-loss gradient descent" if lv.clock.unit != ClockUnit.FROZEN else "none (frozen)"
     # the definitions the symbols are bound to: highlighted too (lighter than the level's own lines)
     seen = {(sp["file"], sp["line"]) for sp in info["spans"] if sp}
     for bd in info["bindings"]:
@@ -541,26 +544,26 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                 info["spans"].append({k: df[k] for k in ("file", "line", "end_line", "role")})
     info["spans"] = [sp for sp in info["spans"] if sp]
     # initial state and who learns it
-    init_words = {"meta": "meta-learned: the initial state is a parameter trained by the outer optimizer; "
+    init_words = {Init.META: "meta-learned: the initial state is a parameter trained by the outer optimizer; "
                           "every sequence starts from it",
-                  "zeros": "zeros at the start of every sequence (not learned)",
-                  "const": f"every entry {_fmt_num(lv.init_args.get('value', lv.init_args.get('v', '')))} at the "
+                  Init.ZEROS: "zeros at the start of every sequence (not learned)",
+                  Init.CONST: f"every entry {_fmt_num(lv.init_args.get('value', lv.init_args.get('v', '')))} at the "
                            "start of every sequence (not learned)",
-                  "pretrained": f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
+                  Init.PRETRAINED: f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
                   "none": "an empty context: no state carried between sequences"}
     if lv.role == "cms":
-        words = (init_words["meta"] if lv.clock != "frozen"
+        words = (init_words[Init.META] if lv.clock.unit != ClockUnit.FROZEN
                  else "ordinary weights, trained by the outer optimizer (never changed in context)")
         if info.get("variant") == "nested":
-            slower = [x for x in info["chain"] if x != lv.name and (b.level(x).chunk or 0) > (lv.chunk or 0)
-                      and b.level(x).clock == "tokens"]
-            if slower and lv.clock == "tokens":
+            slower = [x for x in info["chain"] if x != lv.name and (b.level(x).clock.period or 0) > (lv.clock.period or 0)
+                      and b.level(x).clock.in_context]
+            if slower and lv.clock.in_context:
                 words += f"; restarted from it whenever a slower stage ({', '.join(slower)}) completes its chunk"
     else:
-        words = init_words.get(lv.init, lv.init)
+        words = init_words.get(lv.init or "none", lv.init)
     # who learns the initial state: the outer optimizer, for meta-learned states and CMS weights
-    learned = lv.role == "cms" or lv.init == "meta"
-    info["init"] = {"kind": lv.init if lv.role != "cms" else ("meta" if lv.clock != "frozen" else "weights"),
+    learned = lv.role == "cms" or lv.init == Init.META
+    info["init"] = {"kind": (lv.init or "none") if lv.role != "cms" else ("meta" if lv.clock.unit != ClockUnit.FROZEN else "weights"),
                     "words": words, "learned_by": learners if learned else []}
     return info
 

@@ -14,4 +14,4 @@ def test_every_kernel_compiles_for_sm90():
                          capture_output=True, text=True, env=env, timeout=600)
     rows = [line for line in out.stdout.splitlines() if not line.startswith("#")]
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    assert len(rows) == 12 and all(" ok " in r for r in rows), out.stdout
+    assert len(rows) == 10 and all(" ok " in r for r in rows), out.stdout

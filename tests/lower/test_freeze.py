@@ -93,16 +93,16 @@ def test_dead_ops_of_frozen_levels_are_not_run(spec, model, freeze):
     from dataclasses import replace
     torch.manual_seed(0)
     m = nlc.compile(spec, model=model, freeze=freeze, **SMALL).double()
-    assert sum(len(d) for d in m.schedule.dead.values()) > 0
+    assert sum(len(d) for d in m.schedule.dead(m.plan).values()) > 0
     full = nlc.freeze(m, freeze)
-    every = replace(full.schedule, live={b.name: frozenset(op.name for op in b.ops) for b in m.plan.blocks}, dead={})
+    every = replace(full.schedule, live={b.name: frozenset(op.name for op in b.ops) for b in m.plan.blocks})
     from nlc.lower.program import NLModel
     allops = NLModel(m.plan, every, m.source).double()
     allops.load_state_dict(m.state_dict())
     x = _x(40)
     a, b = m(x, targets=torch.roll(x, -1, 1)), allops(x, targets=torch.roll(x, -1, 1))
     assert torch.equal(a.logits, b.logits)
-    dead = {f".{n}.conv" for d in m.schedule.dead.values() for n in d}  # a dead conv's cache is never read
+    dead = {f".{n}.conv" for d in m.schedule.dead(m.plan).values() for n in d}  # a dead conv's cache is never read
     assert set(a.state) == set(b.state)
     for k in b.state:
         if not any(k.endswith(d) for d in dead):

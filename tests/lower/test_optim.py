@@ -90,7 +90,7 @@ def test_model_optimizer_from_spec_trains():
     # of 3 seeds, before and after issue 16's memory init alike (seed 0 only passed by luck)
     torch.manual_seed(0)
     m = nlc.compile_text(text, dim=16, heads=2, layers=1, chunk=4, mem_chunk=8)
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     assert isinstance(opt, NLOptimizer)
     x = torch.randint(0, 256, (2, 17))
     losses = []

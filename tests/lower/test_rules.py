@@ -79,3 +79,11 @@ model A(dim = 16, heads = 2, vocab = 256) {
     with pytest.raises(NlcError) as e:
         run("<spec>", {}, text=text.replace("anchored(", "anchord("))
     assert "anchored" in e.value.hint  # did-you-mean and the list, from the registry
+
+
+def test_rule_kernels_name_fused_implementations():
+    """A rule's `kernels` are the fused ops the schedule can choose (Impl.TRITON_*), spelled once."""
+    from nlc.ir.schedule import Impl
+    fused = {i.kernel for i in Impl if i.kernel}
+    for r in RULES.values():
+        assert set(r.kernels) <= fused, r.name

@@ -13,7 +13,7 @@ def _sched(spec, model=None, **target):
 
 def test_grid_and_edges_of_hope():
     plan, s = _sched("hope")
-    chunks = {lv.chunk for _, lv in plan.all_levels() if lv.clock == "tokens" and lv.role in ("memory", "cms")}
+    chunks = {lv.clock.period for _, lv in plan.all_levels() if lv.clock.in_context and lv.role in ("memory", "cms")}
     import math
     assert s.seg == math.gcd(*chunks) and s.period == math.lcm(*chunks)
     assert s.order == Order.SEGMENT_MAJOR  # Hope's CMS learns from the task loss
@@ -97,5 +97,5 @@ def test_verify_catches_a_broken_schedule():
     with pytest.raises(CompilerBug, match="divides"):
         verify_schedule(plan, replace(s, seg=3))
     with pytest.raises(CompilerBug, match="a kernel only where it can run"):
-        k = next(iter(s.impls))
-        verify_schedule(plan, replace(s, impls={**s.impls, k: Impl.TRITON_LINEAR}))
+        levels = (replace(s.levels[0], impl=Impl.TRITON_LINEAR),) + s.levels[1:]
+        verify_schedule(plan, replace(s, levels=levels))

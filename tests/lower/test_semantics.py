@@ -97,7 +97,7 @@ def test_meta_learned_init_gets_gradient():
 def test_training_reduces_loss():
     torch.manual_seed(0)
     m = nlc.compile("specs/hope.nl", dim=32, heads=2, layers=1, chunk=8, mem_chunk=16)
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     x = torch.randint(0, 256, (4, 33))
     losses = []
     for _ in range(15):

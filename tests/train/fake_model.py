@@ -47,7 +47,7 @@ class FakeModel(nn.Module):
         z = lambda *s: torch.zeros(*s, device=self.emb.weight.device)  # noqa: E731
         return {"ctx/sum": z(batch_size, dim), "ctx/count": z(batch_size, 1), "mem/h": z(batch_size, hid)}
 
-    def make_optimizer(self):
+    def optimizer(self):
         return torch.optim.AdamW(self.parameters(), lr=self.config["lr"], weight_decay=0.01)
 
     def forward(self, tokens, state=None, targets=None):

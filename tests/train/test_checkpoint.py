@@ -13,7 +13,7 @@ from nlc.train.errors import CheckpointError
 def _setup(fake, **kw):
     torch.manual_seed(0)
     m = fake(**kw)
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     x = torch.randint(0, 256, (2, 8))
     m(x, targets=x).loss.backward()
     opt.step()
@@ -30,7 +30,7 @@ def test_roundtrip(tmp_path, fake):
     assert rec["step"] == 3 and rec["spec_hash"] == m.spec_hash and rec["seed"] == 7 and rec["config"]["dim"] == 16
 
     m2, opt2 = fake(seed=1), None
-    opt2 = m2.make_optimizer()
+    opt2 = m2.optimizer()
     ck = C.load_checkpoint(tmp_path, m2, opt2)
     assert ck.step == 3 and set(ck.fast_state) == {"ctx/sum", "ctx/count", "mem/h"}
     for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):

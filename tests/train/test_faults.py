@@ -84,7 +84,7 @@ def test_weight_decay_refused_for_an_optimizer_without_it(tmp_path, fake, text):
             pass
 
     class NoWd(fake):
-        def make_optimizer(self):
+        def optimizer(self):
             return Plain(self.parameters())
 
     with pytest.raises(TrainError, match="has no weight decay"):
@@ -97,7 +97,7 @@ def test_weight_decay_reaches_a_spec_defined_optimizer():
     from nlc.train.loop import apply_hyperparams, current_weight_decay
 
     m = nlc.compile("specs/transformer.nl", dim=16, heads=2, layers=1)
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     assert current_weight_decay(opt) == 0.01
     apply_hyperparams(opt, [g["lr"] for g in opt.param_groups], 0.5)
     assert current_weight_decay(opt) == 0.5
@@ -159,7 +159,7 @@ def test_blown_up_weights_are_never_saved(tmp_path, fake, text):
 
 def test_resume_from_a_blown_up_checkpoint_is_refused(tmp_path, fake, text):
     m = fake()
-    opt = m.make_optimizer()
+    opt = m.optimizer()
     with torch.no_grad():
         m.head.weight.fill_(5e4)  # what an older nlc kept as "last good"
     C.save_checkpoint(tmp_path, m, opt, 3, record={"seed": 1, "train_args": {"steps": 6}})
@@ -170,7 +170,7 @@ def test_resume_from_a_blown_up_checkpoint_is_refused(tmp_path, fake, text):
 def test_blow_up_hint_names_a_recovery_that_works(tmp_path, fake, text):
     """A run whose lr is far too high stops with a hint; following it finishes the run."""
     class SGDFake(fake):
-        def make_optimizer(self):
+        def optimizer(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     kw = dict(save_every=1, **KW)
@@ -278,7 +278,7 @@ def test_lock_is_reentrant_and_released(tmp_path):
 
 def _model_opt(fake):
     m = fake()
-    return m, m.make_optimizer()
+    return m, m.optimizer()
 
 
 def test_kill_during_prune_leaves_no_half_checkpoint(tmp_path, fake, monkeypatch):

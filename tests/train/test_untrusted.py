@@ -32,7 +32,7 @@ def make_run(out: Path, spec=TRANSFORMER, tokenizer="bytes", **ov):
     m = compile(str(spec), **{**TINY, **ov})
     out.mkdir(parents=True, exist_ok=True)
     _write_spec_record(out, m, SimpleNamespace(model=None, tokenizer=tokenizer))
-    save_checkpoint(out, m, m.make_optimizer(), 1)
+    save_checkpoint(out, m, m.optimizer(), 1)
     return m
 
 
@@ -138,7 +138,7 @@ def test_crafted_state_pt_runs_no_code_and_gives_nlc_own_error(run, tmp_path):
     from nlc.api import compile
     model = compile(str(TRANSFORMER), **TINY)
     with pytest.raises(CheckpointError) as e:
-        load_checkpoint(run, model, model.make_optimizer())
+        load_checkpoint(run, model, model.optimizer())
     text = render(e.value) + str(e.value)
     assert "weights_only" not in text and "not safe to load" in text and "posix.mkdir" in text, text
     assert not marker.exists()
@@ -155,7 +155,7 @@ def test_fsdp_resume_does_not_unpickle_code(run, tmp_path):
     _plant_state(ckpt, {"optimizer": _Payload(marker), "fast_state": {}, "rng": None})
     model = compile(str(TRANSFORMER), **TINY)
     with pytest.raises(Exception) as e:
-        load_full_optimizer_state(model, model.make_optimizer(), ckpt)
+        load_full_optimizer_state(model, model.optimizer(), ckpt)
     assert not marker.exists(), "unpickling the crafted state.pt ran code"
     assert isinstance(e.value, CheckpointError) and "weights_only" not in render(e.value) + str(e.value)
 

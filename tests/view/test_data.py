@@ -60,7 +60,7 @@ def test_levels_match_the_level_graph(pages, spec):
         lv = next(b for b in c.plan.blocks if b.name == info["block"]).level(info["level"])
         assert (span["line"], span["end_line"]) == (lv.span.line, lv.span.end_line)
         assert (lv.name in _line(d, span)) if lv.role != "cms" else "cms(" in _line(d, span)
-        if lv.role == "memory" or (lv.role == "cms" and lv.clock != "frozen"):
+        if lv.role == "memory" or (lv.role == "cms" and lv.clock.unit != "frozen"):
             assert info["init"]["learned_by"] == [c.plan.optimizer.name]  # the outer level meta-learns it
 
 

@@ -9,4 +9,5 @@ register(Rule(
     doc="W_t = W_{t-1}((1 - alpha_t) I - theta_t k k^T) + S_t  (Hope eq. 88, NL eqs. 56-57)",
     kernels=("linear_memory",),
     momentum="gate",
+    key_projection=True,
 ))

@@ -1,0 +1,128 @@
+"""The closed vocabularies of the resolved plan: one enum and one registry per kind.
+
+    Objective / OBJECTIVES   what an in-context level learns (`learn l2`, `learn huber(delta = 1)`)
+    Init / INITS             where a memory's initial state M_0 comes from (`init meta`, ...)
+    OpKind / OPS             the stream ops a block is flattened into (`linear`, `rmsnorm`, `add`, ...)
+
+Every string in a spec or a plan that selects behaviour is a member of one of these enums (or a
+rule name of nlc/rules, a backend or implementation of nlc/ir/schedule.py). The checker reads the
+registries (names, arities, arguments and their defaults); the lowering binds torch functions to the
+same keys (nlc/lower/ops.py: APPLY and MODULES, tested against OPS). Plain data, no torch. The enums
+are StrEnums, so a plan prints exactly as the strings did.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Objective(enum.StrEnum):
+    L2 = "l2"
+    DOT = "dot"
+    HUBER = "huber"
+    LP = "lp"
+    BACKPROP = "backprop"
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    doc: str
+    args: dict = field(default_factory=dict)   # argument -> default
+    local: bool = True                         # a memory level may learn it (backprop is the task loss: CMS)
+
+
+OBJECTIVES: dict[Objective, ObjectiveInfo] = {
+    Objective.L2: ObjectiveInfo("1/2 ||M(k) - v||^2  (Titans eq. 12)"),
+    Objective.DOT: ObjectiveInfo("-<M(k), v>"),
+    Objective.HUBER: ObjectiveInfo("Huber loss of M(k) - v, quadratic within delta", {"delta": 1.0}),
+    Objective.LP: ObjectiveInfo("||M(k) - v||_p^p", {"p": 3.0}),
+    Objective.BACKPROP: ObjectiveInfo("the task loss, by backpropagation (CMS stages, NL eq. 71)", local=False),
+}
+LOCAL_OBJECTIVES = tuple(o for o, info in OBJECTIVES.items() if info.local)
+
+
+class Init(enum.StrEnum):
+    META = "meta"
+    ZEROS = "zeros"
+    CONST = "const"
+    PRETRAINED = "pretrained"
+
+
+@dataclass(frozen=True)
+class InitInfo:
+    doc: str
+    nargs: int = 0              # positional arguments: const(v), pretrained("file")
+    learned: bool = False       # M_0 is a parameter the outer loop trains
+
+
+INITS: dict[Init, InitInfo] = {
+    Init.META: InitInfo("M_0 is meta-learned by the outer loop", learned=True),
+    Init.ZEROS: InitInfo("M_0 = 0"),
+    Init.CONST: InitInfo("every entry of M_0 is a constant: const(v)", nargs=1),
+    Init.PRETRAINED: InitInfo("M_0 read from a file: pretrained(\"file.safetensors\")", nargs=1),
+}
+
+
+class OpKind(enum.StrEnum):
+    # activations
+    SILU = "silu"
+    GELU = "gelu"
+    RELU = "relu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    SOFTPLUS = "softplus"
+    EXP = "exp"
+    # builtins with parameters or arguments
+    LINEAR = "linear"
+    RMSNORM = "rmsnorm"
+    LAYERNORM = "layernorm"
+    L2NORM = "l2norm"
+    CONV = "conv"
+    HEAD_MEAN = "head_mean"
+    GATE = "gate"
+    # written by the elaborator, not callable by name
+    CONST = "const"
+    ALIAS = "alias"
+    NEG = "neg"
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    READ = "read"
+    CMS = "cms"
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    arity: int                      # stream inputs
+    kwargs: tuple = ()              # keyword arguments a spec may give (the first may also be positional)
+    builtin: bool = False           # callable by name in a spec: `rmsnorm(x)`
+    params: bool = False            # owns parameters: the lowering builds a module for it (nlc/lower/ops.py: MODULES)
+    program: bool = False           # run by the program itself (it reads levels or carries fast state), not by
+                                    # nlc/lower/ops.py: APPLY
+
+
+ACTS = (OpKind.SILU, OpKind.GELU, OpKind.RELU, OpKind.SIGMOID, OpKind.TANH, OpKind.SOFTPLUS, OpKind.EXP)
+
+OPS: dict[OpKind, OpInfo] = {
+    **{a: OpInfo(1, builtin=True) for a in ACTS},
+    OpKind.LINEAR: OpInfo(1, ("out",), builtin=True, params=True),
+    OpKind.RMSNORM: OpInfo(1, builtin=True, params=True),
+    OpKind.LAYERNORM: OpInfo(1, builtin=True, params=True),
+    OpKind.L2NORM: OpInfo(1, ("groups",), builtin=True),
+    OpKind.CONV: OpInfo(1, ("window",), builtin=True, params=True, program=True),  # carries its last inputs
+    OpKind.HEAD_MEAN: OpInfo(1, ("groups",), builtin=True),
+    OpKind.GATE: OpInfo(2, builtin=True, params=True),
+    OpKind.CONST: OpInfo(0, program=True),
+    OpKind.ALIAS: OpInfo(1),
+    OpKind.NEG: OpInfo(1),
+    # binary arithmetic: a constant operand is an attribute (`left` or `right`), not an input
+    OpKind.ADD: OpInfo(2),
+    OpKind.SUB: OpInfo(2),
+    OpKind.MUL: OpInfo(2),
+    OpKind.DIV: OpInfo(2),
+    OpKind.READ: OpInfo(1, program=True),   # a level read at its chunk-start state (+ attention context)
+    OpKind.CMS: OpInfo(1, program=True),    # a CMS chain of MLP stages
+}
+BUILTINS: dict[OpKind, OpInfo] = {k: v for k, v in OPS.items() if v.builtin}
+BINARY = {"+": OpKind.ADD, "-": OpKind.SUB, "*": OpKind.MUL, "/": OpKind.DIV}
