@@ -4,8 +4,9 @@ per token against T: the cut, stitched forward (nlc/lower/stitch.py) against the
 
     python scripts/bench_teach.py [--T 256,512,1024] [--B 1] [--reps 2] [--threads 1] [--only cut,uncut]
 
-Prints one row per (T, path): the median of --reps timed steps after one warm-up, ms per token,
-and the load average (1 min) before and after the row; then the ratio uncut/cut of each T.
+Each round times every (T, path) once (after one warm-up step per path at the smallest T); prints
+each step with the load average (1 min), then a table: the median over rounds in ms per token, and
+the median (min-max) over rounds of the ratio uncut / cut of the two adjacent steps.
 """
 from __future__ import annotations
 
@@ -39,26 +40,33 @@ def main(argv=None) -> int:
     paths = [p for p in ("cut", "uncut") if p in a.only.split(",")]
     print(f"{a.spec}: {sum(p.numel() for p in m.parameters()):,} params, B {a.B}, threads {a.threads}, "
           f"torch {torch.__version__}")
-    ms = {}
-    for T in (int(t) for t in a.T.split(",")):
-        x = torch.randint(0, m.plan.vocab, (a.B, T))
-        times = {p: [] for p in paths}
-        load0 = os.getloadavg()[0]
-        for r in range(a.reps + 1):  # round 0: warm-up
+    Ts = [int(t) for t in a.T.split(",")]
+    xs = {T: torch.randint(0, m.plan.vocab, (a.B, T)) for T in Ts}
+    for p in paths:  # warm-up, at the smallest T
+        m.cut_teaching = p == "cut"
+        step(m, xs[Ts[0]])
+    times = {(T, p): [] for T in Ts for p in paths}
+    loads = [os.getloadavg()[0]]
+    for r in range(a.reps):  # rounds: every (T, path) once per round, interleaved
+        for T in Ts:
             for p in paths:
                 m.cut_teaching = p == "cut"
                 m.zero_grad(set_to_none=True)
                 t0 = time.perf_counter()
-                step(m, x)
-                if r:
-                    times[p].append(time.perf_counter() - t0)
-        load1 = os.getloadavg()[0]
-        for p in paths:
-            ms[(T, p)] = 1e3 * statistics.median(times[p]) / (a.B * T)
-            print(f"T {T:5d}  {p:5s}  {ms[(T, p)]:8.2f} ms/token  (steps {', '.join(f'{t:.2f}' for t in times[p])} s; "
-                  f"load {load0:.2f} -> {load1:.2f})", flush=True)
+                step(m, xs[T])
+                times[(T, p)].append(time.perf_counter() - t0)
+                loads.append(os.getloadavg()[0])
+                print(f"round {r}  T {T:5d}  {p:5s}  {times[(T, p)][-1]:8.2f} s  load {loads[-1]:.2f}", flush=True)
+    print(f"\nload average (1 min) over the run: {min(loads):.2f}-{max(loads):.2f}")
+    print("| T | " + " | ".join(f"{p} ms/token" for p in paths) + (" | uncut / cut |" if len(paths) == 2 else ""))
+    print("|---|" + "---|" * (len(paths) + (len(paths) == 2)))
+    for T in Ts:
+        ms = {p: 1e3 * statistics.median(times[(T, p)]) / (a.B * T) for p in paths}
+        row = " | ".join(f"{ms[p]:.2f}" for p in paths)
         if len(paths) == 2:
-            print(f"T {T:5d}  uncut/cut {ms[(T, 'uncut')] / ms[(T, 'cut')]:.2f}x", flush=True)
+            ratios = [u / c for u, c in zip(times[(T, "uncut")], times[(T, "cut")])]  # same round: adjacent
+            row += f" | {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"| {T} | {row} |")
     return 0
 
 
