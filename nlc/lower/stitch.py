@@ -18,10 +18,17 @@ boundary inside one graph are carried across it by hand, walking the pieces in r
 Both `loss.backward()` and `torch.autograd.grad(loss, params)` see exactly the gradients of the
 uncut graph (tests/lower/test_stitch.py compares the two paths in float64).
 
+A CMS chunk may span calls (a stream fed in parts, the state passed on with its graph): the
+chunk-start weights are then the earlier call's output, used in that call too, and the teaching
+walk goes on into the earlier call's pieces (`_earlier`), as the uncut graph over both calls would.
+
 Limits. No double backward (`create_graph=True` raises an NlcError: the pieces are walked with
 plain `autograd.grad`). The graph's tensors are held as the Function's saved tensors, so the
 graph is freed after a backward unless `retain_graph=True`, as an uncut graph is; saved-tensor
-hooks (`torch.autograd.graph.saved_tensors_hooks`) around the forward are not supported.
+hooks (`torch.autograd.graph.saved_tensors_hooks`) around the forward are not supported. A chunk
+spanning calls needs the state passed on as returned (or detached): a state changed in between
+(still in the graph) cannot be followed into the earlier call, and raises an NlcError. Under
+`no_grad` a taught forward returns detached outputs (the uncut one returns a state with a graph).
 """
 from __future__ import annotations
 

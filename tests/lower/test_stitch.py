@@ -129,3 +129,14 @@ def test_limits_and_grad_modes():
         n = m(x, targets=x)
     assert not n.loss.requires_grad and not any(t.requires_grad for t in n.state.values())
     torch.testing.assert_close(n.logits, o.logits.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_chunk_across_calls_needs_the_state_as_returned():
+    """A CMS chunk that spans two calls: the teaching walk follows the chunk-start weights into the
+    earlier call through the state it returned; a state changed in between cannot be followed."""
+    m = model("specs/hope.nl", layers=2, **HOPE)
+    x = torch.randint(0, 256, (1, 9))
+    st = m(x[:, :5], targets=x[:, :5]).state  # the mem_chunk (8) stage's chunk is open at token 5
+    st = {k: (v * 1.0 if k.endswith("memory.Wbar0") else v) for k, v in st.items()}  # changed, still in the graph
+    with pytest.raises(NlcError, match="spans calls"):
+        m(x[:, 5:], state=st, targets=x[:, 5:])
