@@ -58,7 +58,7 @@ def main(argv=None) -> int:
                 loads.append(os.getloadavg()[0])
                 print(f"round {r}  T {T:5d}  {p:5s}  {times[(T, p)][-1]:8.2f} s  load {loads[-1]:.2f}", flush=True)
     print(f"\nload average (1 min) over the run: {min(loads):.2f}-{max(loads):.2f}")
-    print("| T | " + " | ".join(f"{p} ms/token" for p in paths) + (" | uncut / cut |" if len(paths) == 2 else ""))
+    print("| T | " + " | ".join(f"{p} ms/token" for p in paths) + (" | uncut / cut |" if len(paths) == 2 else " |"))
     print("|---|" + "---|" * (len(paths) + (len(paths) == 2)))
     for T in Ts:
         ms = {p: 1e3 * statistics.median(times[(T, p)]) / (a.B * T) for p in paths}

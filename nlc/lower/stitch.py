@@ -116,6 +116,8 @@ class Tape:
             here = [i for i, (pj, _) in enumerate(wanted) if pj == j]
             back = list(p.origins) if j > first or chain else []  # carried on to the piece (or call) before
             keys = list(dict.fromkeys([wanted[i][1] for i in here] + back))
+            if not keys:
+                break  # nothing before this piece can reach the wanted leaves
             grads = dict(zip(keys, torch.autograd.grad(outs, [p.leaves[k] for k in keys], gouts,
                                                        retain_graph=True, allow_unused=True)))
             for i in here:
@@ -165,6 +167,8 @@ def _earlier(origins: dict, carried: dict, chain: dict, out: list):
         return  # created at that call's very end: no use there, the gradient so far is the whole of it
     pieces, end = walk.unpack(node.saved_tensors)
     for j in range(len(pieces) - 1, -1, -1):
+        if not c:
+            return  # no gradient reaches further back: the values in `out` are whole
         p = pieces[j]
         keys = list(dict.fromkeys(list(p.origins) + list(alive)))
         outs = [end[k] for k in c]
