@@ -7,11 +7,17 @@ per token against T: the cut, stitched forward (nlc/lower/stitch.py) against the
 Each round times every (T, path) once (after one warm-up step per path at the smallest T); prints
 each step with the load average (1 min), then a table: the median over rounds in ms per token, and
 the median (min-max) over rounds of the ratio uncut / cut of the two adjacent steps.
+
+    MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 python scripts/bench_teach.py --peak cut --T 1024
+
+instead prints the peak RSS rise of one step of that path (after a warm-up step at T 32): run it
+once per path, each in a fresh process (glibc told to return freed blocks, as `nlc bench` does).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 
@@ -33,10 +39,21 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="cut,uncut")
     ap.add_argument("--spec", default="hope")
+    ap.add_argument("--peak", choices=("cut", "uncut"), help="the peak RSS rise of one step of this path")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     m = nlc.compile(a.spec)
+    if a.peak:
+        m.cut_teaching = a.peak == "cut"
+        step(m, torch.randint(0, m.plan.vocab, (a.B, 32)))
+        T = int(a.T.split(",")[-1])
+        x = torch.randint(0, m.plan.vocab, (a.B, T))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step(m, x)
+        rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+        print(f"{a.spec} {a.peak} T {T} B {a.B}: peak RSS rise of one step {rise:.1f} MiB")
+        return 0
     paths = [p for p in ("cut", "uncut") if p in a.only.split(",")]
     print(f"{a.spec}: {sum(p.numel() for p in m.parameters()):,} params, B {a.B}, threads {a.threads}, "
           f"torch {torch.__version__}")
