@@ -46,7 +46,8 @@ class Piece:
     e: int
     leaves: dict = field(default_factory=dict)   # state key -> detached leaf at the segment start
     origins: dict = field(default_factory=dict)  # state key -> the tensor it replaced (those with a history)
-    same: frozenset = frozenset()                # keys whose origin is the previous piece's leaf itself
+    same: frozenset = frozenset()                # keys whose origin is the previous piece's own (unchanged) input
+    inputs: dict = field(default_factory=dict)   # state key -> what the segment reads: a view of its leaf
     x: torch.Tensor | None = None                # the segment's input, a leaf (when the input requires grad)
     logits: torch.Tensor | None = None
     tok_loss: torch.Tensor | None = None          # (B*n,) per-token losses
@@ -75,7 +76,7 @@ class Tape:
 
     def begin(self, st: dict, s: int, e: int) -> torch.Tensor:
         """Start the piece of segment [s, e): cut `st` in place; returns the segment's input."""
-        p, prev = Piece(s, e), (self.pieces[-1].leaves if self.pieces else {})
+        p, prev = Piece(s, e), (self.pieces[-1].inputs if self.pieces else {})
         same = []
         for k, t in st.items():
             if torch.is_tensor(t) and t.is_floating_point() and (t.requires_grad or k in self.keep):
@@ -83,12 +84,16 @@ class Tape:
                     p.origins[k] = t
                     if prev.get(k) is t:
                         same.append(k)
-                st[k] = p.leaves[k] = t.detach().requires_grad_()
+                p.leaves[k] = t.detach().requires_grad_()
+                # the segment reads a view, not the leaf: module hooks on inputs (FlopCounterMode's
+                # ModuleTracker) cannot take a leaf while autograd.grad runs
+                st[k] = p.inputs[k] = p.leaves[k].view_as(t)
         p.same = frozenset(same)
         x = self.x_all[:, s:e]
         if x.requires_grad:
             # a leaf per piece: a gradient w.r.t. the whole input would be (B, T, d) per piece (O(T^2))
-            x = p.x = x.detach().requires_grad_()
+            p.x = x.detach().requires_grad_()
+            x = p.x.view_as(p.x)
         self.pieces.append(p)
         return x
 
@@ -193,7 +198,7 @@ class _Walk:
     def __init__(self, tape: Tape, init_keys, out_keys, st):
         self.tape, self.init_keys, self.out_keys = tape, init_keys, out_keys
         self.final = {k: st[k] for k in out_keys}
-        last = tape.pieces[-1].leaves
+        last = tape.pieces[-1].inputs
         self.final_leaf = frozenset(k for k in out_keys if last.get(k) is st[k])  # unchanged in the last piece
         self.has_x = tape.x_all.requires_grad
         self.n_params = len(tape.params)
@@ -216,8 +221,9 @@ class _Walk:
         pieces, i = [], 0
         for s, e, ks, has_x, same in self.layout:
             n = len(ks)
-            p = Piece(s, e, dict(zip(ks, saved[i + 2:i + 2 + n])), dict(zip(ks, saved[i + 2 + n:i + 2 + 2 * n])),
-                      same, None, saved[i], saved[i + 1])
+            p = Piece(s, e, leaves=dict(zip(ks, saved[i + 2:i + 2 + n])),
+                      origins=dict(zip(ks, saved[i + 2 + n:i + 2 + 2 * n])), same=same,
+                      logits=saved[i], tok_loss=saved[i + 1])
             i += 2 + 2 * n
             if has_x:
                 p.x, i = saved[i], i + 1
