@@ -26,6 +26,7 @@ from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
+from nlc.lower.stitch import Tape
 
 
 @dataclass
@@ -282,6 +283,12 @@ class NLModel(nn.Module):
         self.frozen = schedule.target.frozen
         self._layer_of = dict(self.layers())  # layer key -> Layer (built once: _cms_step runs per segment)
         self._stages = {(layer.key, name): c for _, layer in self.layers() for name, c in layer.cms.items()}
+        # the teaching stages' weight keys: leaves of every piece of a cut taught forward (nlc/lower/stitch.py)
+        self._teach_keys = [self._layer_of[lk].k(n, p) for (lk, n), c in self._stages.items() if c.learns
+                            for p in ("w_in", "w_out")]
+        # True: a taught forward is cut per segment and stitched (linear in T); False: the reference,
+        # one graph over the whole call (each teaching pass walks all of it: O(T^2)). Tests compare them.
+        self.cut_teaching = True
         if schedule.target.backend == Backend.COMPILE:
             self._compile_segments()
 
@@ -386,9 +393,11 @@ class NLModel(nn.Module):
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
         teach = {"losses": [], "born": {}}  # segment losses, and the segment each teaching leaf was made in
+        tape = Tape(x_all, self.parameters(), self._teach_keys) if learn_cms and self.cut_teaching else None
         with torch.enable_grad() if learn_cms else _null():
             for s, e, edges in segments:
-                x = x_all[:, s:e]
+                # cut: the segment starts from leaves, so every autograd pass is bounded by one segment
+                x = tape.begin(st, s, e) if tape is not None else x_all[:, s:e]
                 for _, layer in self.layers():
                     x = self._segment(layer, x, st, edges, leaves, stats)
                 lg = self.head(self.norm(x))
@@ -398,7 +407,12 @@ class NLModel(nn.Module):
                     losses.append(tok_loss)
                     if learn_cms:
                         teach["losses"].append(tok_loss.sum())
-                        self._cms_step(st, leaves, teach, edges, last=e == T)
+                        if tape is not None:
+                            tape.end(lg, tok_loss)
+                        self._cms_step(st, leaves, teach, edges, last=e == T, tape=tape)
+        if tape is not None:  # outside enable_grad: the caller's grad mode decides if the outputs have a graph
+            loss, logits, st = tape.stitch(st)
+            return self._finish(logits, st, loss, stats, len(segments))
         loss = torch.cat(losses).mean() if losses else None
         return self._finish(torch.cat(logits, 1), st, loss, stats, len(segments))
 
@@ -475,7 +489,7 @@ class NLModel(nn.Module):
         self._compiled = {layer.key: torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
         return self
 
-    def _cms_step(self, st, leaves, teach, edges, last):
+    def _cms_step(self, st, leaves, teach, edges, last, tape=None):
         """Task-loss teaching signal for CMS stages (NL eq. 71): a stage's update at its boundary is
         the gradient of the loss of its chunk's tokens w.r.t. its chunk-start weights (first order).
 
@@ -484,7 +498,8 @@ class NLModel(nn.Module):
         gives the sum of the per-token gradients. Stages ending here share one pass, over the losses
         since the oldest one's chunk began (earlier losses do not reach younger weights). A stage that
         a nested reset restarts mid-chunk, and every stage at the end of a call, is flushed into its g
-        accumulators first, so the update is the same however the stream is split."""
+        accumulators first, so the update is the same however the stream is split. With a `tape`
+        (a cut forward) the same gradient is taken by walking its pieces back to the oldest chunk start."""
         i = len(teach["losses"]) - 1
         born = teach["born"]
         for k in leaves:
@@ -495,9 +510,12 @@ class NLModel(nn.Module):
         due = list(leaves) if last else [k for k in leaves if k in boundary or k in reset]
         if due:
             first = min(born[k] for k in due)
-            loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
-            flat = [t for k in due for t in leaves[k]]
-            grads = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
+            if tape is not None:  # the chunk-start weights are the leaves of the piece they were taken in
+                grads = tape.teach(first, [(born[k], layers[k[0]].k(k[1], p)) for k in due for p in ("w_in", "w_out")])
+            else:
+                loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
+                flat = [t for k in due for t in leaves[k]]
+                grads = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
             for j, (lk, name) in enumerate(due):
                 for part, g in zip(("g_in", "g_out"), grads[2 * j:2 * j + 2]):
                     if g is not None:
