@@ -3,6 +3,7 @@
 #
 #   bash scripts/sweeps.sh mqar     # Transformer, Titans LMM, Hope on MQAR: 4 learning rates
 #   bash scripts/sweeps.sh niah     # the same models on passkey retrieval: train at 256, score 256..4096
+#   bash scripts/sweeps.sh ablations  # Titans Table 5 (LMM, linear memory, w/o momentum, w/o decay, w/o conv), 3 seeds
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -28,9 +29,24 @@ niah() {
   nlc sweep "${MODELS[@]}" --task niah --set dim=32 --set heads=1 --set steps=200 --jobs "$JOBS" --out "$OUT/niah"
 }
 
+ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
+           specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
+
+ablations() {
+  # docs/results.md "Titans ablations (Table 5) at small scale": LM at the task's defaults (300 steps x 8 x 128
+  # bytes, the spec's dim 64, 4 heads, 2 layers) and at 1000 steps; NIAH at the niah sweep's size, 200 and 600 steps
+  nlc sweep "${ABLATIONS[@]}" --task lm --seeds 3 --jobs "$JOBS" --out "$OUT/ablations-lm"
+  nlc sweep "${ABLATIONS[@]}" --task lm --set steps=1000 --seeds 3 --jobs "$JOBS" --out "$OUT/ablations-lm1000"
+  for steps in 200 600; do
+    nlc sweep "${ABLATIONS[@]}" --task niah --set dim=32 --set heads=1 --set steps=$steps --seeds 3 --jobs "$JOBS" \
+      --out "$OUT/ablations-niah$steps"
+  done
+}
+
 case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
-  all) mqar; niah ;;
-  *) echo "usage: $0 [mqar|niah|all]" >&2; exit 2 ;;
+  ablations) ablations ;;
+  all) mqar; niah; ablations ;;
+  *) echo "usage: $0 [mqar|niah|ablations|all]" >&2; exit 2 ;;
 esac
