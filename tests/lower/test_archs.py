@@ -77,6 +77,15 @@ def compiled(spec, model, backend, **ov):
 BACKENDS = ["torch", pytest.param("reference", marks=pytest.mark.slow)]
 
 
+def delta_streams(m, tokens):
+    """A (Gated) DeltaNet layer's streams per head: q, k, v (B, H, T, d) and beta, decay (B, H, T)."""
+    layer, v, st, rest = streams(m, tokens)
+    lv = layer.block.levels[0]
+    H = lv.heads
+    q, k, val = heads(v["q"], H), heads(v["k"], H), heads(v["v"], H)
+    return layer, v, st, rest, lv, H, q, k, val, gate(v, lv, "lr", H), gate(v, lv, "decay", H)
+
+
 @pytest.mark.parametrize("model", ["DeltaNet", "GatedDeltaNet"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deltanet_is_the_delta_rule(model, backend):
@@ -85,11 +94,7 @@ def test_deltanet_is_the_delta_rule(model, backend):
     m = compiled("specs/deltanet.nl", model, backend)
     tokens = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        layer, v, st, rest = streams(m, tokens)
-        lv = layer.block.levels[0]
-        H = lv.heads
-        q, k, val = heads(v["q"], H), heads(v["k"], H), heads(v["v"], H)
-        beta, decay = gate(v, lv, "lr", H), gate(v, lv, "decay", H)
+        layer, v, st, rest, lv, H, q, k, val, beta, decay = delta_streams(m, tokens)
         S = torch.zeros(B, H, lv.dv, lv.dk, dtype=torch.float64)  # init zeros
         Sbar, y = S, torch.zeros(B, H, T, lv.dv, dtype=torch.float64)
         eye = torch.eye(lv.dk, dtype=torch.float64)
@@ -219,11 +224,7 @@ def test_deltanet_matches_fla(model):
     m = compiled("specs/deltanet.nl", model, "torch")
     tokens = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        layer, v, st, rest = streams(m, tokens)
-        lv = layer.block.levels[0]
-        H = lv.heads
-        q, k, val = heads(v["q"], H), heads(v["k"], H), heads(v["v"], H)
-        beta, decay = gate(v, lv, "lr", H), gate(v, lv, "decay", H)
+        layer, v, st, rest, lv, H, q, k, val, beta, decay = delta_streams(m, tokens)
         bthd = lambda x: x.transpose(1, 2)  # noqa: E731 - fla takes [B, T, H, ...]
 
         def fla_state(n):  # fla's S after n tokens, [B, H, dk, dv] -> nlc's (dv, dk)
