@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import READ_ROLES, Init, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -105,13 +105,13 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     meta = set()  # memory levels whose initial state the optimizer meta-learns (init meta)
     for b in plan.blocks:
         nid = {lv.name: node_id(b, lv, nb) for lv in b.levels}
-        meta |= {nid[lv.name] for lv in b.levels if lv.role == "memory" and lv.init == "meta"}
+        meta |= {nid[lv.name] for lv in b.levels if lv.role == Role.MEMORY and lv.init == Init.META}
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
-            G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
+            G.add_node(nid[lv.name], kind="attention" if lv.role == Role.ATTENTION else "level", label=label,
                        clock=clock_str(lv), chunk=lv.clock.period, params=lv.params,  # per layer; x repeat
-                       objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
-                       rule=lv.rule or ("nonparametric" if lv.role == "attention" else "none"),  # words, for the picture
+                       objective="task-loss" if lv.role == Role.CMS else ("—" if lv.role == Role.ATTENTION else lv.objective),
+                       rule=lv.rule or ("nonparametric" if lv.role == Role.ATTENTION else "none"),  # words, for the picture
                        memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
                        unit=str(lv.clock.unit), role=lv.role)
         deps = _deps(b, x_deps)
@@ -150,7 +150,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     for s in x_deps - {"input"}:  # the residual path input -> output is implied
         G.add_edge(s, "output", kind="flow", label="")
     for n, d in list(G.nodes.items()):
-        if d.get("role") == "cms" and d.get("unit") != "frozen":
+        if d.get("role") == Role.CMS and d.get("unit") != "frozen":
             G.add_edge("output", n, kind="backprop", label="task loss")
     if plan.optimizer is not None:
         o = plan.optimizer
@@ -185,7 +185,7 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     for b in plan.blocks:
         read = {op.attrs["level"] for op in b.ops if op.op == OpKind.READ}
         for lv in b.levels:
-            if lv.role in ("memory", "attention") and lv.name not in read:
+            if lv.role in READ_ROLES and lv.name not in read:
                 diags.error(GraphError, f"nothing reads level '{lv.name}'", lv.span,
                             f"read it with `o = {lv.name}(q)` and use o, or remove the level")
     o = plan.optimizer

@@ -126,3 +126,25 @@ OPS: dict[OpKind, OpInfo] = {
 }
 BUILTINS: dict[OpKind, OpInfo] = {k: v for k, v in OPS.items() if v.builtin}
 BINARY = {"+": OpKind.ADD, "-": OpKind.SUB, "*": OpKind.MUL, "/": OpKind.DIV}
+
+
+class Role(enum.StrEnum):
+    MEMORY = "memory"
+    ATTENTION = "attention"
+    CMS = "cms"
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    doc: str
+    writes: bool      # carries fast state that it writes in context (when its clock is a token clock)
+    must_read: bool   # a level of this role that no op reads is an error (check-graph)
+
+
+ROLES: dict[Role, RoleInfo] = {
+    Role.MEMORY: RoleInfo("a parametric memory learning a local objective in context (Titans, DGD, ...)", True, True),
+    Role.ATTENTION: RoleInfo("attention: a non-parametric memory (NL eq. 62), no weights to write", False, True),
+    Role.CMS: RoleInfo("a stage of a CMS chain, taught by the task loss (NL eqs. 70-74)", True, False),
+}
+WRITING_ROLES = tuple(r for r, info in ROLES.items() if info.writes)
+READ_ROLES = tuple(r for r, info in ROLES.items() if info.must_read)

@@ -10,7 +10,7 @@ import enum
 from typing import Any, Literal
 
 from nlc.ir.base import Record
-from nlc.ir.kinds import Init, Objective
+from nlc.ir.kinds import Init, Objective, Role
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -72,7 +72,7 @@ class MemoryPlan(R):
 class LevelPlan(R):
     name: str                       # unique within the block
     block: str
-    role: Literal["memory", "attention", "cms"]
+    role: Role
     memory: MemoryPlan
     heads: int = 1
     dk: int = 0                     # per-head key width
@@ -93,7 +93,7 @@ class LevelPlan(R):
     self_values: bool = False
     options: dict[str, Any] = {}
     params: int = 0
-    cms_input: str | None = None    # role == cms: the stream the chain reads
+    cms_input: str | None = None    # role cms: the stream the chain reads
     cms_index: int = 0
 
     def layer_shapes(self) -> list[tuple[int, int]]:
@@ -109,7 +109,7 @@ class LevelPlan(R):
     def momentum(self) -> bool:
         """Whether the rule carries a momentum (surprise) buffer S (nlc/rules: the rule's registration)."""
         from nlc.rules import RULES
-        return self.role == "memory" and self.rule in RULES and RULES[self.rule].has_momentum(self)
+        return self.role == Role.MEMORY and self.rule in RULES and RULES[self.rule].has_momentum(self)
 
 
 class BlockPlan(R):

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import OpKind, Role
 from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
@@ -70,10 +70,10 @@ class Layer(nn.Module):
             if m is not None:
                 self.mods[op.name] = m
         self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv, mem.keys_unit_norm(block, lv))
-                                   for lv in block.levels if lv.role == "memory"})
-        self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == "attention"})
+                                   for lv in block.levels if lv.role == Role.MEMORY})
+        self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == Role.ATTENTION})
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
-                                 for lv in block.levels if lv.role == "cms"})
+                                 for lv in block.levels if lv.role == Role.CMS})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
                                      for op in block.ops if op.op == OpKind.CMS and op.attrs["variant"] == "independent"})
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind
+from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind, Role
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 from nlc.passes.elaborate import MEMORY_KINDS, _number
@@ -150,7 +150,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if ctx and el.width[ctx] != el.dim:
             raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
-        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
+        return LevelPlan(role=Role.ATTENTION, memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
                          objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
     for role in ("keys", "values"):
@@ -240,7 +240,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
                 "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
     params += sum(heads for g in gates.values() if g.kind == "learned")
-    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
+    return LevelPlan(role=Role.MEMORY, memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
                      objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
                      init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
                      params=params, **common)
@@ -267,7 +267,7 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
         raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
                          "the outer optimizer level already updates every parameter each step")
     hidden = hidden_width(mem, width, lname, st.memory.span)
-    return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
+    return LevelPlan(name=lname, block=el.block.name, role=Role.CMS, memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
                      clock=clock, objective=Objective.BACKPROP,
                      rule="gd" if clock.in_context else None,  # CMS teaching: plain gradient steps of size lr
                      gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,

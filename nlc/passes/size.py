@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import OpKind, Role
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -47,9 +47,9 @@ def fmt_bytes(n: int) -> str:
 
 
 def _level_elements(lv, dim: int) -> int:
-    if lv.role == "attention":
+    if lv.role == Role.ATTENTION:
         return 4 * dim * dim + 2 * lv.memory.persistent * dim
-    if lv.role == "cms":
+    if lv.role == Role.CMS:
         return 2 * lv.dk * lv.hidden
     dk, dv, h, kind = lv.dk, lv.dv, lv.hidden, lv.memory.kind
     if kind == "linear":
