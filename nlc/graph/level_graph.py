@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import READ_ROLES, Init, OpKind, Role
+from nlc.ir.kinds import READ_ROLES, Init, MemoryKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -70,11 +70,11 @@ def node_id(block: BlockPlan, lv: LevelPlan, nblocks: int) -> str:
 
 def memory_str(lv: LevelPlan) -> str:
     m = lv.memory
-    if m.kind == "attention":
+    if m.kind == MemoryKind.ATTENTION:
         extra = [f"window={m.window}"] if m.window else []
         extra += [f"persistent={m.persistent}"] if m.persistent else []
         return f"attention({', '.join(extra)})"
-    if m.kind == "linear":
+    if m.kind == MemoryKind.LINEAR:
         return f"linear({lv.dk}x{lv.dv})"
     return f"{m.kind}(h={lv.hidden})" + (f" x{lv.heads} heads" if lv.heads > 1 else "")
 

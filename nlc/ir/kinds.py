@@ -148,3 +148,32 @@ ROLES: dict[Role, RoleInfo] = {
 }
 WRITING_ROLES = tuple(r for r, info in ROLES.items() if info.writes)
 READ_ROLES = tuple(r for r, info in ROLES.items() if info.must_read)
+
+
+class MemoryKind(enum.StrEnum):
+    LINEAR = "linear"
+    MLP = "mlp"
+    RESIDUAL_MLP = "residual_mlp"
+    ATTENTION = "attention"
+    SLOT = "slot"
+
+
+@dataclass(frozen=True)
+class MemoryKindInfo:
+    doc: str
+    args: tuple = ()            # keyword arguments a spec may give: `mlp(depth = 2, expansion = 4, act = gelu)`
+    query_width: bool = False   # its output has the query's width (no `values` needed to know it)
+    residual: bool = False      # M(k) = k + MLP(k) (Hope eq. 89)
+    in_block: bool = True       # a block's level may use it (a slot is optimizer state only)
+
+
+MEMORY_KINDS: dict[MemoryKind, MemoryKindInfo] = {
+    MemoryKind.LINEAR: MemoryKindInfo("one matrix: M(k) = W k"),
+    MemoryKind.MLP: MemoryKindInfo("an MLP of `depth` layers (depth 1: a matrix)", ("depth", "expansion", "act")),
+    MemoryKind.RESIDUAL_MLP: MemoryKindInfo("k + a 2-layer MLP of k (Hope eq. 89)", ("expansion", "act"),
+                                            query_width=True, residual=True),
+    MemoryKind.ATTENTION: MemoryKindInfo("softmax attention over the sequence (NL eq. 62)",
+                                         ("window", "persistent", "rope"), query_width=True),
+    MemoryKind.SLOT: MemoryKindInfo("an optimizer's per-parameter state (specs/optim)", in_block=False),
+}
+QUERY_WIDTH_KINDS = tuple(k for k, info in MEMORY_KINDS.items() if info.query_width)

@@ -10,7 +10,7 @@ import enum
 from typing import Any, Literal
 
 from nlc.ir.base import Record
-from nlc.ir.kinds import Init, Objective, Role
+from nlc.ir.kinds import Init, MemoryKind, Objective, Role
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -60,7 +60,7 @@ class Gate(R):
 
 
 class MemoryPlan(R):
-    kind: Literal["linear", "mlp", "residual_mlp", "attention", "slot"]
+    kind: MemoryKind
     depth: int = 1
     expansion: float = 1.0
     act: str = "silu"
@@ -99,9 +99,9 @@ class LevelPlan(R):
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(out, in) of each weight matrix of a parametric memory, first layer first (per head)."""
         m, dk, dv, h = self.memory, self.dk, self.dv, self.hidden
-        if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+        if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
             return [(dv, dk)]
-        if m.kind == "residual_mlp":
+        if m.kind == MemoryKind.RESIDUAL_MLP:
             return [(h, dk), (dv, h)]
         return [(h, dk)] + [(h, h)] * (m.depth - 2) + [(dv, h)]
 

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
-from nlc.ir.kinds import Init, Objective, OpKind
+from nlc.ir.kinds import MEMORY_KINDS, Init, Objective, OpKind
 from nlc.lower.ops import ACTS, act_grad
 from nlc.rules import RULES
 
@@ -39,7 +39,7 @@ def forward_layers(lv, Ws, k):
         z = a @ W.transpose(-1, -2)  # (B,H,n,i) x (B,H,i,o): matmuls, not einsum (fewer permutes)
         acts.append((z, a))
         a = act(z) if i < len(Ws) - 1 else z
-    if lv.memory.kind == "residual_mlp":
+    if MEMORY_KINDS[lv.memory.kind].residual:
         a = a + k
     return a, acts
 

@@ -11,10 +11,12 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind, Role
+from nlc.ir.kinds import (
+    INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES, Init, MemoryKind, Objective, OpKind, Role,
+)
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import MEMORY_KINDS, _number
+from nlc.passes.elaborate import _number
 from nlc.rules import RULES
 
 
@@ -40,14 +42,14 @@ def check_clock(clock: ir.Clock, env) -> Clock:
 
 
 def memory_plan(call: ir.Call, env) -> MemoryPlan:
-    allowed = MEMORY_KINDS.get(call.func)
-    if allowed is None:
+    info = MEMORY_KINDS.get(call.func)
+    if info is None:
         raise NameError_(f"unknown memory kind '{call.func}'", call.span,
                          did_you_mean(call.func, MEMORY_KINDS) or f"kinds: {', '.join(MEMORY_KINDS)}")
     kw: dict[str, Any] = {}
     for k in call.kwargs:
-        if k.name not in allowed:
-            raise NameError_(f"{call.func}() has no argument '{k.name}'", k.span, f"arguments: {', '.join(allowed) or 'none'}")
+        if k.name not in info.args:
+            raise NameError_(f"{call.func}() has no argument '{k.name}'", k.span, f"arguments: {', '.join(info.args) or 'none'}")
         v = k.value
         kw[k.name] = eval_option(v, env, k.name)
     if call.args:
@@ -69,7 +71,7 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
     if kw.get("act", "silu") not in ("silu", "gelu", "relu", "tanh"):
         raise NameError_(f"unknown activation '{kw['act']}'", call.span,
                          did_you_mean(str(kw["act"]), ("silu", "gelu", "relu", "tanh")) or "silu, gelu, relu or tanh")
-    return MemoryPlan(kind=call.func, span=call.span, **kw)
+    return MemoryPlan(kind=MemoryKind(call.func), span=call.span, **kw)
 
 
 def hidden_width(mem: MemoryPlan, width: int, lname: str, span) -> int:
@@ -107,7 +109,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     env = el.env
     mcall = el._memory_call(lv)
     mem = memory_plan(mcall, env)
-    if mem.kind == "slot":
+    if not MEMORY_KINDS[mem.kind].in_block:
         raise NameError_("`slot` memories belong to optimizer definitions", lv.type.span)
     heads = 1
     if lv.per_head:
@@ -137,7 +139,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     options: dict = {}
     common = dict(name=lname, block=el.block.name, heads=heads, options=options, span=lv.span)
 
-    if mem.kind == "attention":
+    if mem.kind == MemoryKind.ATTENTION:
         for role in ("keys", "values", "queries"):
             if role in streams:
                 raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
@@ -165,7 +167,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if w % heads:
             raise DimensionError(f"{role} of level '{lname}' have width {w}, not divisible by heads = {heads}", streams[role].span)
     dk, dv = kw // heads, vw // heads
-    if mem.kind == "residual_mlp" and dk != dv:
+    if mem.kind == MemoryKind.RESIDUAL_MLP and dk != dv:
         raise DimensionError(f"a residual memory maps keys to values of the same width; level '{lname}' has keys {kw} "
                              f"and values {vw}", lv.span, "use mlp(...) for different widths")
     hidden = hidden_width(mem, dk, lname, mcall.span)
@@ -236,8 +238,8 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         iargs = {"value": v}
     queries = el.role_stream(lname, "queries", streams["queries"].value) if "queries" in streams else None
 
-    per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
-                "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
+    per_head = {MemoryKind.LINEAR: dv * dk, MemoryKind.RESIDUAL_MLP: 2 * dk * hidden,
+                MemoryKind.MLP: (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
     params += sum(heads for g in gates.values() if g.kind == "learned")
     return LevelPlan(role=Role.MEMORY, memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
@@ -260,7 +262,7 @@ def _uses_self(e, lname) -> bool:
 
 def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index: int, lr: float) -> LevelPlan:
     mem = memory_plan(st.memory, el.env)
-    if mem.kind != "mlp":
+    if mem.kind != MemoryKind.MLP:
         raise NameError_("CMS stages are MLPs: mlp(expansion = 4, act = gelu)", st.memory.span)
     clock = check_clock(st.clock, el.env)
     if clock.unit == ClockUnit.STEPS:

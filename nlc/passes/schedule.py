@@ -7,7 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
-from nlc.ir.kinds import WRITING_ROLES, Objective, OpKind, Role
+from nlc.ir.kinds import WRITING_ROLES, MemoryKind, Objective, OpKind, Role
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -32,9 +32,9 @@ def fused_kernel(lv) -> Impl | None:
     if lv.role != Role.MEMORY or not lv.clock.in_context or lv.objective != Objective.L2:
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
-    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+    if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
         return Impl.TRITON_LINEAR if Impl.TRITON_LINEAR.kernel in kernels else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
+    if m.kind == MemoryKind.MLP and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
         return Impl.TRITON_MLP
     return None
 

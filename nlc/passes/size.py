@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
-from nlc.ir.kinds import OpKind, Role
+from nlc.ir.kinds import MemoryKind, OpKind, Role
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -52,9 +52,9 @@ def _level_elements(lv, dim: int) -> int:
     if lv.role == Role.CMS:
         return 2 * lv.dk * lv.hidden
     dk, dv, h, kind = lv.dk, lv.dv, lv.hidden, lv.memory.kind
-    if kind == "linear":
+    if kind == MemoryKind.LINEAR:
         per_head = dk * dv
-    elif kind == "residual_mlp":
+    elif kind == MemoryKind.RESIDUAL_MLP:
         per_head = 2 * dk * h
     elif lv.memory.depth > 1:
         per_head = dk * h + h * dv + (lv.memory.depth - 2) * h * h

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import Init, Objective, OpKind, Role
+from nlc.ir.kinds import MEMORY_KINDS, Init, MemoryKind, Objective, OpKind, Role
 from nlc.ir.resolved import ClockUnit
 from nlc.rules import RULES
 from nlc.view import mathml as M
@@ -180,15 +180,15 @@ def _memory_eq(lv) -> str:
     m = lv.memory
     act = M.mi(m.act, normal=True) if m.act else M.mi("σ")
     k = M.mi("k")
-    if m.kind == "linear":
+    if m.kind == MemoryKind.LINEAR:
         body = M.row(M.mi("W"), k)
     else:
-        depth = max(1, int(m.depth or 1)) + (1 if m.kind == "residual_mlp" and m.depth <= 1 else 0)
-        depth = 2 if m.kind in ("mlp", "residual_mlp") and depth < 2 else depth
+        depth = max(1, int(m.depth or 1)) + (1 if m.kind == MemoryKind.RESIDUAL_MLP and m.depth <= 1 else 0)
+        depth = 2 if m.kind in (MemoryKind.MLP, MemoryKind.RESIDUAL_MLP) and depth < 2 else depth
         body = M.row(M.sub(M.mi("W"), M.mn(1)), k)
         for i in range(2, depth + 1):
             body = M.row(M.sub(M.mi("W"), M.mn(i)), act, M.paren(body))
-        if m.kind == "residual_mlp":
+        if MEMORY_KINDS[m.kind].residual:
             body = M.row(k, M.mo("+"), body)
     return M.math(M.sub(M.mi("M"), M.mi("W")), M.paren(k), M.mo("="), body)
 
