@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import READ_ROLES, Init, MemoryKind, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, Init, MemoryKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
         if op.op == OpKind.READ:
             deps[op.name] = frozenset({op.attrs["level"]})
         elif op.op == OpKind.CMS:
-            deps[op.name] = frozenset({op.attrs["levels"][-1]} if op.attrs.get("variant") != "independent" else op.attrs["levels"])
+            deps[op.name] = frozenset({op.attrs["levels"][-1]} if not CMS_VARIANTS[op.attrs["variant"]].parallel else op.attrs["levels"])
         else:
             deps[op.name] = frozenset().union(*(deps.get(i, frozenset()) for i in op.inputs))
     return deps
@@ -131,10 +131,10 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                 names = op.attrs["levels"]
                 link(deps[op.inputs[0]], names[0], "flow", "input")
                 for a, c in zip(names, names[1:]):
-                    if op.attrs.get("variant") == "independent":
+                    if CMS_VARIANTS[op.attrs["variant"]].parallel:
                         link(deps[op.inputs[0]], c, "flow", "input")
                     else:
-                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if op.attrs.get("variant") == "nested" else "")
+                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if CMS_VARIANTS[op.attrs["variant"]].nested else "")
         for lv in b.levels:
             for role in ("keys", "values", "context"):
                 s = getattr(lv, role)

@@ -177,3 +177,23 @@ MEMORY_KINDS: dict[MemoryKind, MemoryKindInfo] = {
     MemoryKind.SLOT: MemoryKindInfo("an optimizer's per-parameter state (specs/optim)", in_block=False),
 }
 QUERY_WIDTH_KINDS = tuple(k for k, info in MEMORY_KINDS.items() if info.query_width)
+
+
+class CmsVariant(enum.StrEnum):
+    SEQUENTIAL = "sequential"
+    NESTED = "nested"
+    INDEPENDENT = "independent"
+
+
+@dataclass(frozen=True)
+class CmsVariantInfo:
+    doc: str
+    parallel: bool = False   # every stage reads the chain's input; a learned mix sums their outputs (NL eq. 74)
+    nested: bool = False     # a slower stage restarts the faster ones at its chunk boundary (NL eq. 72)
+
+
+CMS_VARIANTS: dict[CmsVariant, CmsVariantInfo] = {   # the first is the default: cms(x) { ... }
+    CmsVariant.SEQUENTIAL: CmsVariantInfo("each stage reads the previous stage's output"),
+    CmsVariant.NESTED: CmsVariantInfo("sequential, and a slower stage restarts the faster ones", nested=True),
+    CmsVariant.INDEPENDENT: CmsVariantInfo("every stage reads the input", parallel=True),
+}

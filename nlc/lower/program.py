@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nlc.ir.kinds import OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, OpKind, Role
 from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
@@ -75,7 +75,7 @@ class Layer(nn.Module):
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
                                  for lv in block.levels if lv.role == Role.CMS})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
-                                     for op in block.ops if op.op == OpKind.CMS and op.attrs["variant"] == "independent"})
+                                     for op in block.ops if op.op == OpKind.CMS and CMS_VARIANTS[op.attrs["variant"]].parallel})
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
@@ -226,16 +226,16 @@ class Layer(nn.Module):
             st.update(zip(self.skeys[(name, "Wbar")], Ws))
 
     def _cms(self, op, x, st, key):
-        names, variant = op.attrs["levels"], op.attrs["variant"]
+        names, parallel = op.attrs["levels"], CMS_VARIANTS[op.attrs["variant"]].parallel
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
             w_in, w_out = st[self.k(name, "w_in")], st[self.k(name, "w_out")]
-            inp = x if variant == "independent" else h
+            inp = x if parallel else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
             h = h + y
-        if variant == "independent":
+        if parallel:
             return sum(w * y for w, y in zip(self.agg[op.name], outs))
         return h - x
 

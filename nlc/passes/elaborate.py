@@ -12,7 +12,9 @@ from typing import Any
 
 from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import BINARY, BUILTINS, MEMORY_KINDS, QUERY_WIDTH_KINDS, MemoryKind, OpKind
+from nlc.ir.kinds import (
+    BINARY, BUILTINS, CMS_VARIANTS, MEMORY_KINDS, QUERY_WIDTH_KINDS, CmsVariant, MemoryKind, OpKind,
+)
 from nlc.ir.resolved import BlockPlan, Gate, LevelPlan, MemoryPlan, Op
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 
@@ -380,9 +382,10 @@ class Elaborator:
         if bad:
             raise NameError_(f"cms() has no option '{sorted(bad)[0]}'", opts.span, "options: variant, lr")
         lr = _number(kw.get("lr", 1e-2), opts.span, "cms(lr = ...)")
-        variant = kw.get("variant", "sequential")
-        if variant not in ("sequential", "nested", "independent"):
-            raise NameError_(f"unknown CMS variant '{variant}'", opts.span, "variants: sequential, nested, independent")
+        variant = kw.get("variant", next(iter(CMS_VARIANTS)))
+        if variant not in CMS_VARIANTS:
+            raise NameError_(f"unknown CMS variant '{variant}'", opts.span, f"variants: {', '.join(CMS_VARIANTS)}")
+        variant = CmsVariant(variant)
         out = name or self._fresh(target)
         from nlc.passes.levels import build_cms_level
         names = []

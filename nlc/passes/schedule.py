@@ -7,7 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
-from nlc.ir.kinds import WRITING_ROLES, MemoryKind, Objective, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -126,7 +126,7 @@ def nested_resets(plan, frozen=frozenset()) -> dict:
     out = {}
     for b in plan.blocks:
         for op in b.ops:
-            if op.op != OpKind.CMS or op.attrs["variant"] != "nested":
+            if op.op != OpKind.CMS or not CMS_VARIANTS[op.attrs["variant"]].nested:
                 continue
             for name in op.attrs["levels"]:
                 slow = b.level(name).clock.period

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import MEMORY_KINDS, Init, MemoryKind, Objective, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, Init, MemoryKind, Objective, OpKind, Role
 from nlc.ir.resolved import ClockUnit
 from nlc.rules import RULES
 from nlc.view import mathml as M
@@ -517,7 +517,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
         op = next((op for op in b.ops if op.op == OpKind.CMS and lv.name in op.attrs["levels"]), None)
         assign = next((s for s in blk.stmts if getattr(s, "value", None) is not None and
                        type(s.value).__name__ == "Cms" and s.span and lv.span and s.span.line <= lv.span.line <= s.span.end_line), None)
-        variant = op.attrs.get("variant", "sequential") if op else "sequential"
+        variant = op.attrs["variant"] if op else next(iter(CMS_VARIANTS))
         info["variant"] = variant
         info["chain"] = list(op.attrs["levels"]) if op else [lv.name]
         info["objective_words"] = "the task loss (next-token prediction), accumulated over the stage's chunk (NL eq. 71)"
@@ -526,10 +526,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
             inp = assign.value.options.args[0] if assign.value.options.args else None
             if inp is not None:
                 info["bindings"].append(_binding("input", M.math(M.mi("x")), src.text(inp.span), "stream", blk, inp,
-                                                 note=f"the chain's input ({variant} chain: " + {
-                                                     "sequential": "each stage reads the previous stage's output",
-                                                     "nested": "sequential, and a slower stage restarts the faster ones",
-                                                     "independent": "every stage reads the input"}.get(variant, variant) + ")"))
+                                                 note=f"the chain's input ({variant} chain: {CMS_VARIANTS[variant].doc})"))
         lr = lv.gates.get("lr")
         if lr is not None and lv.clock.unit != ClockUnit.FROZEN:
             info["bindings"].append(_binding("lr", M.math(M.mi("θ")), _fmt_num(lr.value), "const", None, value=lr.value,
@@ -554,7 +551,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
     if lv.role == Role.CMS:
         words = (init_words[Init.META] if lv.clock.unit != ClockUnit.FROZEN
                  else "ordinary weights, trained by the outer optimizer (never changed in context)")
-        if info.get("variant") == "nested":
+        if CMS_VARIANTS[info["variant"]].nested:
             slower = [x for x in info["chain"] if x != lv.name and (b.level(x).clock.period or 0) > (lv.clock.period or 0)
                       and b.level(x).clock.in_context]
             if slower and lv.clock.in_context:
