@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, Init, MemoryKind, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, GateKind, Init, MemoryKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                 if s:
                     link(deps[s], lv.name, "generates" if (role == "values" and lv.self_values) else "flow", role)
             for g, gate in lv.gates.items():
-                if gate.kind == "stream":
+                if gate.kind == GateKind.STREAM:
                     link(deps[gate.stream], lv.name, "generates", g)
         x_deps = frozenset(nid.get(d, d) for d in deps[b.out])
     for (src, dst, kind), labels in edges.items():

@@ -197,3 +197,22 @@ CMS_VARIANTS: dict[CmsVariant, CmsVariantInfo] = {   # the first is the default:
     CmsVariant.NESTED: CmsVariantInfo("sequential, and a slower stage restarts the faster ones", nested=True),
     CmsVariant.INDEPENDENT: CmsVariantInfo("every stage reads the input", parallel=True),
 }
+
+
+class GateKind(enum.StrEnum):
+    CONST = "const"
+    LEARNED = "learned"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True)
+class GateKindInfo:
+    doc: str
+    learned: bool = False   # one scalar parameter per head, trained by the outer loop
+
+
+GATE_KINDS: dict[GateKind, GateKindInfo] = {
+    GateKind.CONST: GateKindInfo("a constant: `lr = 0.1`"),
+    GateKind.LEARNED: GateKindInfo("a scalar per head, meta-learned: `lr = learned(0.1)`", learned=True),
+    GateKind.STREAM: GateKindInfo("computed from the input, per token: `lr = sigmoid(linear(x, out = heads))`"),
+}

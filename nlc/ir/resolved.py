@@ -7,10 +7,10 @@ known. Like the surface IR it is frozen and every node keeps its source span.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any
 
 from nlc.ir.base import Record
-from nlc.ir.kinds import Init, MemoryKind, Objective, Role
+from nlc.ir.kinds import GateKind, Init, MemoryKind, Objective, Role
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -54,7 +54,7 @@ class Op(R):
 class Gate(R):
     """An update-rule hyperparameter: a constant, a learned scalar per head, or a stream."""
 
-    kind: Literal["const", "learned", "stream"]
+    kind: GateKind
     value: float = 0.0          # const value, or the learned scalar's initial value
     stream: str | None = None   # name of an op of width 1 or `heads`
 

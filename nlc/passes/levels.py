@@ -12,7 +12,7 @@ from typing import Any
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.kinds import (
-    INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES, Init, MemoryKind, Objective, OpKind, Role,
+    INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES, GateKind, Init, MemoryKind, Objective, OpKind, Role,
 )
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
@@ -86,15 +86,15 @@ def hidden_width(mem: MemoryPlan, width: int, lname: str, span) -> int:
 
 
 def _gate(el, lname, name, e, heads) -> Gate:
-    if isinstance(e, ir.Call) and e.func == "learned":
+    if isinstance(e, ir.Call) and e.func == GateKind.LEARNED:
         if len(e.args) > 1 or e.kwargs:
             raise NameError_("learned(init) takes one number: the gate's initial value", e.span)
         init = eval_const(e.args[0], el.env, "learned(init)") if e.args else 0.0
-        return Gate(kind="learned", value=_number(init, e.span, "learned(init)"), span=e.span)
+        return Gate(kind=GateKind.LEARNED, value=_number(init, e.span, "learned(init)"), span=e.span)
     try:
         v = eval_const(e, el.env, name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return Gate(kind="const", value=float(v), span=e.span)
+            return Gate(kind=GateKind.CONST, value=float(v), span=e.span)
     except NlcError:
         pass
     s = el.role_stream(lname, name, e)
@@ -102,7 +102,7 @@ def _gate(el, lname, name, e, heads) -> Gate:
     if w not in (1, heads):
         raise DimensionError(f"gate '{name}' of level '{lname}' has width {w}; it needs width 1 or heads = {heads}",
                              e.span, f"reduce it, e.g. head_mean(x, groups = {heads}) or linear(x, out = {heads})")
-    return Gate(kind="stream", stream=s, span=e.span)
+    return Gate(kind=GateKind.STREAM, stream=s, span=e.span)
 
 
 def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
@@ -214,7 +214,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise NameError_(f"{rule.func}() has no argument '{k.name}'", k.span,
                              f"arguments: {', '.join(list(r.gates) + list(r.options))}")
     for g, default in r.gates.items():
-        gates.setdefault(g, Gate(kind="const", value=default))
+        gates.setdefault(g, Gate(kind=GateKind.CONST, value=default))
     for o, allowed in r.options.items():
         rargs.setdefault(o, allowed[0])
 
@@ -241,7 +241,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     per_head = {MemoryKind.LINEAR: dv * dk, MemoryKind.RESIDUAL_MLP: 2 * dk * hidden,
                 MemoryKind.MLP: (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
-    params += sum(heads for g in gates.values() if g.kind == "learned")
+    params += sum(heads for g in gates.values() if g.kind == GateKind.LEARNED)
     return LevelPlan(role=Role.MEMORY, memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
                      objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
                      init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
@@ -272,5 +272,5 @@ def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index
     return LevelPlan(name=lname, block=el.block.name, role=Role.CMS, memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
                      clock=clock, objective=Objective.BACKPROP,
                      rule="gd" if clock.in_context else None,  # CMS teaching: plain gradient steps of size lr
-                     gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,
+                     gates={"lr": Gate(kind=GateKind.CONST, value=lr)}, init=Init.META, params=2 * width * hidden + width,
                      cms_input=inp, cms_index=index, span=st.span)

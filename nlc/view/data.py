@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, Init, MemoryKind, Objective, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, GateKind, Init, MemoryKind, Objective, OpKind, Role
 from nlc.ir.resolved import ClockUnit
 from nlc.rules import RULES
 from nlc.view import mathml as M
@@ -215,7 +215,7 @@ def objective_eq(lv) -> str:
 
 def _gate_zero(lv, g: str) -> bool:
     gate = lv.gates.get(g)
-    return gate is None or (gate.kind == "const" and gate.value == 0)
+    return gate is None or (gate.kind == GateKind.CONST and gate.value == 0)
 
 
 def _grad_term(theta) -> str:
@@ -416,11 +416,11 @@ def _gate_binding(lv, g, sym, rule_call, blk: _Block, src: _Sources) -> dict:
         text = src.text(given.span) or ""
     else:
         text = _fmt_num(gate.value)
-    if gate.kind == "const":
+    if gate.kind == GateKind.CONST:
         return _binding(g, sym, text, "const", blk, given, value=gate.value,
                         note="" if given is not None else "the rule's default")
-    if gate.kind == "learned":
-        return _binding(g, sym, text, "learned", blk, given, value=gate.value,
+    if gate.kind == GateKind.LEARNED:
+        return _binding(g, sym, text, GateKind.LEARNED, blk, given, value=gate.value,
                         note="a learned scalar per head, trained by the outer optimizer")
     return _binding(g, sym, text, "stream", blk, given, note="data-dependent: per token and head")
 
