@@ -3,6 +3,10 @@
     Objective / OBJECTIVES   what an in-context level learns (`learn l2`, `learn huber(delta = 1)`)
     Init / INITS             where a memory's initial state M_0 comes from (`init meta`, ...)
     OpKind / OPS             the stream ops a block is flattened into (`linear`, `rmsnorm`, `add`, ...)
+    Role / ROLES             what a level is: an in-context memory, attention, or a CMS stage
+    MemoryKind / MEMORY_KINDS  a memory's architecture (`linear`, `mlp(depth = 2)`, `residual_mlp`, ...)
+    CmsVariant / CMS_VARIANTS  how a CMS chain's stages connect (`variant = sequential | nested | independent`)
+    GateKind / GATE_KINDS    what an update-rule gate is (a constant, `learned(v)`, a stream)
 
 Every string in a spec or a plan that selects behaviour is a member of one of these enums (or a
 rule name of nlc/rules, a backend or implementation of nlc/ir/schedule.py). The checker reads the

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
-from nlc.ir.kinds import MEMORY_KINDS, GateKind, Init, Objective, OpKind
+from nlc.ir.kinds import GATE_KINDS, MEMORY_KINDS, GateKind, Init, Objective, OpKind
 from nlc.lower.ops import ACTS, act_grad
 from nlc.rules import RULES
 
@@ -118,7 +118,7 @@ class MemoryLevel(nn.Module):
             else:  # pretrained (NL §7.3, ad-hoc level stacking): the file's weights, not trained
                 self.fixed.append(loaded[li])
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
-                                         for g, gate in lv.gates.items() if gate.kind == GateKind.LEARNED})
+                                         for g, gate in lv.gates.items() if GATE_KINDS[gate.kind].learned})
         self.rule = RULES[lv.rule]
         upd = self.rule.update()  # resolved here, not in a traced program (dynamo does not trace importlib)
         self.token_step, self.chunk_step = upd.token, upd.chunk

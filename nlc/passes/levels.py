@@ -12,7 +12,8 @@ from typing import Any
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.kinds import (
-    INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES, GateKind, Init, MemoryKind, Objective, OpKind, Role,
+    GATE_KINDS, INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES,
+    GateKind, Init, MemoryKind, Objective, OpKind, Role,
 )
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
@@ -241,7 +242,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     per_head = {MemoryKind.LINEAR: dv * dk, MemoryKind.RESIDUAL_MLP: 2 * dk * hidden,
                 MemoryKind.MLP: (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
-    params += sum(heads for g in gates.values() if g.kind == GateKind.LEARNED)
+    params += sum(heads for g in gates.values() if GATE_KINDS[g.kind].learned)
     return LevelPlan(role=Role.MEMORY, memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
                      objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
                      init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
-from nlc.ir.kinds import GateKind, MemoryKind, OpKind, Role
+from nlc.ir.kinds import GATE_KINDS, MemoryKind, OpKind, Role
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -61,7 +61,7 @@ def _level_elements(lv, dim: int) -> int:
     else:
         per_head = dk * dv
     # meta, zeros, const and pretrained initial states are all tensors of these shapes
-    return per_head * lv.heads + sum(lv.heads for g in lv.gates.values() if g.kind == GateKind.LEARNED)
+    return per_head * lv.heads + sum(lv.heads for g in lv.gates.values() if GATE_KINDS[g.kind].learned)
 
 
 def _op_elements(op, widths: dict[str, int]) -> int:
