@@ -286,9 +286,6 @@ class NLModel(nn.Module):
         # the teaching stages' weight keys: leaves of every piece of a cut taught forward (nlc/lower/stitch.py)
         self._teach_keys = [self._layer_of[lk].k(n, p) for (lk, n), c in self._stages.items() if c.learns
                             for p in ("w_in", "w_out")]
-        # True: a taught forward is cut per segment and stitched (linear in T); False: the reference,
-        # one graph over the whole call (each teaching pass walks all of it: O(T^2)). Tests compare them.
-        self.cut_teaching = True
         if schedule.target.backend == Backend.COMPILE:
             self._compile_segments()
 
@@ -393,7 +390,7 @@ class NLModel(nn.Module):
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
         teach = {"losses": [], "born": {}}  # segment losses, and the segment each teaching leaf was made in
-        tape = Tape(x_all, self.parameters(), self._teach_keys) if learn_cms and self.cut_teaching else None
+        tape = Tape(x_all, self.parameters(), self._teach_keys) if learn_cms and self.schedule.target.cut_teaching else None
         with torch.enable_grad() if learn_cms else _null():
             for s, e, edges in segments:
                 # cut: the segment starts from leaves, so every autograd pass is bounded by one segment
