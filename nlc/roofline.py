@@ -20,7 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import OpKind, Role
 from nlc.ir.schedule import Impl
 from nlc.lower import memory as mem
 from nlc.rules import RULES
@@ -50,7 +50,7 @@ def model_memory_flops(model) -> int | None:
     total = 0
     for b in model.plan.blocks:
         for lv in b.levels:
-            if lv.role != "memory":
+            if lv.role != Role.MEMORY:
                 continue
             reads = sum(1 for op in b.ops if op.op == OpKind.READ and op.attrs.get("level") == lv.name)
             if model.schedule.impl(b.name, lv.name) == Impl.FROZEN:  # reads only

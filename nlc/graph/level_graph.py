@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, GateKind, Init, MemoryKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -70,11 +70,11 @@ def node_id(block: BlockPlan, lv: LevelPlan, nblocks: int) -> str:
 
 def memory_str(lv: LevelPlan) -> str:
     m = lv.memory
-    if m.kind == "attention":
+    if m.kind == MemoryKind.ATTENTION:
         extra = [f"window={m.window}"] if m.window else []
         extra += [f"persistent={m.persistent}"] if m.persistent else []
         return f"attention({', '.join(extra)})"
-    if m.kind == "linear":
+    if m.kind == MemoryKind.LINEAR:
         return f"linear({lv.dk}x{lv.dv})"
     return f"{m.kind}(h={lv.hidden})" + (f" x{lv.heads} heads" if lv.heads > 1 else "")
 
@@ -86,7 +86,7 @@ def _deps(block: BlockPlan, x_deps: frozenset) -> dict[str, frozenset]:
         if op.op == OpKind.READ:
             deps[op.name] = frozenset({op.attrs["level"]})
         elif op.op == OpKind.CMS:
-            deps[op.name] = frozenset({op.attrs["levels"][-1]} if op.attrs.get("variant") != "independent" else op.attrs["levels"])
+            deps[op.name] = frozenset({op.attrs["levels"][-1]} if not CMS_VARIANTS[op.attrs["variant"]].parallel else op.attrs["levels"])
         else:
             deps[op.name] = frozenset().union(*(deps.get(i, frozenset()) for i in op.inputs))
     return deps
@@ -105,13 +105,13 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     meta = set()  # memory levels whose initial state the optimizer meta-learns (init meta)
     for b in plan.blocks:
         nid = {lv.name: node_id(b, lv, nb) for lv in b.levels}
-        meta |= {nid[lv.name] for lv in b.levels if lv.role == "memory" and lv.init == "meta"}
+        meta |= {nid[lv.name] for lv in b.levels if lv.role == Role.MEMORY and lv.init == Init.META}
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
-            G.add_node(nid[lv.name], kind="attention" if lv.role == "attention" else "level", label=label,
+            G.add_node(nid[lv.name], kind="attention" if lv.role == Role.ATTENTION else "level", label=label,
                        clock=clock_str(lv), chunk=lv.clock.period, params=lv.params,  # per layer; x repeat
-                       objective="task-loss" if lv.role == "cms" else ("—" if lv.role == "attention" else lv.objective),
-                       rule=lv.rule or ("nonparametric" if lv.role == "attention" else "none"),  # words, for the picture
+                       objective="task-loss" if lv.role == Role.CMS else ("—" if lv.role == Role.ATTENTION else lv.objective),
+                       rule=lv.rule or ("nonparametric" if lv.role == Role.ATTENTION else "none"),  # words, for the picture
                        memory=memory_str(lv), repeat=b.repeat, block=b.name, level=lv.name,
                        unit=str(lv.clock.unit), role=lv.role)
         deps = _deps(b, x_deps)
@@ -131,17 +131,17 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                 names = op.attrs["levels"]
                 link(deps[op.inputs[0]], names[0], "flow", "input")
                 for a, c in zip(names, names[1:]):
-                    if op.attrs.get("variant") == "independent":
+                    if CMS_VARIANTS[op.attrs["variant"]].parallel:
                         link(deps[op.inputs[0]], c, "flow", "input")
                     else:
-                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if op.attrs.get("variant") == "nested" else "")
+                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if CMS_VARIANTS[op.attrs["variant"]].nested else "")
         for lv in b.levels:
             for role in ("keys", "values", "context"):
                 s = getattr(lv, role)
                 if s:
                     link(deps[s], lv.name, "generates" if (role == "values" and lv.self_values) else "flow", role)
             for g, gate in lv.gates.items():
-                if gate.kind == "stream":
+                if gate.kind == GateKind.STREAM:
                     link(deps[gate.stream], lv.name, "generates", g)
         x_deps = frozenset(nid.get(d, d) for d in deps[b.out])
     for (src, dst, kind), labels in edges.items():
@@ -150,7 +150,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     for s in x_deps - {"input"}:  # the residual path input -> output is implied
         G.add_edge(s, "output", kind="flow", label="")
     for n, d in list(G.nodes.items()):
-        if d.get("role") == "cms" and d.get("unit") != "frozen":
+        if d.get("role") == Role.CMS and d.get("unit") != "frozen":
             G.add_edge("output", n, kind="backprop", label="task loss")
     if plan.optimizer is not None:
         o = plan.optimizer
@@ -185,7 +185,7 @@ def check_graph(plan: ModelPlan, G=None) -> None:
     for b in plan.blocks:
         read = {op.attrs["level"] for op in b.ops if op.op == OpKind.READ}
         for lv in b.levels:
-            if lv.role in ("memory", "attention") and lv.name not in read:
+            if lv.role in READ_ROLES and lv.name not in read:
                 diags.error(GraphError, f"nothing reads level '{lv.name}'", lv.span,
                             f"read it with `o = {lv.name}(q)` and use o, or remove the level")
     o = plan.optimizer

@@ -3,6 +3,10 @@
     Objective / OBJECTIVES   what an in-context level learns (`learn l2`, `learn huber(delta = 1)`)
     Init / INITS             where a memory's initial state M_0 comes from (`init meta`, ...)
     OpKind / OPS             the stream ops a block is flattened into (`linear`, `rmsnorm`, `add`, ...)
+    Role / ROLES             what a level is: an in-context memory, attention, or a CMS stage
+    MemoryKind / MEMORY_KINDS  a memory's architecture (`linear`, `mlp(depth = 2)`, `residual_mlp`, ...)
+    CmsVariant / CMS_VARIANTS  how a CMS chain's stages connect (`variant = sequential | nested | independent`)
+    GateKind / GATE_KINDS    what an update-rule gate is (a constant, `learned(v)`, a stream)
 
 Every string in a spec or a plan that selects behaviour is a member of one of these enums (or a
 rule name of nlc/rules, a backend or implementation of nlc/ir/schedule.py). The checker reads the
@@ -126,3 +130,93 @@ OPS: dict[OpKind, OpInfo] = {
 }
 BUILTINS: dict[OpKind, OpInfo] = {k: v for k, v in OPS.items() if v.builtin}
 BINARY = {"+": OpKind.ADD, "-": OpKind.SUB, "*": OpKind.MUL, "/": OpKind.DIV}
+
+
+class Role(enum.StrEnum):
+    MEMORY = "memory"
+    ATTENTION = "attention"
+    CMS = "cms"
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    doc: str
+    writes: bool      # carries fast state that it writes in context (when its clock is a token clock)
+    must_read: bool   # a level of this role that no op reads is an error (check-graph)
+
+
+ROLES: dict[Role, RoleInfo] = {
+    Role.MEMORY: RoleInfo("a parametric memory learning a local objective in context (Titans, DGD, ...)", True, True),
+    Role.ATTENTION: RoleInfo("attention: a non-parametric memory (NL eq. 62), no weights to write", False, True),
+    Role.CMS: RoleInfo("a stage of a CMS chain, taught by the task loss (NL eqs. 70-74)", True, False),
+}
+WRITING_ROLES = tuple(r for r, info in ROLES.items() if info.writes)
+READ_ROLES = tuple(r for r, info in ROLES.items() if info.must_read)
+
+
+class MemoryKind(enum.StrEnum):
+    LINEAR = "linear"
+    MLP = "mlp"
+    RESIDUAL_MLP = "residual_mlp"
+    ATTENTION = "attention"
+    SLOT = "slot"
+
+
+@dataclass(frozen=True)
+class MemoryKindInfo:
+    doc: str
+    args: tuple = ()            # keyword arguments a spec may give: `mlp(depth = 2, expansion = 4, act = gelu)`
+    query_width: bool = False   # its output has the query's width (no `values` needed to know it)
+    residual: bool = False      # M(k) = k + MLP(k) (Hope eq. 89)
+    in_block: bool = True       # a block's level may use it (a slot is optimizer state only)
+
+
+MEMORY_KINDS: dict[MemoryKind, MemoryKindInfo] = {
+    MemoryKind.LINEAR: MemoryKindInfo("one matrix: M(k) = W k"),
+    MemoryKind.MLP: MemoryKindInfo("an MLP of `depth` layers (depth 1: a matrix)", ("depth", "expansion", "act")),
+    MemoryKind.RESIDUAL_MLP: MemoryKindInfo("k + a 2-layer MLP of k (Hope eq. 89)", ("expansion", "act"),
+                                            query_width=True, residual=True),
+    MemoryKind.ATTENTION: MemoryKindInfo("softmax attention over the sequence (NL eq. 62)",
+                                         ("window", "persistent", "rope"), query_width=True),
+    MemoryKind.SLOT: MemoryKindInfo("an optimizer's per-parameter state (specs/optim)", in_block=False),
+}
+QUERY_WIDTH_KINDS = tuple(k for k, info in MEMORY_KINDS.items() if info.query_width)
+
+
+class CmsVariant(enum.StrEnum):
+    SEQUENTIAL = "sequential"
+    NESTED = "nested"
+    INDEPENDENT = "independent"
+
+
+@dataclass(frozen=True)
+class CmsVariantInfo:
+    doc: str
+    parallel: bool = False   # every stage reads the chain's input; a learned mix sums their outputs (NL eq. 74)
+    nested: bool = False     # a slower stage restarts the faster ones at its chunk boundary (NL eq. 72)
+
+
+CMS_VARIANTS: dict[CmsVariant, CmsVariantInfo] = {   # the first is the default: cms(x) { ... }
+    CmsVariant.SEQUENTIAL: CmsVariantInfo("each stage reads the previous stage's output"),
+    CmsVariant.NESTED: CmsVariantInfo("sequential, and a slower stage restarts the faster ones", nested=True),
+    CmsVariant.INDEPENDENT: CmsVariantInfo("every stage reads the input", parallel=True),
+}
+
+
+class GateKind(enum.StrEnum):
+    CONST = "const"
+    LEARNED = "learned"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True)
+class GateKindInfo:
+    doc: str
+    learned: bool = False   # one scalar parameter per head, trained by the outer loop
+
+
+GATE_KINDS: dict[GateKind, GateKindInfo] = {
+    GateKind.CONST: GateKindInfo("a constant: `lr = 0.1`"),
+    GateKind.LEARNED: GateKindInfo("a scalar per head, meta-learned: `lr = learned(0.1)`", learned=True),
+    GateKind.STREAM: GateKindInfo("computed from the input, per token: `lr = sigmoid(linear(x, out = heads))`"),
+}

@@ -7,10 +7,10 @@ known. Like the surface IR it is frozen and every node keeps its source span.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any
 
 from nlc.ir.base import Record
-from nlc.ir.kinds import Init, Objective
+from nlc.ir.kinds import GateKind, Init, MemoryKind, Objective, Role
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -54,13 +54,13 @@ class Op(R):
 class Gate(R):
     """An update-rule hyperparameter: a constant, a learned scalar per head, or a stream."""
 
-    kind: Literal["const", "learned", "stream"]
+    kind: GateKind
     value: float = 0.0          # const value, or the learned scalar's initial value
     stream: str | None = None   # name of an op of width 1 or `heads`
 
 
 class MemoryPlan(R):
-    kind: Literal["linear", "mlp", "residual_mlp", "attention", "slot"]
+    kind: MemoryKind
     depth: int = 1
     expansion: float = 1.0
     act: str = "silu"
@@ -72,7 +72,7 @@ class MemoryPlan(R):
 class LevelPlan(R):
     name: str                       # unique within the block
     block: str
-    role: Literal["memory", "attention", "cms"]
+    role: Role
     memory: MemoryPlan
     heads: int = 1
     dk: int = 0                     # per-head key width
@@ -93,15 +93,15 @@ class LevelPlan(R):
     self_values: bool = False
     options: dict[str, Any] = {}
     params: int = 0
-    cms_input: str | None = None    # role == cms: the stream the chain reads
+    cms_input: str | None = None    # role cms: the stream the chain reads
     cms_index: int = 0
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(out, in) of each weight matrix of a parametric memory, first layer first (per head)."""
         m, dk, dv, h = self.memory, self.dk, self.dv, self.hidden
-        if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+        if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
             return [(dv, dk)]
-        if m.kind == "residual_mlp":
+        if m.kind == MemoryKind.RESIDUAL_MLP:
             return [(h, dk), (dv, h)]
         return [(h, dk)] + [(h, h)] * (m.depth - 2) + [(dv, h)]
 
@@ -109,7 +109,7 @@ class LevelPlan(R):
     def momentum(self) -> bool:
         """Whether the rule carries a momentum (surprise) buffer S (nlc/rules: the rule's registration)."""
         from nlc.rules import RULES
-        return self.role == "memory" and self.rule in RULES and RULES[self.rule].has_momentum(self)
+        return self.role == Role.MEMORY and self.rule in RULES and RULES[self.rule].has_momentum(self)
 
 
 class BlockPlan(R):

@@ -62,6 +62,8 @@ class Target:
     checkpointing: bool = False
     kernels_runnable: bool = False   # a CUDA device or the Triton interpreter is there (nlc.kernels.available)
     frozen: frozenset = frozenset()  # levels whose in-context learning is switched off (`freeze=`)
+    cut_teaching: bool = True        # CMS teaching (NL eq. 71) cut per segment and stitched (nlc/lower/stitch.py,
+                                     # linear in T); False: the reference, one graph over the whole call (O(T^2))
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ def schedule_text(s: Schedule, plan) -> str:
     """The schedule of `plan` as `nlc compile --emit schedule` prints it."""
     t = s.target
     out = [f"schedule for backend {t.backend}" + (" (checkpointing)" if t.checkpointing else "")
-           + (f", frozen in context: {', '.join(sorted(t.frozen))}" if t.frozen else ""),
+           + (f", frozen in context: {', '.join(sorted(t.frozen))}" if t.frozen else "")
+           + ("" if t.cut_teaching else ", CMS teaching uncut (one graph per call: the reference)"),
            f"  segments: {'whole sequence' if s.seg is None else f'{s.seg} tokens'}"
            + (f", period {s.period} tokens ({s.period // s.seg} segments, {len(s.patterns)} edge patterns)"
               if s.period and s.table else (f", period {s.period} tokens (not tabulated)" if s.period else "")),

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn as nn
 
-from nlc.ir.kinds import Init, Objective, OpKind
+from nlc.ir.kinds import GATE_KINDS, MEMORY_KINDS, GateKind, Init, Objective, OpKind
 from nlc.lower.ops import ACTS, act_grad
 from nlc.rules import RULES
 
@@ -39,7 +39,7 @@ def forward_layers(lv, Ws, k):
         z = a @ W.transpose(-1, -2)  # (B,H,n,i) x (B,H,i,o): matmuls, not einsum (fewer permutes)
         acts.append((z, a))
         a = act(z) if i < len(Ws) - 1 else z
-    if lv.memory.kind == "residual_mlp":
+    if MEMORY_KINDS[lv.memory.kind].residual:
         a = a + k
     return a, acts
 
@@ -118,7 +118,7 @@ class MemoryLevel(nn.Module):
             else:  # pretrained (NL §7.3, ad-hoc level stacking): the file's weights, not trained
                 self.fixed.append(loaded[li])
         self.learned = nn.ParameterDict({g: nn.Parameter(torch.full((lv.heads,), gate.value))
-                                         for g, gate in lv.gates.items() if gate.kind == "learned"})
+                                         for g, gate in lv.gates.items() if GATE_KINDS[gate.kind].learned})
         self.rule = RULES[lv.rule]
         upd = self.rule.update()  # resolved here, not in a traced program (dynamo does not trace importlib)
         self.token_step, self.chunk_step = upd.token, upd.chunk
@@ -130,9 +130,9 @@ class MemoryLevel(nn.Module):
 
     def gate(self, name, streams, B, n, ref):
         g = self.lv.gates[name]
-        if g.kind == "const":
+        if g.kind == GateKind.CONST:
             return torch.full((B, self.lv.heads, n), g.value, device=ref.device, dtype=ref.dtype)
-        if g.kind == "learned":
+        if g.kind == GateKind.LEARNED:
             return self.learned[name].view(1, -1, 1).expand(B, -1, n)
         s = streams[g.stream]  # (B, n, 1 or H)
         return s.transpose(1, 2).expand(B, self.lv.heads, n)

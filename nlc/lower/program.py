@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import CMS_VARIANTS, OpKind, Role
 from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
@@ -70,12 +70,12 @@ class Layer(nn.Module):
             if m is not None:
                 self.mods[op.name] = m
         self.mems = nn.ModuleDict({lv.name: mem.MemoryLevel(lv, mem.keys_unit_norm(block, lv))
-                                   for lv in block.levels if lv.role == "memory"})
-        self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == "attention"})
+                                   for lv in block.levels if lv.role == Role.MEMORY})
+        self.attns = nn.ModuleDict({lv.name: AttentionLevel(lv, dim) for lv in block.levels if lv.role == Role.ATTENTION})
         self.cms = nn.ModuleDict({lv.name: CMSLevel(lv, self.impls[lv.name] == Impl.CMS_TEACH)
-                                 for lv in block.levels if lv.role == "cms"})
+                                 for lv in block.levels if lv.role == Role.CMS})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
-                                     for op in block.ops if op.op == OpKind.CMS and op.attrs["variant"] == "independent"})
+                                     for op in block.ops if op.op == OpKind.CMS and CMS_VARIANTS[op.attrs["variant"]].parallel})
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
@@ -226,16 +226,16 @@ class Layer(nn.Module):
             st.update(zip(self.skeys[(name, "Wbar")], Ws))
 
     def _cms(self, op, x, st, key):
-        names, variant = op.attrs["levels"], op.attrs["variant"]
+        names, parallel = op.attrs["levels"], CMS_VARIANTS[op.attrs["variant"]].parallel
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
             w_in, w_out = st[self.k(name, "w_in")], st[self.k(name, "w_out")]
-            inp = x if variant == "independent" else h
+            inp = x if parallel else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
             h = h + y
-        if variant == "independent":
+        if parallel:
             return sum(w * y for w, y in zip(self.agg[op.name], outs))
         return h - x
 
@@ -286,9 +286,6 @@ class NLModel(nn.Module):
         # the teaching stages' weight keys: leaves of every piece of a cut taught forward (nlc/lower/stitch.py)
         self._teach_keys = [self._layer_of[lk].k(n, p) for (lk, n), c in self._stages.items() if c.learns
                             for p in ("w_in", "w_out")]
-        # True: a taught forward is cut per segment and stitched (linear in T); False: the reference,
-        # one graph over the whole call (each teaching pass walks all of it: O(T^2)). Tests compare them.
-        self.cut_teaching = True
         if schedule.target.backend == Backend.COMPILE:
             self._compile_segments()
 
@@ -393,7 +390,7 @@ class NLModel(nn.Module):
         learn_cms = self.cms_learns and targets is not None
         leaves: dict | None = {} if learn_cms else None
         teach = {"losses": [], "born": {}}  # segment losses, and the segment each teaching leaf was made in
-        tape = Tape(x_all, self.parameters(), self._teach_keys) if learn_cms and self.cut_teaching else None
+        tape = Tape(x_all, self.parameters(), self._teach_keys) if learn_cms and self.schedule.target.cut_teaching else None
         with torch.enable_grad() if learn_cms else _null():
             for s, e, edges in segments:
                 # cut: the segment starts from leaves, so every autograd pass is bounded by one segment

@@ -163,7 +163,7 @@ def _earlier(origins: dict, carried: dict, chain: dict, out: list):
             raise NlcError("a CMS stage's chunk spans calls, but the state passed to this call is not the previous "
                            "call's output as it was (changed, or mixed from several calls)",
                            hint="pass the returned state unchanged, detach it between calls, or set "
-                                "NLModel.cut_teaching = False (the uncut reference path)")
+                                "compile with cut_teaching=False (the uncut reference path)")
         k1 = walk.out_keys[o.output_nr - 2]
         c[k1] = g if k1 not in c else c[k1] + g
         if k in chain and k1 in walk.final_leaf:
@@ -252,7 +252,7 @@ class Stitch(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise NlcError("double backward (create_graph=True) through a forward with CMS teaching is not supported",
                            hint="the teaching forward is cut per segment and stitched with plain autograd.grad "
-                                "(nlc/lower/stitch.py); the uncut path, NLModel.cut_teaching = False, supports it")
+                                "(nlc/lower/stitch.py); the uncut path, nlc.compile(..., cut_teaching=False), supports it")
         walk, saved = ctx.walk, ctx.saved_tensors
         n_par = walk.n_params
         params = saved[len(saved) - n_par:]

@@ -12,15 +12,14 @@ from typing import Any
 
 from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import BINARY, BUILTINS, OpKind
+from nlc.ir.kinds import (
+    BINARY, BUILTINS, CMS_VARIANTS, MEMORY_KINDS, QUERY_WIDTH_KINDS, CmsVariant, MemoryKind, OpKind,
+)
 from nlc.ir.resolved import BlockPlan, Gate, LevelPlan, MemoryPlan, Op
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 
 # builtin stream ops (names, arity, keyword arguments): nlc/ir/kinds.py OPS, the one op registry
-MEMORY_KINDS = {
-    "linear": (), "mlp": ("depth", "expansion", "act"), "residual_mlp": ("expansion", "act"),
-    "attention": ("window", "persistent", "rope"), "slot": (),
-}
+# memory kinds (linear, mlp, ...) and their arguments: nlc/ir/kinds.py MEMORY_KINDS
 # objectives and inits: nlc/ir/kinds.py; in-context update rules: nlc/rules (one folder per rule)
 
 
@@ -272,7 +271,7 @@ class Elaborator:
         inputs = [r[1]]
         lv = self.leveldefs[lname]
         ctx = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "context"), None)
-        if ctx is not None and self._memory_call(lv).func == "attention":
+        if ctx is not None and self._memory_call(lv).func == MemoryKind.ATTENTION:
             # an attention read also attends to the context tokens (MAC): they must exist first
             inputs.append(self.role_stream(lname, "context", ctx.value))
         return ("stream", self._emit(name or self._fresh(target), OpKind.READ, inputs, width, e.span, level=lname))
@@ -294,7 +293,7 @@ class Elaborator:
     def _read_width(self, lname, qwidth, e) -> int:
         lv = self.leveldefs[lname]
         kind = self._memory_call(lv).func
-        if kind in ("residual_mlp", "attention"):
+        if kind in QUERY_WIDTH_KINDS:
             return qwidth
         vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "values"), None)
         if vals is None:
@@ -351,7 +350,7 @@ class Elaborator:
             lname = self.stack_level if e.func == "self" else e.func
             if lname in self.leveldefs and lname not in seen:
                 kind = self._memory_call(self.leveldefs[lname]).func
-                if kind in ("residual_mlp", "attention"):
+                if kind in QUERY_WIDTH_KINDS:
                     return self._static_width(e.args[0], seen)
                 vals = next((p for p in self.leveldefs[lname].props
                              if isinstance(p, ir.StreamProp) and p.role == "values"), None)
@@ -383,9 +382,10 @@ class Elaborator:
         if bad:
             raise NameError_(f"cms() has no option '{sorted(bad)[0]}'", opts.span, "options: variant, lr")
         lr = _number(kw.get("lr", 1e-2), opts.span, "cms(lr = ...)")
-        variant = kw.get("variant", "sequential")
-        if variant not in ("sequential", "nested", "independent"):
-            raise NameError_(f"unknown CMS variant '{variant}'", opts.span, "variants: sequential, nested, independent")
+        variant = kw.get("variant", next(iter(CMS_VARIANTS)))
+        if variant not in CMS_VARIANTS:
+            raise NameError_(f"unknown CMS variant '{variant}'", opts.span, f"variants: {', '.join(CMS_VARIANTS)}")
+        variant = CmsVariant(variant)
         out = name or self._fresh(target)
         from nlc.passes.levels import build_cms_level
         names = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from nlc.ir.kinds import GateKind
 from nlc.ir.printer import program
 
 
@@ -16,7 +17,7 @@ def plan_text(plan) -> str:
             attrs = ", ".join(f"{k}={v}" for k, v in op.attrs.items())
             out.append(f"    {op.name:<22} = {op.op}({', '.join(op.inputs)}{'; ' + attrs if attrs else ''})  [{op.width}]")
         for lv in b.levels:
-            gates = ", ".join(f"{g}={v.stream or v.value}" + ("(learned)" if v.kind == "learned" else "")
+            gates = ", ".join(f"{g}={v.stream or v.value}" + ("(learned)" if v.kind == GateKind.LEARNED else "")
                               for g, v in lv.gates.items())
             out.append(f"    level {lv.name}: {lv.role} {lv.memory.kind} heads={lv.heads} dk={lv.dk} dv={lv.dv} "
                        f"hidden={lv.hidden} clock={lv.clock} learn={lv.objective}{lv.objective_args or ''} "

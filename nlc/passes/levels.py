@@ -11,10 +11,13 @@ from typing import Any
 
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
-from nlc.ir.kinds import INITS, LOCAL_OBJECTIVES, OBJECTIVES, Init, Objective, OpKind
+from nlc.ir.kinds import (
+    GATE_KINDS, INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES,
+    GateKind, Init, MemoryKind, Objective, OpKind, Role,
+)
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
-from nlc.passes.elaborate import MEMORY_KINDS, _number
+from nlc.passes.elaborate import _number
 from nlc.rules import RULES
 
 
@@ -40,14 +43,14 @@ def check_clock(clock: ir.Clock, env) -> Clock:
 
 
 def memory_plan(call: ir.Call, env) -> MemoryPlan:
-    allowed = MEMORY_KINDS.get(call.func)
-    if allowed is None:
+    info = MEMORY_KINDS.get(call.func)
+    if info is None:
         raise NameError_(f"unknown memory kind '{call.func}'", call.span,
                          did_you_mean(call.func, MEMORY_KINDS) or f"kinds: {', '.join(MEMORY_KINDS)}")
     kw: dict[str, Any] = {}
     for k in call.kwargs:
-        if k.name not in allowed:
-            raise NameError_(f"{call.func}() has no argument '{k.name}'", k.span, f"arguments: {', '.join(allowed) or 'none'}")
+        if k.name not in info.args:
+            raise NameError_(f"{call.func}() has no argument '{k.name}'", k.span, f"arguments: {', '.join(info.args) or 'none'}")
         v = k.value
         kw[k.name] = eval_option(v, env, k.name)
     if call.args:
@@ -69,7 +72,7 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
     if kw.get("act", "silu") not in ("silu", "gelu", "relu", "tanh"):
         raise NameError_(f"unknown activation '{kw['act']}'", call.span,
                          did_you_mean(str(kw["act"]), ("silu", "gelu", "relu", "tanh")) or "silu, gelu, relu or tanh")
-    return MemoryPlan(kind=call.func, span=call.span, **kw)
+    return MemoryPlan(kind=MemoryKind(call.func), span=call.span, **kw)
 
 
 def hidden_width(mem: MemoryPlan, width: int, lname: str, span) -> int:
@@ -84,15 +87,15 @@ def hidden_width(mem: MemoryPlan, width: int, lname: str, span) -> int:
 
 
 def _gate(el, lname, name, e, heads) -> Gate:
-    if isinstance(e, ir.Call) and e.func == "learned":
+    if isinstance(e, ir.Call) and e.func == GateKind.LEARNED:
         if len(e.args) > 1 or e.kwargs:
             raise NameError_("learned(init) takes one number: the gate's initial value", e.span)
         init = eval_const(e.args[0], el.env, "learned(init)") if e.args else 0.0
-        return Gate(kind="learned", value=_number(init, e.span, "learned(init)"), span=e.span)
+        return Gate(kind=GateKind.LEARNED, value=_number(init, e.span, "learned(init)"), span=e.span)
     try:
         v = eval_const(e, el.env, name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return Gate(kind="const", value=float(v), span=e.span)
+            return Gate(kind=GateKind.CONST, value=float(v), span=e.span)
     except NlcError:
         pass
     s = el.role_stream(lname, name, e)
@@ -100,14 +103,14 @@ def _gate(el, lname, name, e, heads) -> Gate:
     if w not in (1, heads):
         raise DimensionError(f"gate '{name}' of level '{lname}' has width {w}; it needs width 1 or heads = {heads}",
                              e.span, f"reduce it, e.g. head_mean(x, groups = {heads}) or linear(x, out = {heads})")
-    return Gate(kind="stream", stream=s, span=e.span)
+    return Gate(kind=GateKind.STREAM, stream=s, span=e.span)
 
 
 def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     env = el.env
     mcall = el._memory_call(lv)
     mem = memory_plan(mcall, env)
-    if mem.kind == "slot":
+    if not MEMORY_KINDS[mem.kind].in_block:
         raise NameError_("`slot` memories belong to optimizer definitions", lv.type.span)
     heads = 1
     if lv.per_head:
@@ -137,7 +140,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
     options: dict = {}
     common = dict(name=lname, block=el.block.name, heads=heads, options=options, span=lv.span)
 
-    if mem.kind == "attention":
+    if mem.kind == MemoryKind.ATTENTION:
         for role in ("keys", "values", "queries"):
             if role in streams:
                 raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
@@ -150,7 +153,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if ctx and el.width[ctx] != el.dim:
             raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
-        return LevelPlan(role="attention", memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
+        return LevelPlan(role=Role.ATTENTION, memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
                          objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
     for role in ("keys", "values"):
@@ -165,7 +168,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         if w % heads:
             raise DimensionError(f"{role} of level '{lname}' have width {w}, not divisible by heads = {heads}", streams[role].span)
     dk, dv = kw // heads, vw // heads
-    if mem.kind == "residual_mlp" and dk != dv:
+    if mem.kind == MemoryKind.RESIDUAL_MLP and dk != dv:
         raise DimensionError(f"a residual memory maps keys to values of the same width; level '{lname}' has keys {kw} "
                              f"and values {vw}", lv.span, "use mlp(...) for different widths")
     hidden = hidden_width(mem, dk, lname, mcall.span)
@@ -212,7 +215,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise NameError_(f"{rule.func}() has no argument '{k.name}'", k.span,
                              f"arguments: {', '.join(list(r.gates) + list(r.options))}")
     for g, default in r.gates.items():
-        gates.setdefault(g, Gate(kind="const", value=default))
+        gates.setdefault(g, Gate(kind=GateKind.CONST, value=default))
     for o, allowed in r.options.items():
         rargs.setdefault(o, allowed[0])
 
@@ -236,11 +239,11 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         iargs = {"value": v}
     queries = el.role_stream(lname, "queries", streams["queries"].value) if "queries" in streams else None
 
-    per_head = {"linear": dv * dk, "residual_mlp": 2 * dk * hidden,
-                "mlp": (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
+    per_head = {MemoryKind.LINEAR: dv * dk, MemoryKind.RESIDUAL_MLP: 2 * dk * hidden,
+                MemoryKind.MLP: (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]
     params = per_head * heads if INITS[init_kind].learned else 0
-    params += sum(heads for g in gates.values() if g.kind == "learned")
-    return LevelPlan(role="memory", memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
+    params += sum(heads for g in gates.values() if GATE_KINDS[g.kind].learned)
+    return LevelPlan(role=Role.MEMORY, memory=mem, dk=dk, dv=dv, hidden=hidden, clock=clock,
                      objective=objective, objective_args=oargs, rule=rule.func, gates=gates, rule_args=rargs,
                      init=init_kind, init_args=iargs, keys=keys, values=values, queries=queries, self_values=self_values,
                      params=params, **common)
@@ -260,15 +263,15 @@ def _uses_self(e, lname) -> bool:
 
 def build_cms_level(el, lname: str, st: ir.CmsStage, width: int, inp: str, index: int, lr: float) -> LevelPlan:
     mem = memory_plan(st.memory, el.env)
-    if mem.kind != "mlp":
+    if mem.kind != MemoryKind.MLP:
         raise NameError_("CMS stages are MLPs: mlp(expansion = 4, act = gelu)", st.memory.span)
     clock = check_clock(st.clock, el.env)
     if clock.unit == ClockUnit.STEPS:
         raise ClockError("a CMS stage runs in context: tokens(C) or frozen", st.clock.span,
                          "the outer optimizer level already updates every parameter each step")
     hidden = hidden_width(mem, width, lname, st.memory.span)
-    return LevelPlan(name=lname, block=el.block.name, role="cms", memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
+    return LevelPlan(name=lname, block=el.block.name, role=Role.CMS, memory=mem, heads=1, dk=width, dv=width, hidden=hidden,
                      clock=clock, objective=Objective.BACKPROP,
                      rule="gd" if clock.in_context else None,  # CMS teaching: plain gradient steps of size lr
-                     gates={"lr": Gate(kind="const", value=lr)}, init=Init.META, params=2 * width * hidden + width,
+                     gates={"lr": Gate(kind=GateKind.CONST, value=lr)}, init=Init.META, params=2 * width * hidden + width,
                      cms_input=inp, cms_index=index, span=st.span)

@@ -23,6 +23,7 @@ from typing import Any
 from nlc.errors import ClockError, CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir import optimizer as rx
+from nlc.ir.kinds import MemoryKind
 from nlc.ir.optimizer import (DOMAINS, INPUTS, SLOT_RULES, STEP_FUNCS, OptimizerSpec, SlotLevel,  # noqa: F401
                               domain_error)
 from nlc.passes.consts import check_number, did_you_mean, eval_const
@@ -107,7 +108,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
     from nlc.ir.resolved import Clock, ClockUnit
     from nlc.passes.levels import check_clock
     t = lv.type
-    is_slot = (t.form == "ref" and t.ref == "slot") or (t.form == "call" and t.call.func == "slot" and not t.call.args
+    is_slot = (t.form == "ref" and t.ref == MemoryKind.SLOT) or (t.form == "call" and t.call.func == MemoryKind.SLOT and not t.call.args
                                                          and not t.call.kwargs)
     if not is_slot:
         raise NameError_(f"optimizer level '{name}' must be a `slot` (optimizer state)", t.span,

@@ -7,7 +7,7 @@ and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` impo
 from __future__ import annotations
 
 from nlc.errors import NlcError
-from nlc.ir.kinds import Objective, OpKind
+from nlc.ir.kinds import CMS_VARIANTS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
 from nlc.ir.schedule import (
     Backend,
     Impl,
@@ -29,12 +29,12 @@ def fused_kernel(lv) -> Impl | None:
     """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
     l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term)."""
     m = lv.memory
-    if lv.role != "memory" or not lv.clock.in_context or lv.objective != Objective.L2:
+    if lv.role != Role.MEMORY or not lv.clock.in_context or lv.objective != Objective.L2:
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
-    if m.kind == "linear" or (m.kind == "mlp" and m.depth == 1):
+    if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
         return Impl.TRITON_LINEAR if Impl.TRITON_LINEAR.kernel in kernels else None
-    if m.kind == "mlp" and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
+    if m.kind == MemoryKind.MLP and m.depth == 2 and m.act in MLP_KERNEL_ACTS and Impl.TRITON_MLP.kernel in kernels:
         return Impl.TRITON_MLP
     return None
 
@@ -42,7 +42,7 @@ def fused_kernel(lv) -> Impl | None:
 def learning_levels(plan) -> list[str]:
     """Names of the levels that learn in context (memories and CMS stages on a token clock), in plan order."""
     return list(dict.fromkeys(lv.name for _, lv in plan.all_levels()
-                              if lv.role in ("memory", "cms") and lv.clock.in_context))
+                              if lv.role in WRITING_ROLES and lv.clock.in_context))
 
 
 def frozen_levels(plan, freeze) -> frozenset:
@@ -72,9 +72,9 @@ def frozen_levels(plan, freeze) -> frozenset:
 
 def level_impl(lv, target: Target) -> tuple[Impl, str]:
     learns = lv.clock.in_context and lv.name not in target.frozen
-    if lv.role == "attention":
+    if lv.role == Role.ATTENTION:
         return Impl.ATTENTION, "softmax attention over its key/value cache"
-    if lv.role == "cms":
+    if lv.role == Role.CMS:
         if learns:
             return Impl.CMS_TEACH, f"task-loss gradient at its chunk start, applied every {lv.clock.period} tokens"
         return Impl.CMS_FIXED, "frozen in context (freeze=)" if lv.clock.in_context else \
@@ -104,7 +104,7 @@ def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
         for i in range(b.repeat):
             layer = f"{b.name}.{i}"
             for lv in b.levels:
-                if lv.role == "memory":
+                if lv.role == Role.MEMORY:
                     for li, shape in enumerate(lv.layer_shapes()):
                         for part in ("Wbar", "W") + (("S",) if lv.momentum else ()):
                             slots.append(slot(layer, lv.name, part, (lv.heads, *shape), li))
@@ -112,7 +112,7 @@ def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
                 if op.op == OpKind.CONV:
                     slots.append(slot(layer, op.name, "conv", (op.attrs["window"] - 1, op.width)))
             for lv in b.levels:
-                if lv.role == "cms":
+                if lv.role == Role.CMS:
                     shapes = {"w_in": (lv.hidden, lv.dk), "w_out": (lv.dk, lv.hidden)}
                     if lv.clock.in_context and lv.name not in frozen:  # the teaching-gradient accumulators
                         shapes |= {"g_in": shapes["w_in"], "g_out": shapes["w_out"]}
@@ -126,7 +126,7 @@ def nested_resets(plan, frozen=frozenset()) -> dict:
     out = {}
     for b in plan.blocks:
         for op in b.ops:
-            if op.op != OpKind.CMS or op.attrs["variant"] != "nested":
+            if op.op != OpKind.CMS or not CMS_VARIANTS[op.attrs["variant"]].nested:
                 continue
             for name in op.attrs["levels"]:
                 slow = b.level(name).clock.period
@@ -163,7 +163,7 @@ def live_ops(block, impls) -> frozenset:
 def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.backend == Backend.REFERENCE:
         return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
-    if any(lv.role == "cms" and lv.clock.in_context and lv.name not in target.frozen for _, lv in plan.all_levels()):
+    if any(lv.role == Role.CMS and lv.clock.in_context and lv.name not in target.frozen for _, lv in plan.all_levels()):
         return Order.SEGMENT_MAJOR, "a CMS stage learns from the task loss: each segment's loss needs every layer"
     if target.checkpointing:
         return Order.SEGMENT_MAJOR, "checkpointing recomputes per segment"
@@ -177,7 +177,7 @@ def build_schedule(plan, target: Target | None = None) -> Schedule:
     target = target or Target()
     # every token-clock memory and CMS stage sets the grid (attention reads its cache every token)
     chunks = {(b.name, lv.name): lv.clock.period for b, lv in plan.all_levels()
-              if lv.clock.in_context and lv.role in ("memory", "cms")}
+              if lv.clock.in_context and lv.role in WRITING_ROLES}
     # the reference interpreter takes one token per segment
     seg, period, table, patterns = grid(chunks, seg=1 if target.backend == Backend.REFERENCE else None)
     levels, impls = [], {}

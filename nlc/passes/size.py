@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
-from nlc.ir.kinds import OpKind
+from nlc.ir.kinds import GATE_KINDS, MemoryKind, OpKind, Role
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -47,21 +47,21 @@ def fmt_bytes(n: int) -> str:
 
 
 def _level_elements(lv, dim: int) -> int:
-    if lv.role == "attention":
+    if lv.role == Role.ATTENTION:
         return 4 * dim * dim + 2 * lv.memory.persistent * dim
-    if lv.role == "cms":
+    if lv.role == Role.CMS:
         return 2 * lv.dk * lv.hidden
     dk, dv, h, kind = lv.dk, lv.dv, lv.hidden, lv.memory.kind
-    if kind == "linear":
+    if kind == MemoryKind.LINEAR:
         per_head = dk * dv
-    elif kind == "residual_mlp":
+    elif kind == MemoryKind.RESIDUAL_MLP:
         per_head = 2 * dk * h
     elif lv.memory.depth > 1:
         per_head = dk * h + h * dv + (lv.memory.depth - 2) * h * h
     else:
         per_head = dk * dv
     # meta, zeros, const and pretrained initial states are all tensors of these shapes
-    return per_head * lv.heads + sum(lv.heads for g in lv.gates.values() if g.kind == "learned")
+    return per_head * lv.heads + sum(lv.heads for g in lv.gates.values() if GATE_KINDS[g.kind].learned)
 
 
 def _op_elements(op, widths: dict[str, int]) -> int:

@@ -15,6 +15,7 @@ def _need(ok, what):
 
 def verify_schedule(plan, s) -> None:
     """What passes/README.md promises after `schedule`."""
+    from nlc.ir.kinds import Role
     from nlc.ir.schedule import Backend, Impl
     levels = {(b.name, lv.name): lv for b, lv in plan.all_levels()}
     _need(set(s.impls) == set(levels), "every level has exactly one implementation")
@@ -35,6 +36,6 @@ def verify_schedule(plan, s) -> None:
             _need(impl in (Impl.FROZEN, Impl.CMS_FIXED), f"{b}.{name} is frozen")
         if impl == Impl.REFERENCE:
             _need(s.target.backend == Backend.REFERENCE, f"{b}.{name}: the per-token reference only on its backend")
-        _need(lv.role != "attention" or impl == Impl.ATTENTION, f"{b}.{name}: attention runs as attention")
+        _need(lv.role != Role.ATTENTION or impl == Impl.ATTENTION, f"{b}.{name}: attention runs as attention")
     keys = [sl.key for sl in s.state]
     _need(len(keys) == len(set(keys)), "fast-state keys are unique")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from nlc.ir.kinds import GateKind
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -34,7 +36,7 @@ class Rule:
         if self.momentum != "gate":
             return self.momentum == "always"
         g = lv.gates.get("momentum")
-        return not (g is None or (g.kind == "const" and g.value == 0.0))
+        return not (g is None or (g.kind == GateKind.CONST and g.value == 0.0))
 
     def update(self):
         """The rule's torch functions (imported on first use: the checker needs no torch)."""

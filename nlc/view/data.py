@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import Init, Objective, OpKind
+from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, GateKind, Init, MemoryKind, Objective, OpKind, Role
 from nlc.ir.resolved import ClockUnit
 from nlc.rules import RULES
 from nlc.view import mathml as M
@@ -144,8 +144,8 @@ class _Block:
 
 # ---------------------------------------------------------------- clocks, words
 
-def clock_words(unit: str, every, role: str = "memory") -> str:
-    if role == "attention":
+def clock_words(unit: str, every, role: str = Role.MEMORY) -> str:
+    if role == Role.ATTENTION:
         return ("non-parametric: its context grows by one key/value pair every token "
                 "(nothing is learned in context; its projections are trained by the outer optimizer)")
     if unit == "frozen":
@@ -157,7 +157,7 @@ def clock_words(unit: str, every, role: str = "memory") -> str:
                 f"updated every {n} training steps (outer optimizer steps), not in context")
     n = int(every or 1)
     grad = ("the task-loss gradient summed over the chunk, taken at the chunk-start weights"
-            if role == "cms" else "the gradient taken at the chunk-start state")
+            if role == Role.CMS else "the gradient taken at the chunk-start state")
     if n == 1:
         return ("updated every token, in context: fully sequential, each token's read and gradient see the "
                 "state left by the previous token")
@@ -180,15 +180,15 @@ def _memory_eq(lv) -> str:
     m = lv.memory
     act = M.mi(m.act, normal=True) if m.act else M.mi("σ")
     k = M.mi("k")
-    if m.kind == "linear":
+    if m.kind == MemoryKind.LINEAR:
         body = M.row(M.mi("W"), k)
     else:
-        depth = max(1, int(m.depth or 1)) + (1 if m.kind == "residual_mlp" and m.depth <= 1 else 0)
-        depth = 2 if m.kind in ("mlp", "residual_mlp") and depth < 2 else depth
+        depth = max(1, int(m.depth or 1)) + (1 if m.kind == MemoryKind.RESIDUAL_MLP and m.depth <= 1 else 0)
+        depth = 2 if m.kind in (MemoryKind.MLP, MemoryKind.RESIDUAL_MLP) and depth < 2 else depth
         body = M.row(M.sub(M.mi("W"), M.mn(1)), k)
         for i in range(2, depth + 1):
             body = M.row(M.sub(M.mi("W"), M.mn(i)), act, M.paren(body))
-        if m.kind == "residual_mlp":
+        if MEMORY_KINDS[m.kind].residual:
             body = M.row(k, M.mo("+"), body)
     return M.math(M.sub(M.mi("M"), M.mi("W")), M.paren(k), M.mo("="), body)
 
@@ -215,7 +215,7 @@ def objective_eq(lv) -> str:
 
 def _gate_zero(lv, g: str) -> bool:
     gate = lv.gates.get(g)
-    return gate is None or (gate.kind == "const" and gate.value == 0)
+    return gate is None or (gate.kind == GateKind.CONST and gate.value == 0)
 
 
 def _grad_term(theta) -> str:
@@ -231,7 +231,7 @@ def update_eqs(lv) -> list[dict]:
     S, Sp = M.t_sub(M.mi("S")), M.sub(M.mi("S"), M.row(M.mi("t"), M.mo("−"), M.mn(1)))
     th, al, et = M.t_sub(M.mi("θ")), M.t_sub(M.mi("α")), M.t_sub(M.mi("η"))
     out = []
-    if lv.role == "attention":
+    if lv.role == Role.ATTENTION:
         m = lv.memory
         ctx = M.mtext("the last " + str(m.window) + " tokens" if m.window else "every earlier token")
         out.append({"title": "read (softmax attention over its context)", "mathml": M.math(
@@ -244,7 +244,7 @@ def update_eqs(lv) -> list[dict]:
                 M.sub(M.mi("K"), M.row(M.mi("t"), M.mo("−"), M.mn(1))), M.mo(","), M.t_sub(M.mi("k"))), "[", "]"),
             M.mtext("\u2003over "), ctx)})
         return out
-    if lv.role == "cms":
+    if lv.role == Role.CMS:
         if lv.clock.unit == ClockUnit.FROZEN or lv.rule is None:
             out.append({"title": "no in-context update (an ordinary MLP)", "mathml": M.math(
                 W, M.mo("="), M.sub(M.mi("W"), M.mn(0)), M.mtext("  (trained by the outer optimizer)"))})
@@ -416,11 +416,11 @@ def _gate_binding(lv, g, sym, rule_call, blk: _Block, src: _Sources) -> dict:
         text = src.text(given.span) or ""
     else:
         text = _fmt_num(gate.value)
-    if gate.kind == "const":
+    if gate.kind == GateKind.CONST:
         return _binding(g, sym, text, "const", blk, given, value=gate.value,
                         note="" if given is not None else "the rule's default")
-    if gate.kind == "learned":
-        return _binding(g, sym, text, "learned", blk, given, value=gate.value,
+    if gate.kind == GateKind.LEARNED:
+        return _binding(g, sym, text, GateKind.LEARNED, blk, given, value=gate.value,
                         note="a learned scalar per head, trained by the outer optimizer")
     return _binding(g, sym, text, "stream", blk, given, note="data-dependent: per token and head")
 
@@ -446,7 +446,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
             "memory": a.get("memory"), "repeat": int(a.get("repeat") or 1),
             "params_per_layer": int(a.get("params") or 0), "params": int(a.get("params") or 0) * int(a.get("repeat") or 1),
             "equations": [], "bindings": [], "objective_eq": "", "memory_eq": "", "spans": [], "notes": []}
-    info["clock_words"] = clock_words(a.get("unit"), a.get("chunk"), a.get("role") or "memory")
+    info["clock_words"] = clock_words(a.get("unit"), a.get("chunk"), a.get("role") or Role.MEMORY)
     learners = [u for u, _, k in G.in_edges(nid, data="kind") if k in ("initializes", "optimizes")]
     if a.get("kind") == "optimizer":
         o = c.plan.optimizer
@@ -479,7 +479,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
     info["spans"] += blk.reads_of(lv.name)
     info["heads"] = lv.heads
     info["equations"] = update_eqs(lv)
-    if lv.role == "memory":
+    if lv.role == Role.MEMORY:
         info["memory_eq"] = _memory_eq(lv)
         info["objective_eq"] = objective_eq(lv)
         info["objective_words"] = {Objective.L2: "squared error of the memory's prediction of the values",
@@ -499,7 +499,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
         info["bindings"].append(_binding("queries", M.math(M.t_sub(M.mi("q"))), "each read's argument", "stream", None,
                                          note="every read m(q) gives its own queries"))
         info["rule_text"] = src.text(rule_call.span) if rule_call is not None else lv.rule
-    elif lv.role == "attention":
+    elif lv.role == Role.ATTENTION:
         m = lv.memory
         info["objective_words"] = "none: attention is a non-parametric memory (NL eq. 62)"
         bits = [f"window {m.window}" if m.window else "global (causal)", f"{m.persistent} persistent tokens"
@@ -517,7 +517,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
         op = next((op for op in b.ops if op.op == OpKind.CMS and lv.name in op.attrs["levels"]), None)
         assign = next((s for s in blk.stmts if getattr(s, "value", None) is not None and
                        type(s.value).__name__ == "Cms" and s.span and lv.span and s.span.line <= lv.span.line <= s.span.end_line), None)
-        variant = op.attrs.get("variant", "sequential") if op else "sequential"
+        variant = op.attrs["variant"] if op else next(iter(CMS_VARIANTS))
         info["variant"] = variant
         info["chain"] = list(op.attrs["levels"]) if op else [lv.name]
         info["objective_words"] = "the task loss (next-token prediction), accumulated over the stage's chunk (NL eq. 71)"
@@ -526,10 +526,7 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
             inp = assign.value.options.args[0] if assign.value.options.args else None
             if inp is not None:
                 info["bindings"].append(_binding("input", M.math(M.mi("x")), src.text(inp.span), "stream", blk, inp,
-                                                 note=f"the chain's input ({variant} chain: " + {
-                                                     "sequential": "each stage reads the previous stage's output",
-                                                     "nested": "sequential, and a slower stage restarts the faster ones",
-                                                     "independent": "every stage reads the input"}.get(variant, variant) + ")"))
+                                                 note=f"the chain's input ({variant} chain: {CMS_VARIANTS[variant].doc})"))
         lr = lv.gates.get("lr")
         if lr is not None and lv.clock.unit != ClockUnit.FROZEN:
             info["bindings"].append(_binding("lr", M.math(M.mi("θ")), _fmt_num(lr.value), "const", None, value=lr.value,
@@ -551,10 +548,10 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
                            "start of every sequence (not learned)",
                   Init.PRETRAINED: f"loaded from {lv.init_args.get('path', lv.init_args.get('file', 'a file'))}",
                   "none": "an empty context: no state carried between sequences"}
-    if lv.role == "cms":
+    if lv.role == Role.CMS:
         words = (init_words[Init.META] if lv.clock.unit != ClockUnit.FROZEN
                  else "ordinary weights, trained by the outer optimizer (never changed in context)")
-        if info.get("variant") == "nested":
+        if CMS_VARIANTS[info["variant"]].nested:
             slower = [x for x in info["chain"] if x != lv.name and (b.level(x).clock.period or 0) > (lv.clock.period or 0)
                       and b.level(x).clock.in_context]
             if slower and lv.clock.in_context:
@@ -562,8 +559,8 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
     else:
         words = init_words.get(lv.init or "none", lv.init)
     # who learns the initial state: the outer optimizer, for meta-learned states and CMS weights
-    learned = lv.role == "cms" or lv.init == Init.META
-    info["init"] = {"kind": (lv.init or "none") if lv.role != "cms" else ("meta" if lv.clock.unit != ClockUnit.FROZEN else "weights"),
+    learned = lv.role == Role.CMS or lv.init == Init.META
+    info["init"] = {"kind": (lv.init or "none") if lv.role != Role.CMS else ("meta" if lv.clock.unit != ClockUnit.FROZEN else "weights"),
                     "words": words, "learned_by": learners if learned else []}
     return info
 

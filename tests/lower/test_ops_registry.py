@@ -4,10 +4,9 @@ import re
 
 import pytest
 
-from nlc.ir.kinds import ACTS, BUILTINS, OPS, OpKind
+from nlc.ir.kinds import ACTS, BUILTINS, MEMORY_KINDS, OPS, OpKind
 from nlc.lower import ops
 from nlc.lower.program import Layer
-from nlc.passes.elaborate import MEMORY_KINDS
 
 
 def test_every_op_the_program_does_not_run_has_a_torch_function():

@@ -1,5 +1,5 @@
 """A taught forward cut per segment and stitched (nlc/lower/stitch.py) against the uncut reference
-(`NLModel.cut_teaching = False`, one graph over the call), in float64: loss, logits, final state,
+(`nlc.compile(..., cut_teaching=False)`, one graph over the call), in float64: loss, logits, final state,
 and the gradients of every parameter, of the input embeddings and of the initial state, with
 gradients entering through the loss, the logits and the returned state."""
 import pytest
@@ -20,10 +20,18 @@ def model(spec, **ov):
     return nlc.compile(spec, **SMALL, **ov).double()
 
 
-def run(m, cut, calls, B=1, embeddings=False, state_grad=False):
+def twins(spec, **ov):
+    """The same model compiled twice, with the same weights: CMS teaching cut and stitched, and uncut."""
+    cut, uncut = model(spec, **ov), model(spec, cut_teaching=False, **ov)
+    uncut.load_state_dict(cut.state_dict())
+    assert cut.schedule.target.cut_teaching and not uncut.schedule.target.cut_teaching
+    assert "CMS teaching uncut" in uncut.emit("schedule") and "uncut" not in cut.emit("schedule")
+    return cut, uncut
+
+
+def run(m, calls, B=1, embeddings=False, state_grad=False):
     """Streams `calls` (segment lengths) through `m`; returns (per-call outputs, gradients) of a
     scalar that reads every output (loss, logits and final state, with fixed random weights)."""
-    m.cut_teaching = cut
     g = torch.Generator().manual_seed(1)
     T = sum(calls)
     x = torch.randint(0, 256, (B, T), generator=g)
@@ -59,9 +67,9 @@ CASES = [  # (spec, overrides, calls, options)
 
 @pytest.mark.parametrize("spec,ov,calls,opt", CASES)
 def test_cut_equals_uncut(spec, ov, calls, opt):
-    m = model(spec, **ov)
-    ref, g_ref = run(m, False, calls, **opt)
-    cut, g_cut = run(m, True, calls, **opt)
+    m, m_ref = twins(spec, **ov)
+    ref, g_ref = run(m_ref, calls, **opt)
+    cut, g_cut = run(m, calls, **opt)
     for a, b in zip(ref, cut):
         torch.testing.assert_close(b.loss, a.loss, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(b.logits, a.logits, rtol=1e-12, atol=1e-12)
@@ -98,12 +106,11 @@ def _count_walks(monkeypatch):
 def test_every_pass_is_bounded_by_a_segment(monkeypatch):
     """The cause of the quadratic step: each teaching pass could reach the whole graph so far. Cut,
     the largest graph any autograd call sees does not grow with T (the uncut one does)."""
-    m = model("specs/hope.nl", layers=1, **HOPE)
+    models = dict(zip((True, False), twins("specs/hope.nl", layers=1, **HOPE)))
     sizes = _count_walks(monkeypatch)
     most = {}
-    for cut in (True, False):
+    for cut, m in models.items():
         for T in (16, 32):
-            m.cut_teaching = cut
             sizes.clear()
             x = torch.randint(0, 256, (1, T))
             m(x, targets=x).loss.backward()
