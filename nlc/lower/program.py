@@ -26,7 +26,7 @@ from nlc.ir.schedule import Backend, Impl, Order
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
-from nlc.lower.stitch import Tape
+from nlc.lower.stitch import Tape, has_history
 
 
 @dataclass
@@ -245,9 +245,7 @@ def _grad_target(t):
     leaf); else a detached leaf copy. Frozen weights do not require grad, and a view of a parameter
     made under no_grad (the state at the start of `nlc generate`) requires grad yet is in no graph:
     autograd.grad would answer None for it."""
-    if t.requires_grad and (t.grad_fn is not None or t._base is None):
-        return t
-    return t.detach().requires_grad_()
+    return t if has_history(t) else t.detach().requires_grad_()
 
 
 def _token_loss(logits, targets):

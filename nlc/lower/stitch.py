@@ -53,7 +53,7 @@ class Piece:
     tok_loss: torch.Tensor | None = None          # (B*n,) per-token losses
 
 
-def _has_history(t) -> bool:
+def has_history(t) -> bool:
     """Gradients can flow into `t`: it requires grad and is a node or a leaf (not a view made under
     no_grad, which requires grad yet is in no graph; nlc/lower/program.py: _grad_target)."""
     return torch.is_tensor(t) and t.requires_grad and (t.grad_fn is not None or t._base is None)
@@ -80,7 +80,7 @@ class Tape:
         same = []
         for k, t in st.items():
             if torch.is_tensor(t) and t.is_floating_point() and (t.requires_grad or k in self.keep):
-                if _has_history(t):
+                if has_history(t):
                     p.origins[k] = t
                     if prev.get(k) is t:
                         same.append(k)
@@ -141,7 +141,7 @@ class Tape:
             logits = torch.cat([p.logits.detach() for p in self.pieces], 1)
             loss = torch.cat([p.tok_loss.detach() for p in self.pieces]).mean()
             return loss, logits, {k: (t.detach() if torch.is_tensor(t) else t) for k, t in st.items()}
-        out_keys = [k for k, t in st.items() if _has_history(t)]
+        out_keys = [k for k, t in st.items() if has_history(t)]
         res = Stitch.apply(_Walk(self, list(init), out_keys, st), *external)
         st = dict(st)
         st.update(zip(out_keys, res[2:]))
