@@ -25,10 +25,11 @@ def program_text(m, what) -> str:
     x = torch.zeros(B, n, m.plan.dim)
     edges = m.schedule.segments(0, n)[0][2]
     starts, ends = layer.edge_names(edges)
-    keys = [k for k in st if k.startswith(layer.key + ".")]
+    ls = layer.local(st)
+    keys = list(ls)
 
     def seg(x, *vals):
         return layer.segment(x, dict(zip(keys, vals)), starts, ends, {})
 
-    gm = torch.fx.experimental.proxy_tensor.make_fx(seg)(x, *[st[k] for k in keys])
+    gm = torch.fx.experimental.proxy_tensor.make_fx(seg)(x, *ls.values())
     return gm.code if what == "py" else str(gm.graph)

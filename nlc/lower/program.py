@@ -14,6 +14,7 @@ at once.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -54,14 +55,17 @@ class Layer(nn.Module):
     def __init__(self, block, dim: int, key: str, schedule):
         super().__init__()
         self.block, self.key = block, key
+        self.prefix = key + "."  # the layer's fast state is `prefix + local key` in the model's state dict
         self.impls = {lv.name: schedule.impl(block.name, lv.name) for lv in block.levels}
         live = schedule.live.get(block.name)
         self.ops = [op for op in block.ops if live is None or op.name in live]  # the schedule's live ops
-        # the fast-state keys of this layer, from the schedule's layout: (owner, part) -> [keys by index]
+        # the fast-state keys of this layer, local (without `prefix`), from the schedule's layout:
+        # (owner, part) -> [keys by index]. The layer's code sees only local keys, so every layer of
+        # a block runs the same compiled program (NLModel._compile_program)
         self.skeys: dict = {}
         for sl in schedule.state:
             if sl.layer == key:
-                self.skeys.setdefault((sl.owner, sl.part), []).append(sl.key)
+                self.skeys.setdefault((sl.owner, sl.part), []).append(sl.key[len(self.prefix):])
         self._edge_names: dict = {}
         widths = {"x": dim, **{op.name: op.width for op in block.ops}}
         self.mods = nn.ModuleDict()
@@ -79,8 +83,19 @@ class Layer(nn.Module):
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
-        """The state key of a slot of this layer (spelled once, by the schedule)."""
-        return self.skeys[(owner, part)][index]
+        """The model-wide state key of a slot of this layer (spelled once, by the schedule)."""
+        return self.prefix + self.skeys[(owner, part)][index]
+
+    def local(self, st: dict) -> dict:
+        """This layer's part of the model's fast state, under local keys (attention caches included)."""
+        n = len(self.prefix)
+        return {k[n:]: v for k, v in st.items() if k.startswith(self.prefix)}
+
+    def store(self, st: dict, ls: dict, lstats: dict | None = None, stats: dict | None = None):
+        """Write a local state (and local stats) back under the model-wide keys."""
+        st.update((self.prefix + k, v) for k, v in ls.items())
+        for k, v in (lstats or {}).items():
+            _acc(stats, self.prefix + k, v)
 
     def initial(self, sl, B, device, dtype):
         """The initial value of one of this layer's state slots (nlc.ir.schedule.StateSlot)."""
@@ -127,40 +142,40 @@ class Layer(nn.Module):
         for lv in self.block.levels:
             if lv.name not in self.mems or self.impls[lv.name] == Impl.FROZEN:
                 continue  # only a writing memory's streams are needed in the loop
-            for sname in [lv.keys, lv.values, lv.context] + [g.stream for g in lv.gates.values()]:
+            for sname in list(lv.flows().values()) + [g.stream for g in lv.gates.values()]:
                 if sname:
                     mark(sname)
         self._parts = ([op for op in ops if not dep[op.name]], [op for op in ops if op.name in need],
                        [op for op in ops if dep[op.name] and op.name not in need])
         return self._parts
 
-    def _run_op(self, op, v, st, key):
+    def _run_op(self, op, v, st):
         ins = [v[i] for i in op.inputs]
         x = v["x"]
         if op.op == OpKind.CONST:
             return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
         if op.op == OpKind.CONV:
-            ck = self.k(op.name, "conv")
+            ck = self.skeys[(op.name, "conv")][0]
             out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
         if op.op == OpKind.READ:
-            return self._read(op, ins, st, key)
+            return self._read(op, ins, st)
         if op.op == OpKind.CMS:
-            return self._cms(op, ins[0], st, key)
+            return self._cms(op, ins[0], st)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
 
     def run(self, x, st, segments, stats):
-        """The layer over the whole call (layer-major order): `segments` from Schedule.segments."""
-        key = self.key
+        """The layer over the whole call (layer-major order): `segments` from Schedule.segments;
+        `st` and `stats` are this layer's local state and stats (`local`, `store`)."""
         before, loop, after = self._partition()
         full = {"x": x}
         for op in before:
-            full[op.name] = self._run_op(op, full, st, key)
+            full[op.name] = self._run_op(op, full, st)
         pieces = {op.name: [] for op in loop}
         for s, e, edges in segments:
             v = {name: t[:, s:e] for name, t in full.items()}
             for op in loop:
-                v[op.name] = self._run_op(op, v, st, key)
+                v[op.name] = self._run_op(op, v, st)
                 pieces[op.name].append(v[op.name])
             starts, ends = self.edge_names(edges)
             for name, m in self.mems.items():
@@ -168,25 +183,36 @@ class Layer(nn.Module):
         for name, ps in pieces.items():
             full[name] = torch.cat(ps, 1)
         for op in after:
-            full[op.name] = self._run_op(op, full, st, key)
+            full[op.name] = self._run_op(op, full, st)
         return full[self.block.out]
 
     # ---- one segment (segment-major order; the unit torch.compile takes whole)
     def segment(self, x, st, starts, ends, stats):
-        """One segment of this layer; `starts`/`ends`: this block's levels whose chunk starts/ends here."""
+        """One segment of this layer on its local state `st` (and local `stats`); `starts`/`ends`: this
+        block's levels whose chunk starts/ends here. `ends` may map each memory level to a 0-dim bool
+        tensor instead (the compiled program: the edge pattern is data, not a branch)."""
         n = x.shape[1]
         v = {"x": x}
         for op in self.ops:
-            v[op.name] = self._run_op(op, v, st, self.key)
+            v[op.name] = self._run_op(op, v, st)
         for name, m in self.mems.items():
-            self._write(m, v, st, name, name in ends, n, stats, at_start=name in starts)
+            self._write(m, v, st, name, ends[name] if isinstance(ends, dict) else name in ends, n, stats,
+                        at_start=name in starts)
         return v[self.block.out]
 
-    def _read(self, op, ins, st, key):
+    def program(self, x, st, ends, starts=frozenset()):
+        """A segment as a function: (x, local state) -> (output, new local state, local stats). Pure,
+        so dynamo sees no side effect when it is compiled (NLModel._compile_program, `ends` then as
+        tensors: one graph serves every edge pattern) and checkpointing can recompute it."""
+        st, stats = dict(st), {}
+        out = self.segment(x, st, starts, ends, stats)
+        return out, st, stats
+
+    def _read(self, op, ins, st):
         name, q = op.attrs["level"], ins[0]
         if name in self.attns:
             ctx = ins[1] if len(ins) > 1 else None  # MAC: the memory tokens join the keys
-            return self.attns[name](q, ctx, st, f"{key}.{name}")
+            return self.attns[name](q, ctx, st, name)
         return mem.read(self.mems[name].lv, [st[k] for k in self.skeys[(name, "Wbar")]], q)
 
     def _write(self, m, v, st, name, at_end, n, stats, at_start=False):
@@ -219,18 +245,21 @@ class Layer(nn.Module):
         st.update(zip(kW, Ws))
         if Ss is not None:
             st.update(zip(kS, Ss))
-        where = f"{self.key}.{name}"
-        _acc(stats, f"{where}/surprise", surprise / (B * n))
-        if at_end:  # chunk boundary: the chunk-start state moves on
-            _acc(stats, f"{where}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
+        _acc(stats, f"{name}/surprise", surprise / (B * n))
+        if torch.is_tensor(at_end):  # the compiled program: a select, one graph for ends and not-ends
+            norm = sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B
+            _acc(stats, f"{name}/update_norm", torch.where(at_end, norm, torch.zeros_like(norm)))
+            st.update(zip(self.skeys[(name, "Wbar")], [torch.where(at_end, w, wb) for w, wb in zip(Ws, Wbar)]))
+        elif at_end:  # chunk boundary: the chunk-start state moves on
+            _acc(stats, f"{name}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
             st.update(zip(self.skeys[(name, "Wbar")], Ws))
 
-    def _cms(self, op, x, st, key):
+    def _cms(self, op, x, st):
         names, parallel = op.attrs["levels"], CMS_VARIANTS[op.attrs["variant"]].parallel
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
-            w_in, w_out = st[self.k(name, "w_in")], st[self.k(name, "w_out")]
+            w_in, w_out = st[self.skeys[(name, "w_in")][0]], st[self.skeys[(name, "w_out")][0]]
             inp = x if parallel else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
@@ -246,6 +275,15 @@ def _grad_target(t):
     made under no_grad (the state at the start of `nlc generate`) requires grad yet is in no graph:
     autograd.grad would answer None for it."""
     return t if has_history(t) else t.detach().requires_grad_()
+
+
+def _uniform(t):
+    """`t` as the compiled program takes it: requiring grad exactly when grad mode is on. A tensor
+    that does not require grad becomes a leaf that does (its gradient is never read), and under
+    no_grad every input is detached (nothing is recorded either way): one graph per grad mode."""
+    if not torch.is_grad_enabled():
+        return t.detach()
+    return t if t.requires_grad else t.detach().requires_grad_()
 
 
 def _token_loss(logits, targets):
@@ -275,7 +313,8 @@ class NLModel(nn.Module):
                                                            for i in range(b.repeat)) for b in plan.blocks})
         self.norm = RMSNorm(plan.dim)
         self.head = nn.Linear(plan.dim, plan.vocab, bias=False)
-        self._compiled = None
+        self._program = None  # the compiled segment program (backend `compile`)
+        self._flags: dict = {}
         self.detach_state_output = False  # set under DDP (nlc.train.distributed)
         self.cms_learns = any(ls.impl == Impl.CMS_TEACH for ls in schedule.levels)
         self.frozen = schedule.target.frozen
@@ -285,7 +324,7 @@ class NLModel(nn.Module):
         self._teach_keys = [self._layer_of[lk].k(n, p) for (lk, n), c in self._stages.items() if c.learns
                             for p in ("w_in", "w_out")]
         if schedule.target.backend == Backend.COMPILE:
-            self._compile_segments()
+            self._compile_program()
 
     # ---- what the compiler decided, and where the spec came from
     @property
@@ -426,7 +465,9 @@ class NLModel(nn.Module):
 
     def _forward_layer_major(self, x, st, segments, targets, stats):
         for _, layer in self.layers():
-            x = layer.run(x, st, segments, stats)
+            ls, lstats = layer.local(st), {}
+            x = layer.run(x, ls, segments, lstats)
+            layer.store(st, ls, lstats, stats)
         logits = self.head(self.norm(x))
         loss = _token_loss(logits, targets).mean() if targets is not None else None
         return self._finish(logits, st, loss, stats, len(segments))
@@ -441,47 +482,72 @@ class NLModel(nn.Module):
                     ki, ko = layer.k(name, "w_in"), layer.k(name, "w_out")
                     st[ki], st[ko] = _grad_target(st[ki]), _grad_target(st[ko])
                     leaves[(layer.key, name)] = (st[ki], st[ko])
-        fn = self._compiled[layer.key] if self._compiled else layer.segment
+        if self._program is not None:
+            fn = functools.partial(self._run_program, layer, self._end_flags(layer, edges, x.device))
+        else:
+            fn = functools.partial(layer.program, ends=ends, starts=starts)
+        ls = layer.local(st)
         if self.checkpointing and torch.is_grad_enabled():
-            return self._checkpointed(fn, layer.key, x, st, starts, ends, stats)
-        return fn(x, st, starts, ends, stats)
+            x, ls, lstats = self._checkpointed(fn, x, ls)
+        else:
+            x, ls, lstats = fn(x, ls)
+        layer.store(st, ls, lstats, stats)
+        return x
 
-    def _checkpointed(self, fn, key, x, st, starts, ends, stats):
+    @staticmethod
+    def _checkpointed(fn, x, ls):
         """Activation checkpointing per segment: keep only the segment's inputs and outputs (fast
         state included); recompute its inside during backward. Training memory then grows with T
         (the carried states), not with the activations of every chunk's update."""
         from torch.utils.checkpoint import checkpoint
-        skeys = sorted(k for k in st if k.startswith(key + "."))
+        skeys = sorted(ls)
         meta = {}
 
         def pure(x, *flat):
-            s = dict(zip(skeys, flat))
-            local = {}
-            out = fn(x, s, starts, ends, local)
+            out, s, local = fn(x, dict(zip(skeys, flat)))
             meta["out"], meta["stats"] = sorted(s), sorted(local)
             return (out, *[s[k] for k in meta["out"]],
                     *[torch.as_tensor(local[k], dtype=x.dtype, device=x.device) for k in meta["stats"]])
 
-        res = checkpoint(pure, x, *[st[k] for k in skeys], use_reentrant=False)
+        res = checkpoint(pure, x, *[ls[k] for k in skeys], use_reentrant=False)
         n = len(meta["out"])
-        st.update(zip(meta["out"], res[1:1 + n]))
-        for k, v in zip(meta["stats"], res[1 + n:]):
-            _acc(stats, k, v)
-        return res[0]
+        return res[0], dict(zip(meta["out"], res[1:1 + n])), dict(zip(meta["stats"], res[1 + n:]))
 
-    def _compile_segments(self, **kw):
-        """torch.compile each layer's segment program (fullgraph: no graph break allowed). Dynamo
-        specialises it per layer and edge pattern (the starts/ends sets are constants; the schedule
-        knows how many), and again per grad mode and for partial first/last segments: the limit
-        allows 4 variants of each (pattern or partial) per layer, at least dynamo's 64 of before."""
+    def _run_program(self, layer, flags, x, ls):
+        """One segment through the compiled program. Its inputs are normalised so that one graph serves
+        every call: contiguous (a slice of the input, an expanded initial state and a computed one
+        would each be a variant), no two inputs the same tensor, all requiring grad or none (the
+        first segment's zero state does not, later ones do); the chunk ends are 0-dim tensors."""
+        seen, norm = set(), {}
+        for k, v in ls.items():
+            if torch.is_tensor(v) and v.is_floating_point():
+                v = _uniform(v.contiguous() if id(v) not in seen else v.clone())
+                seen.add(id(v))
+            norm[k] = v
+        return self._program(layer, _uniform(x.contiguous()), norm, flags)
+
+    def _end_flags(self, layer, edges, device):
+        """{memory level: 0-dim bool tensor}: does its chunk end with this segment (cached per pattern)."""
+        key = (layer.block.name, edges, device)
+        out = self._flags.get(key)
+        if out is None:
+            _, ends = layer.edge_names(edges)
+            out = self._flags[key] = {n: torch.tensor(n in ends, device=device) for n in layer.mems}
+        return out
+
+    def _compile_program(self, **kw):
+        """torch.compile the segment program once for the model (fullgraph: no graph break allowed).
+        Every layer runs it on its local state, so layers of one block share a graph; the edge pattern
+        is data (`_end_flags`), so it does not multiply the graphs. Dynamo still specialises per block,
+        per grad mode and for the first segment (state not yet requiring grad) and partial segments."""
         import torch._dynamo
-        n = max(64, 4 * (len(self.schedule.patterns) + 2) * len(self.schedule.layers))
+        n = max(64, 4 * (len(self.plan.blocks) + 2))
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, n)
         if self.cms_learns:
             # CMS teaching signals backprop through a segment's graph more than once (retain_graph)
             import torch._functorch.config as fc
             fc.donated_buffer = False
-        self._compiled = {layer.key: torch.compile(layer.segment, fullgraph=True, **kw) for _, layer in self.layers()}
+        self._program = torch.compile(Layer.program, fullgraph=True, **kw)
         return self
 
     def _cms_step(self, st, leaves, teach, edges, last, tape=None):

@@ -24,10 +24,10 @@ def streams(m, tokens):
     (block,) = m.plan.blocks
     layer = m.blocks[block.name][0]
     before, loop, after = layer._partition()
-    st = m.init_state(tokens.shape[0])
+    st = layer.local(m.init_state(tokens.shape[0]))  # the layer's state, local keys
     v = {"x": m.embed(tokens)}
     for op in before:
-        v[op.name] = layer._run_op(op, v, st, layer.key)
+        v[op.name] = layer._run_op(op, v, st)
     return layer, v, st, loop + after
 
 
@@ -50,7 +50,7 @@ def finish(m, layer, v, st, rest, y):
     v[read.name] = y.transpose(1, 2).flatten(-2)
     for op in rest:
         if op is not read:
-            v[op.name] = layer._run_op(op, v, st, layer.key)
+            v[op.name] = layer._run_op(op, v, st)
     return m.head(m.norm(v[layer.block.out]))
 
 
