@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from nlc.errors import ParseError, Span
 from nlc.ir import nodes as ir
+from nlc.ir.kinds import Flow
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -167,7 +168,7 @@ class _Build(Transformer_NonRecursive):
         return ir.ClockProp(clock=c[0], span=self._s(meta))
 
     def stream_prop(self, meta, c):
-        return ir.StreamProp(role=str(c[0]), value=c[1], span=self._s(meta))
+        return ir.StreamProp(role=Flow(str(c[0])), value=c[1], span=self._s(meta))
 
     def learn_prop(self, meta, c):
         return ir.LearnProp(objective=_as_call(c[0], self.file), span=self._s(meta))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, GateKind, Init, MemoryKind, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, Flow, GateKind, Init, MemoryKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
 
         for op in b.ops:
             if op.op == OpKind.READ:
-                link(deps[op.inputs[0]], op.attrs["level"], "flow", "queries")
+                link(deps[op.inputs[0]], op.attrs["level"], "flow", str(Flow.QUERIES))
             elif op.op == OpKind.CMS:
                 names = op.attrs["levels"]
                 link(deps[op.inputs[0]], names[0], "flow", "input")
@@ -136,10 +136,9 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
                     else:
                         edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if CMS_VARIANTS[op.attrs["variant"]].nested else "")
         for lv in b.levels:
-            for role in ("keys", "values", "context"):
-                s = getattr(lv, role)
-                if s:
-                    link(deps[s], lv.name, "generates" if (role == "values" and lv.self_values) else "flow", role)
+            for role, s in lv.flows().items():
+                if role != Flow.QUERIES:  # an attention level's queries come with each read (above)
+                    link(deps[s], lv.name, "generates" if (role == Flow.VALUES and lv.self_values) else "flow", str(role))
             for g, gate in lv.gates.items():
                 if gate.kind == GateKind.STREAM:
                     link(deps[gate.stream], lv.name, "generates", g)

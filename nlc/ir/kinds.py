@@ -107,6 +107,9 @@ class OpInfo:
 
 
 ACTS = (OpKind.SILU, OpKind.GELU, OpKind.RELU, OpKind.SIGMOID, OpKind.TANH, OpKind.SOFTPLUS, OpKind.EXP)
+# the activations a memory's or CMS stage's MLP may use (`mlp(act = ...)`), with a derivative in
+# nlc/lower/ops.py: act_grad (the closed-form gradients need it)
+MEMORY_ACTS = (OpKind.SILU, OpKind.GELU, OpKind.RELU, OpKind.TANH)
 
 OPS: dict[OpKind, OpInfo] = {
     **{a: OpInfo(1, builtin=True) for a in ACTS},
@@ -152,6 +155,16 @@ ROLES: dict[Role, RoleInfo] = {
 }
 WRITING_ROLES = tuple(r for r, info in ROLES.items() if info.writes)
 READ_ROLES = tuple(r for r, info in ROLES.items() if info.must_read)
+
+
+class Flow(enum.StrEnum):
+    """A level's context flow (NL §3): which stream of its block it learns from or reads with. A
+    level names each as a stream (an op of its block, `x` for the block input); `verify_plan`
+    checks after `resolve` that every named stream exists with the width the flow needs."""
+    KEYS = "keys"          # what the memory is indexed by: heads * dk
+    VALUES = "values"      # what it should return: heads * dv
+    QUERIES = "queries"    # attention: what it is read with (heads * dk)
+    CONTEXT = "context"    # attention: extra tokens joined to its keys (MAC), width dim
 
 
 class MemoryKind(enum.StrEnum):

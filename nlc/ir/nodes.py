@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal, Union
 
 from nlc.ir.base import Record
+from nlc.ir.kinds import Flow
 
 
 class Node(Record):
@@ -99,7 +100,7 @@ class ClockProp(Node):
 
 class StreamProp(Node):
     kind: Literal["stream_prop"] = "stream_prop"
-    role: Literal["keys", "values", "queries", "context"]
+    role: Flow
     value: Expr
 
 

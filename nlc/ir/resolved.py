@@ -10,7 +10,7 @@ import enum
 from typing import Any
 
 from nlc.ir.base import Record
-from nlc.ir.kinds import GateKind, Init, MemoryKind, Objective, Role
+from nlc.ir.kinds import Flow, GateKind, Init, MemoryKind, Objective, OpKind, Role
 
 # the largest clock period (chunk or steps(C)) a plan may hold: the checker's limit, the lowering's too
 MAX_CHUNK = 1 << 20
@@ -63,7 +63,7 @@ class MemoryPlan(R):
     kind: MemoryKind
     depth: int = 1
     expansion: float = 1.0
-    act: str = "silu"
+    act: OpKind = OpKind.SILU     # one of kinds.MEMORY_ACTS
     window: int = 0
     persistent: int = 0
     rope: bool = True          # attention: rotary position embedding of queries and keys
@@ -95,6 +95,11 @@ class LevelPlan(R):
     params: int = 0
     cms_input: str | None = None    # role cms: the stream the chain reads
     cms_index: int = 0
+
+    def flows(self) -> dict[Flow, str]:
+        """The level's context flows that it names, as {flow: stream}."""
+        named = {Flow.KEYS: self.keys, Flow.VALUES: self.values, Flow.QUERIES: self.queries, Flow.CONTEXT: self.context}
+        return {f: s for f, s in named.items() if s}
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """(out, in) of each weight matrix of a parametric memory, first layer first (per head)."""

@@ -60,7 +60,9 @@ def _bind(c: Compilation):
 
 
 def _resolve(c: Compilation):
+    from nlc.passes.verify import verify_plan
     c.plan = resolve_model(c.unit, c.model, c.params)
+    verify_plan(c.plan)  # the context flows are typed references from here on
 
 
 def _graph(c: Compilation):

@@ -13,7 +13,7 @@ from typing import Any
 from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.kinds import (
-    BINARY, BUILTINS, CMS_VARIANTS, MEMORY_KINDS, QUERY_WIDTH_KINDS, CmsVariant, MemoryKind, OpKind,
+    BINARY, BUILTINS, CMS_VARIANTS, MEMORY_KINDS, QUERY_WIDTH_KINDS, CmsVariant, Flow, MemoryKind, OpKind,
 )
 from nlc.ir.resolved import BlockPlan, Gate, LevelPlan, MemoryPlan, Op
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
@@ -270,10 +270,10 @@ class Elaborator:
         width = self._read_width(lname, self.width[r[1]], e)
         inputs = [r[1]]
         lv = self.leveldefs[lname]
-        ctx = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "context"), None)
+        ctx = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == Flow.CONTEXT), None)
         if ctx is not None and self._memory_call(lv).func == MemoryKind.ATTENTION:
             # an attention read also attends to the context tokens (MAC): they must exist first
-            inputs.append(self.role_stream(lname, "context", ctx.value))
+            inputs.append(self.role_stream(lname, Flow.CONTEXT, ctx.value))
         return ("stream", self._emit(name or self._fresh(target), OpKind.READ, inputs, width, e.span, level=lname))
 
     def _memory_call(self, lv: ir.LevelDef) -> ir.Call:
@@ -295,7 +295,7 @@ class Elaborator:
         kind = self._memory_call(lv).func
         if kind in QUERY_WIDTH_KINDS:
             return qwidth
-        vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == "values"), None)
+        vals = next((p for p in lv.props if isinstance(p, ir.StreamProp) and p.role == Flow.VALUES), None)
         if vals is None:
             raise DimensionError(f"level '{lname}' has no `values`, so its output width is unknown", lv.span)
         # the width alone, without building the values' ops: the values may be computed from
@@ -353,7 +353,7 @@ class Elaborator:
                 if kind in QUERY_WIDTH_KINDS:
                     return self._static_width(e.args[0], seen)
                 vals = next((p for p in self.leveldefs[lname].props
-                             if isinstance(p, ir.StreamProp) and p.role == "values"), None)
+                             if isinstance(p, ir.StreamProp) and p.role == Flow.VALUES), None)
                 return self._static_width(vals.value, seen | {lname}) if vals else None
         return None
 

@@ -12,8 +12,8 @@ from typing import Any
 from nlc.errors import ClockError, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir.kinds import (
-    GATE_KINDS, INITS, LOCAL_OBJECTIVES, MEMORY_KINDS, OBJECTIVES,
-    GateKind, Init, MemoryKind, Objective, OpKind, Role,
+    GATE_KINDS, INITS, LOCAL_OBJECTIVES, MEMORY_ACTS, MEMORY_KINDS, OBJECTIVES,
+    Flow, GateKind, Init, MemoryKind, Objective, OpKind, Role,
 )
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
@@ -69,9 +69,12 @@ def memory_plan(call: ir.Call, env) -> MemoryPlan:
     if isinstance(e, bool) or not isinstance(e, (int, float)) or e <= 0:
         raise DimensionError(f"{call.func}(expansion = {e!r}): expansion must be a positive number", call.span)
     kw["expansion"] = float(e)
-    if kw.get("act", "silu") not in ("silu", "gelu", "relu", "tanh"):
-        raise NameError_(f"unknown activation '{kw['act']}'", call.span,
-                         did_you_mean(str(kw["act"]), ("silu", "gelu", "relu", "tanh")) or "silu, gelu, relu or tanh")
+    if "act" in kw:
+        if kw["act"] not in MEMORY_ACTS:
+            names = [str(a) for a in MEMORY_ACTS]
+            raise NameError_(f"unknown activation '{kw['act']}'", call.span,
+                             did_you_mean(str(kw["act"]), names) or ", ".join(names[:-1]) + " or " + names[-1])
+        kw["act"] = OpKind(kw["act"])
     return MemoryPlan(kind=MemoryKind(call.func), span=call.span, **kw)
 
 
@@ -134,14 +137,14 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise NameError_(f"level '{lname}' has no option '{p.name}'", p.span,
                              "in-context levels take keys, values, context, learn, rule, clock and init; "
                              "rule options go in the rule: rule dgd(lr = ..., layers = all)")
-        if isinstance(p, ir.StreamProp) and p.role == "queries":
+        if isinstance(p, ir.StreamProp) and p.role == Flow.QUERIES:
             raise NameError_(f"`queries` is given by each read of level '{lname}'", p.span,
                              f"read it with {lname}(q) where q is the query stream")
     options: dict = {}
     common = dict(name=lname, block=el.block.name, heads=heads, options=options, span=lv.span)
 
     if mem.kind == MemoryKind.ATTENTION:
-        for role in ("keys", "values", "queries"):
+        for role in (Flow.KEYS, Flow.VALUES, Flow.QUERIES):
             if role in streams:
                 raise NameError_(f"attention levels project their own keys and values; remove `{role}`", streams[role].span,
                                  "read the level with attn(h); MAC's memory tokens go in `context`")
@@ -149,22 +152,22 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise ClockError("an attention level sees every token: its clock is tokens(1)", clock_p.span if clock_p else lv.span)
         if el.dim % heads:
             raise DimensionError(f"dim = {el.dim} is not divisible by heads = {heads}", lv.span)
-        ctx = el.role_stream(lname, "context", streams["context"].value) if "context" in streams else None
+        ctx = el.role_stream(lname, Flow.CONTEXT, streams[Flow.CONTEXT].value) if Flow.CONTEXT in streams else None
         if ctx and el.width[ctx] != el.dim:
-            raise DimensionError(f"attention context must have width dim = {el.dim}", streams["context"].span)
+            raise DimensionError(f"attention context must have width dim = {el.dim}", streams[Flow.CONTEXT].span)
         params = 4 * el.dim * el.dim + 2 * mem.persistent * el.dim
         return LevelPlan(role=Role.ATTENTION, memory=mem, dk=el.dim // heads, dv=el.dim // heads, clock=Clock(),
                          objective=Objective.L2, rule=None, init=None, context=ctx, params=params, **common)
 
-    for role in ("keys", "values"):
+    for role in (Flow.KEYS, Flow.VALUES):
         if role not in streams:
             raise NameError_(f"level '{lname}' needs `{role}`", lv.span,
                              "keys and values are the context the level learns from: e.g. `keys k; values v`")
-    keys = el.role_stream(lname, "keys", streams["keys"].value)
-    values = el.role_stream(lname, "values", streams["values"].value)
-    self_values = _uses_self(streams["values"].value, lname)
+    keys = el.role_stream(lname, Flow.KEYS, streams[Flow.KEYS].value)
+    values = el.role_stream(lname, Flow.VALUES, streams[Flow.VALUES].value)
+    self_values = _uses_self(streams[Flow.VALUES].value, lname)
     kw, vw = el.width[keys], el.width[values]
-    for role, w in (("keys", kw), ("values", vw)):
+    for role, w in ((Flow.KEYS, kw), (Flow.VALUES, vw)):
         if w % heads:
             raise DimensionError(f"{role} of level '{lname}' have width {w}, not divisible by heads = {heads}", streams[role].span)
     dk, dv = kw // heads, vw // heads
@@ -237,7 +240,7 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
             raise DimensionError(f"init pretrained(...) takes a file name in quotes, got {v!r}", init.args[0].span,
                                  'e.g. init pretrained("mem.safetensors")')
         iargs = {"value": v}
-    queries = el.role_stream(lname, "queries", streams["queries"].value) if "queries" in streams else None
+    queries = el.role_stream(lname, Flow.QUERIES, streams[Flow.QUERIES].value) if Flow.QUERIES in streams else None
 
     per_head = {MemoryKind.LINEAR: dv * dk, MemoryKind.RESIDUAL_MLP: 2 * dk * hidden,
                 MemoryKind.MLP: (dk * hidden + hidden * dv + max(0, mem.depth - 2) * hidden * hidden) if mem.depth > 1 else dk * dv}[mem.kind]

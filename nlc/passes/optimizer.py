@@ -23,7 +23,7 @@ from typing import Any
 from nlc.errors import ClockError, CycleError, Diagnostics, DimensionError, NameError_, NlcError
 from nlc.ir import nodes as ir
 from nlc.ir import optimizer as rx
-from nlc.ir.kinds import MemoryKind
+from nlc.ir.kinds import Flow, MemoryKind
 from nlc.ir.optimizer import (DOMAINS, INPUTS, SLOT_RULES, STEP_FUNCS, OptimizerSpec, SlotLevel,  # noqa: F401
                               domain_error)
 from nlc.passes.consts import check_number, did_you_mean, eval_const
@@ -129,7 +129,7 @@ def _slot_level(name: str, lv: ir.LevelDef, params: dict) -> SlotLevel:
             if clock.unit != ClockUnit.STEPS:
                 raise ClockError(f"optimizer level '{name}' runs on training steps; `clock {clock.unit}` cannot drive it",
                                  p.clock.span, "use clock steps(C): every C optimizer steps")
-        elif isinstance(p, ir.StreamProp) and p.role == "keys":
+        elif isinstance(p, ir.StreamProp) and p.role == Flow.KEYS:
             keys = p.value
         elif isinstance(p, ir.RuleProp):
             rule = p.rule

@@ -149,7 +149,7 @@ def live_ops(block, impls) -> frozenset:
     roots = [block.out]
     for lv in block.levels:
         if impls[(block.name, lv.name)] in WRITES:
-            roots += [lv.keys, lv.values, lv.context] + [g.stream for g in lv.gates.values()]
+            roots += list(lv.flows().values()) + [g.stream for g in lv.gates.values()]
     live, stack = set(), [r for r in roots if r]
     while stack:
         n = stack.pop()

@@ -8,9 +8,32 @@ class CompilerBug(RuntimeError):
     """An invariant of the pipeline does not hold (a bug in nlc, not in the spec)."""
 
 
-def _need(ok, what):
+def _need(ok, what, stage="schedule"):
     if not ok:
-        raise CompilerBug(f"schedule invariant broken: {what}")
+        raise CompilerBug(f"{stage} invariant broken: {what}")
+
+
+def verify_plan(plan) -> None:
+    """After `resolve`: every context flow of a level names a stream of its block (an op, or `x`) of
+    the width the flow needs, and every stream gate names one of width 1 or `heads`: the flows are
+    typed references, not free strings, from here on."""
+    from nlc.ir.kinds import Flow, GateKind, Role
+    for b in plan.blocks:
+        width = {"x": plan.dim, **{op.name: op.width for op in b.ops}}
+        for lv in b.levels:
+            need = {Flow.KEYS: lv.heads * lv.dk, Flow.VALUES: lv.heads * lv.dv, Flow.QUERIES: lv.heads * lv.dk,
+                    Flow.CONTEXT: plan.dim}
+            if lv.role == Role.MEMORY:
+                _need(Flow.KEYS in lv.flows() and Flow.VALUES in lv.flows(), f"{b.name}.{lv.name} has keys and values",
+                      "plan")
+            for flow, stream in lv.flows().items():
+                _need(stream in width, f"{b.name}.{lv.name}: its {flow} stream '{stream}' is in the block", "plan")
+                _need(width[stream] == need[flow],
+                      f"{b.name}.{lv.name}: its {flow} stream '{stream}' has width {need[flow]}, not {width[stream]}", "plan")
+            for g, gate in lv.gates.items():
+                if gate.kind == GateKind.STREAM:
+                    _need(width.get(gate.stream) in (1, lv.heads),
+                          f"{b.name}.{lv.name}: gate {g} reads '{gate.stream}' of width 1 or heads", "plan")
 
 
 def verify_schedule(plan, s) -> None:

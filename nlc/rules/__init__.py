@@ -13,10 +13,18 @@ its import below (see `anchored`).
 """
 from __future__ import annotations
 
+import enum
 import importlib
 from dataclasses import dataclass, field
 
 from nlc.ir.kinds import GateKind
+
+
+class Momentum(enum.StrEnum):
+    """Whether a rule carries a momentum (surprise) buffer S in the fast state."""
+    NEVER = "never"
+    ALWAYS = "always"
+    GATE = "gate"    # when its `momentum` gate is not the constant 0
 
 
 @dataclass(frozen=True)
@@ -26,15 +34,15 @@ class Rule:
     doc: str                          # one line: the rule's update
     options: dict = field(default_factory=dict)   # option -> allowed values, the first is the default
     kernels: tuple = ()               # fused ops of nlc.kernels that implement it: linear_memory, mlp_memory
-    momentum: str = "never"           # "always", "never", or "gate": a momentum buffer when the gate is not 0
+    momentum: Momentum = Momentum.NEVER
     uses_init: bool = False           # the update reads the memory's initial state M_0
     key_projection: bool = False      # the update multiplies W by (a I - theta k k^T) (DGD): the linear kernel's
                                       # k k^T term, the Sherman-Morrison step, its FLOPs (nlc.roofline)
     module: str = ""                  # the module with token() and chunk(); default nlc.rules.<name>.update
 
     def has_momentum(self, lv) -> bool:
-        if self.momentum != "gate":
-            return self.momentum == "always"
+        if self.momentum != Momentum.GATE:
+            return self.momentum == Momentum.ALWAYS
         g = lv.gates.get("momentum")
         return not (g is None or (g.kind == GateKind.CONST and g.value == 0.0))
 

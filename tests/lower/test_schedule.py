@@ -99,3 +99,25 @@ def test_verify_catches_a_broken_schedule():
     with pytest.raises(CompilerBug, match="a kernel only where it can run"):
         levels = (replace(s.levels[0], impl=Impl.TRITON_LINEAR),) + s.levels[1:]
         verify_schedule(plan, replace(s, levels=levels))
+
+
+def test_verify_plan_types_the_context_flows():
+    """After `resolve`, a level's context flows name streams of its block of the widths they need."""
+    from nlc.ir.kinds import Flow
+    from nlc.passes.verify import CompilerBug, verify_plan
+    plan, _ = _sched("hope")
+    verify_plan(plan)
+    b = plan.blocks[0]
+    mem = b.level("memory")
+    assert set(mem.flows()) == {Flow.KEYS, Flow.VALUES}
+
+    def with_level(**update):
+        levels = [lv.model_copy(update=update) if lv.name == "memory" else lv for lv in b.levels]
+        return plan.model_copy(update={"blocks": [b.model_copy(update={"levels": levels})] + plan.blocks[1:]})
+    with pytest.raises(CompilerBug, match="keys stream 'nowhere' is in the block"):
+        verify_plan(with_level(keys="nowhere"))
+    with pytest.raises(CompilerBug, match="values stream 'x' has width"):
+        verify_plan(with_level(values="x", dv=mem.dv + 1))
+    eta = mem.gates["lr"]
+    with pytest.raises(CompilerBug, match="gate lr reads 'x' of width 1 or heads"):
+        verify_plan(with_level(gates={**mem.gates, "lr": eta.model_copy(update={"stream": "x"})}))

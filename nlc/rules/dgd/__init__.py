@@ -1,4 +1,4 @@
-from nlc.rules import Rule, register
+from nlc.rules import Momentum, Rule, register
 
 register(Rule(
     name="dgd",
@@ -8,6 +8,6 @@ register(Rule(
     options={"layers": ("first", "all"), "normalize": (True, False)},
     doc="W_t = W_{t-1}((1 - alpha_t) I - theta_t k k^T) + S_t  (Hope eq. 88, NL eqs. 56-57)",
     kernels=("linear_memory",),
-    momentum="gate",
+    momentum=Momentum.GATE,
     key_projection=True,
 ))

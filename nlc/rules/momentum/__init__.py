@@ -1,9 +1,9 @@
-from nlc.rules import Rule, register
+from nlc.rules import Momentum, Rule, register
 
 register(Rule(
     name="momentum",
     gates={"lr": 0.1, "momentum": 0.9, "decay": 0.0},
     doc="S_t = eta_t S_{t-1} - theta_t grad ; W_t = (1 - alpha_t) W_{t-1} + S_t  (Titans eqs. 13-14)",
     kernels=("linear_memory", "mlp_memory"),
-    momentum="always",
+    momentum=Momentum.ALWAYS,
 ))
