@@ -13,30 +13,32 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlc.ir.kinds import EDGE_KINDS, NODE_KINDS, EdgeKind, NodeKind
+
 __all__ = ["render", "draw", "layout", "to_dot", "to_mermaid", "human_count", "SUFFIXES"]
 
 SUFFIXES = (".svg", ".png", ".pdf", ".dot", ".mmd")
 
-# node kind -> (fill, border)
+# node kind -> (fill, border); the kinds and their words: nlc.ir.kinds NODE_KINDS, EDGE_KINDS
 NODE_STYLE = {
-    "level": ("#dbeafe", "#1d4ed8"),
-    "attention": ("#dcfce7", "#15803d"),
-    "optimizer": ("#ffedd5", "#c2410c"),
-    "input": ("#f1f5f9", "#475569"),
-    "output": ("#f1f5f9", "#475569"),
+    NodeKind.LEVEL: ("#dbeafe", "#1d4ed8"),
+    NodeKind.ATTENTION: ("#dcfce7", "#15803d"),
+    NodeKind.OPTIMIZER: ("#ffedd5", "#c2410c"),
+    NodeKind.INPUT: ("#f1f5f9", "#475569"),
+    NodeKind.OUTPUT: ("#f1f5f9", "#475569"),
 }
-NODE_DESC = {"level": "learning level", "attention": "attention (non-parametric)",
-             "optimizer": "outer optimizer", "input": "input", "output": "output"}
+NODE_DESC = NODE_KINDS
 # edge kind -> (colour, matplotlib linestyle, width, DOT style, description)
-EDGE_STYLE = {
-    "flow": ("#1f2937", "solid", 1.4, "solid", "flow (keys / values / queries)"),
-    "generates": ("#7c3aed", (0, (5, 3)), 1.3, "dashed", "generates (self-generated values, lr)"),
-    "optimizes": ("#ea580c", (0, (1, 2)), 1.2, "dotted", "optimizes (outer update)"),
-    "initializes": ("#0d9488", "dashdot", 1.2, "dashed", "initializes (meta-learned init)"),
-    "backprop": ("#dc2626", "solid", 2.6, "bold", "backprop (task-loss gradient)"),
+_EDGE_LOOK = {
+    EdgeKind.FLOW: ("#1f2937", "solid", 1.4, "solid"),
+    EdgeKind.GENERATES: ("#7c3aed", (0, (5, 3)), 1.3, "dashed"),
+    EdgeKind.OPTIMIZES: ("#ea580c", (0, (1, 2)), 1.2, "dotted"),
+    EdgeKind.INITIALIZES: ("#0d9488", "dashdot", 1.2, "dashed"),
+    EdgeKind.BACKPROP: ("#dc2626", "solid", 2.6, "bold"),
 }
+EDGE_STYLE = {k: (*look, EDGE_KINDS[k]) for k, look in _EDGE_LOOK.items()}
 _DEFAULT_EDGE = ("#6b7280", "solid", 1.0, "solid", "other")
-_EDGE_ORDER = ("optimizes", "initializes", "backprop", "generates", "flow")  # drawn bottom first
+_EDGE_ORDER = (EdgeKind.OPTIMIZES, EdgeKind.INITIALIZES, EdgeKind.BACKPROP, EdgeKind.GENERATES, EdgeKind.FLOW)  # drawn bottom first
 
 NAME_PT, SUB_PT, LABEL_PT, BAND_PT = 10.5, 7.5, 7.0, 9.5
 BOX_H, BAND_H, GAP_X, MARGIN_L, MARGIN_R = 0.62, 1.45, 0.55, 1.7, 0.5
@@ -58,9 +60,9 @@ def _name(G, n) -> str:
 
 def _subtitle(G, n) -> str:
     a = G.nodes[n]
-    kind = a.get("kind", "level")
+    kind = a.get("kind", NodeKind.LEVEL)
     parts = [str(a[k]) for k in ("clock", "rule", "objective") if a.get(k)]
-    if a.get("params") or kind == "level" and "params" in a:
+    if a.get("params") or kind == NodeKind.LEVEL and "params" in a:
         parts.append(human_count(a.get("params")))
     if int(a.get("repeat") or 1) > 1:
         parts.append(f"×{int(a['repeat'])}")
@@ -96,7 +98,7 @@ def bands(G) -> list[Band]:
             while len(tiers) <= t:
                 tiers.append([])
             tiers[t].append(n)
-    io = {"input": [], "output": []}
+    io = {NodeKind.INPUT: [], NodeKind.OUTPUT: []}
     level_bands, seen = [], set()
     for i, tier in enumerate(tiers):
         members = []
@@ -116,16 +118,16 @@ def bands(G) -> list[Band]:
             level_bands[-1].caption += " · slowest"
 
     def outer(b):
-        return all(G.nodes[n].get("kind") == "optimizer" or
+        return all(G.nodes[n].get("kind") == NodeKind.OPTIMIZER or
                    str(G.nodes[n].get("clock") or "").startswith("steps") for n in b.nodes)
     inner = [b for b in level_bands if not outer(b)]
     outer_b = [b for b in level_bands if outer(b)]
     out = []
-    if io["input"]:
-        out.append(Band("input", "input", "data", io["input"]))
+    if io[NodeKind.INPUT]:
+        out.append(Band("input", "input", "data", io[NodeKind.INPUT]))
     out += inner
-    if io["output"]:
-        out.append(Band("output", "output", "data", io["output"]))
+    if io[NodeKind.OUTPUT]:
+        out.append(Band("output", "output", "data", io[NodeKind.OUTPUT]))
     return out + outer_b
 
 
@@ -160,7 +162,7 @@ def _order(G, bs: list[Band], width: dict, sweeps: int = 4) -> list[list]:
     rows = [list(b.nodes) for b in bs]
     nbrs: dict = {n: [] for n in G}
     for u, v, k in G.edges(data="kind"):
-        if u != v and k not in ("optimizes", "initializes"):
+        if u != v and k not in (EdgeKind.OPTIMIZES, EdgeKind.INITIALIZES):
             nbrs[u].append(v)
             nbrs[v].append(u)
 
@@ -291,7 +293,7 @@ def draw(G):
     boxes = {}
     for n, (x, y) in L.pos.items():
         a = G.nodes[n]
-        fill, border = NODE_STYLE.get(a.get("kind", "level"), NODE_STYLE["level"])
+        fill, border = NODE_STYLE.get(a.get("kind", NodeKind.LEVEL), NODE_STYLE[NodeKind.LEVEL])
         w, h = L.size[n]
         if int(a.get("repeat") or 1) > 1:  # a collapsed stack of blocks: draw the stack
             for d in (0.1, 0.05):
@@ -314,9 +316,9 @@ def draw(G):
     edges = sorted(G.edges(keys=True, data=True), key=lambda e: rank.get(e[3].get("kind"), 9))
     loops: dict = {}
     for u, v, key, a in edges:
-        kind = a.get("kind", "flow")
+        kind = a.get("kind", EdgeKind.FLOW)
         color, ls, lw, _, _ = EDGE_STYLE.get(kind, _DEFAULT_EDGE)
-        z = 2 if kind in ("optimizes", "initializes") else 6
+        z = 2 if kind in (EdgeKind.OPTIMIZES, EdgeKind.INITIALIZES) else 6
         alpha = 0.5 if z == 2 else 0.95
         (x1, y1), (x2, y2) = L.pos[u], L.pos[v]
         style = dict(arrowstyle="-|>,head_length=5,head_width=3", color=color, lw=lw,
@@ -345,8 +347,8 @@ def draw(G):
     model = G.graph.get("title") or G.graph.get("model") or "model"
     # node params are per layer (x repeat); the optimizer's count is the total, not more parameters
     nparams = sum(int(a.get("params") or 0) * int(a.get("repeat") or 1)
-                  for _, a in G.nodes(data=True) if a.get("kind") != "optimizer")
-    nlev = sum(1 for _, k in G.nodes(data="kind") if k not in ("input", "output"))
+                  for _, a in G.nodes(data=True) if a.get("kind") != NodeKind.OPTIMIZER)
+    nlev = sum(1 for _, k in G.nodes(data="kind") if k not in (NodeKind.INPUT, NodeKind.OUTPUT))
     ax.text(0.25, L.height + title_h / 2 + 0.05, str(model), fontsize=15, fontweight="bold",
             ha="left", va="center", color="#0f172a")
     ax.text(W - 0.25, L.height + title_h / 2 + 0.05,
@@ -356,9 +358,9 @@ def draw(G):
     node_kinds = [k for k in NODE_STYLE if any(a == k for _, a in G.nodes(data="kind"))]
     edge_kinds = [k for k in EDGE_STYLE if any(a == k for _, _, a in G.edges(data="kind"))]
     desc = dict(NODE_DESC)
-    if "input" in node_kinds and "output" in node_kinds:
-        node_kinds.remove("output")
-        desc["input"] = "input / output"
+    if NodeKind.INPUT in node_kinds and NodeKind.OUTPUT in node_kinds:
+        node_kinds.remove(NodeKind.OUTPUT)
+        desc[NodeKind.INPUT] = "input / output"
     handles = [Patch(facecolor=NODE_STYLE[k][0], edgecolor=NODE_STYLE[k][1], label=desc[k])
                for k in node_kinds]
     handles += [Line2D([], [], color=EDGE_STYLE[k][0], linestyle=EDGE_STYLE[k][1],
@@ -393,7 +395,7 @@ def to_dot(G) -> str:
         lines.append(f"    {_q(anchor)} [shape=plaintext, style=\"\", fontsize=10, "
                      f"label={_q(b.label + chr(10) + b.caption)}];")
         for n in b.nodes:
-            fill, border = NODE_STYLE.get(G.nodes[n].get("kind", "level"), NODE_STYLE["level"])
+            fill, border = NODE_STYLE.get(G.nodes[n].get("kind", NodeKind.LEVEL), NODE_STYLE[NodeKind.LEVEL])
             lab = _name(G, n) + "\n" + _subtitle(G, n)
             lines.append(f"    {_q(n)} [label={_q(lab.strip())}, fillcolor=\"{fill}\", "
                          f"color=\"{border}\"];")
@@ -401,7 +403,7 @@ def to_dot(G) -> str:
     for a, b in zip(anchors, anchors[1:]):  # pins band order: fastest at the bottom
         lines.append(f"  {_q(a)} -> {_q(b)} [style=invis];")
     for u, v, a in G.edges(data=True):
-        color, _, lw, style, _ = EDGE_STYLE.get(a.get("kind", "flow"), _DEFAULT_EDGE)
+        color, _, lw, style, _ = EDGE_STYLE.get(a.get("kind", EdgeKind.FLOW), _DEFAULT_EDGE)
         extra = f", label={_q(a['label'])}" if a.get("label") else ""
         if band_of.get(v, 0) < band_of.get(u, 0):  # downward edges must not reorder the bands
             extra += ", constraint=false"
@@ -430,8 +432,8 @@ def _mq(s: str) -> str:
     return str(s).replace('"', "#quot;").replace("|", "#124;")
 
 
-_MERMAID_ARROW = {"flow": "-->", "generates": "-.->", "optimizes": "-.->", "initializes": "-.->",
-                  "backprop": "==>"}
+_MERMAID_ARROW = {EdgeKind.FLOW: "-->", EdgeKind.GENERATES: "-.->", EdgeKind.OPTIMIZES: "-.->", EdgeKind.INITIALIZES: "-.->",
+                  EdgeKind.BACKPROP: "==>"}
 
 
 def to_mermaid(G) -> str:
@@ -447,17 +449,17 @@ def to_mermaid(G) -> str:
         for n in b.nodes:
             sub = _subtitle(G, n)
             lab = _mq(_name(G, n)) + (f"<br/><small>{_mq(sub)}</small>" if sub else "")
-            lines.append(f'    {ids[n]}["{lab}"]:::{G.nodes[n].get("kind", "level")}')
+            lines.append(f'    {ids[n]}["{lab}"]:::{G.nodes[n].get("kind", NodeKind.LEVEL)}')
         lines.append("  end")
     styles = []
     for i, (u, v, a) in enumerate(G.edges(data=True)):
-        kind = a.get("kind", "flow")
+        kind = a.get("kind", EdgeKind.FLOW)
         arrow = _MERMAID_ARROW.get(kind, "-->")
         lab = f"|{_mq(a['label'])}|" if a.get("label") else ""
         lines.append(f"  {ids[u]} {arrow}{lab} {ids[v]}")
         color, _, lw, style, _ = EDGE_STYLE.get(kind, _DEFAULT_EDGE)
         dash = {"dotted": ",stroke-dasharray:2 3", "dashed": ",stroke-dasharray:6 3"}.get(style, "")
-        if kind == "initializes":
+        if kind == EdgeKind.INITIALIZES:
             dash = ",stroke-dasharray:8 3 2 3"
         styles.append(f"  linkStyle {i} stroke:{color},stroke-width:{lw:g}px{dash}")
     lines += styles

@@ -206,3 +206,13 @@ def test_model_without_levels_draws(tmp_path):
     G = run(str(spec)).graph
     assert [b.key for b in viz.bands(G)] == ["input", "output"]
     assert viz.render(G, tmp_path / "tiny.svg").stat().st_size > 0
+
+
+def test_every_node_and_edge_kind_has_a_look():
+    """The picture's kinds are one registry (nlc.ir.kinds): each has a style in the figure, the page and
+    the Mermaid export, and nothing else does."""
+    from nlc.ir.kinds import EDGE_KINDS, NODE_KINDS, EdgeKind, NodeKind
+    from nlc.view.data import DASH
+    from nlc.viz import _MERMAID_ARROW, EDGE_STYLE, NODE_STYLE
+    assert set(NODE_STYLE) == set(NODE_KINDS) == set(NodeKind)
+    assert set(EDGE_STYLE) == set(DASH) == set(_MERMAID_ARROW) == set(EDGE_KINDS) == set(EdgeKind)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nlc.errors import Diagnostics, GraphError
-from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, Flow, GateKind, Init, MemoryKind, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, READ_ROLES, EdgeKind, Flow, GateKind, Init, MemoryKind, NodeKind, OpKind, Role
 from nlc.ir.resolved import BlockPlan, ClockUnit, LevelPlan, ModelPlan
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def build_graph(plan: ModelPlan) -> "nx.MultiDiGraph":
 
 def build_layout(plan: ModelPlan) -> LevelLayout:
     G = LevelLayout(model=plan.name)
-    G.add_node("input", kind="input", label="input", tier=-1)
+    G.add_node("input", kind=NodeKind.INPUT, label="input", tier=-1)
     edges: dict[tuple, list[str]] = {}  # (src, dst, kind) -> labels: parallel edges merged
     nb = len(plan.blocks)
     x_deps = frozenset({"input"})
@@ -108,7 +108,7 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
         meta |= {nid[lv.name] for lv in b.levels if lv.role == Role.MEMORY and lv.init == Init.META}
         for lv in b.levels:
             label = nid[lv.name] if b.repeat == 1 else f"{b.name}[0..{b.repeat - 1}].{lv.name}"
-            G.add_node(nid[lv.name], kind="attention" if lv.role == Role.ATTENTION else "level", label=label,
+            G.add_node(nid[lv.name], kind=NodeKind.ATTENTION if lv.role == Role.ATTENTION else NodeKind.LEVEL, label=label,
                        clock=clock_str(lv), chunk=lv.clock.period, params=lv.params,  # per layer; x repeat
                        objective="task-loss" if lv.role == Role.CMS else ("—" if lv.role == Role.ATTENTION else lv.objective),
                        rule=lv.rule or ("nonparametric" if lv.role == Role.ATTENTION else "none"),  # words, for the picture
@@ -120,37 +120,37 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
             for s in srcs:
                 src = s if s == "input" or s not in nid else nid[s]
                 if s == dst:
-                    edges.setdefault((nid[dst], nid[dst], "generates"), []).append(label)
+                    edges.setdefault((nid[dst], nid[dst], EdgeKind.GENERATES), []).append(label)
                 else:
                     edges.setdefault((src, nid[dst], kind), []).append(label)
 
         for op in b.ops:
             if op.op == OpKind.READ:
-                link(deps[op.inputs[0]], op.attrs["level"], "flow", str(Flow.QUERIES))
+                link(deps[op.inputs[0]], op.attrs["level"], EdgeKind.FLOW, str(Flow.QUERIES))
             elif op.op == OpKind.CMS:
                 names = op.attrs["levels"]
-                link(deps[op.inputs[0]], names[0], "flow", "input")
+                link(deps[op.inputs[0]], names[0], EdgeKind.FLOW, "input")
                 for a, c in zip(names, names[1:]):
                     if CMS_VARIANTS[op.attrs["variant"]].parallel:
-                        link(deps[op.inputs[0]], c, "flow", "input")
+                        link(deps[op.inputs[0]], c, EdgeKind.FLOW, "input")
                     else:
-                        edges.setdefault((nid[a], nid[c], "flow"), []).append("nested" if CMS_VARIANTS[op.attrs["variant"]].nested else "")
+                        edges.setdefault((nid[a], nid[c], EdgeKind.FLOW), []).append("nested" if CMS_VARIANTS[op.attrs["variant"]].nested else "")
         for lv in b.levels:
             for role, s in lv.flows().items():
                 if role != Flow.QUERIES:  # an attention level's queries come with each read (above)
-                    link(deps[s], lv.name, "generates" if (role == Flow.VALUES and lv.self_values) else "flow", str(role))
+                    link(deps[s], lv.name, EdgeKind.GENERATES if (role == Flow.VALUES and lv.self_values) else EdgeKind.FLOW, str(role))
             for g, gate in lv.gates.items():
                 if gate.kind == GateKind.STREAM:
-                    link(deps[gate.stream], lv.name, "generates", g)
+                    link(deps[gate.stream], lv.name, EdgeKind.GENERATES, g)
         x_deps = frozenset(nid.get(d, d) for d in deps[b.out])
     for (src, dst, kind), labels in edges.items():
         G.add_edge(src, dst, kind=kind, label=", ".join(dict.fromkeys(x for x in labels if x)))
-    G.add_node("output", kind="output", label="output (loss)", tier=-1)
+    G.add_node("output", kind=NodeKind.OUTPUT, label="output (loss)", tier=-1)
     for s in x_deps - {"input"}:  # the residual path input -> output is implied
-        G.add_edge(s, "output", kind="flow", label="")
+        G.add_edge(s, "output", kind=EdgeKind.FLOW, label="")
     for n, d in list(G.nodes.items()):
         if d.get("role") == Role.CMS and d.get("unit") != "frozen":
-            G.add_edge("output", n, kind="backprop", label="task loss")
+            G.add_edge("output", n, kind=EdgeKind.BACKPROP, label="task loss")
     if plan.optimizer is not None:
         o = plan.optimizer
         if "all" in o.targets:  # every parameter of the model, not only the levels' own
@@ -158,13 +158,13 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
             total = sum(p.elements for p in estimate(plan))
         else:
             total = sum(lv.params * b.repeat for b, lv in plan.all_levels())
-        G.add_node(o.name, kind="optimizer", label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,
+        G.add_node(o.name, kind=NodeKind.OPTIMIZER, label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,
                    objective="task-loss", rule=o.rule, memory="params(" + ", ".join(o.targets) + ")", repeat=1,
                    unit="steps", role="optimizer")
         for n, d in list(G.nodes.items()):
             if d.get("kind") in ("level", "attention"):
-                kind = "initializes" if n in meta else "optimizes"
-                G.add_edge(o.name, n, kind=kind, label="init" if kind == "initializes" else "")
+                kind = EdgeKind.INITIALIZES if n in meta else EdgeKind.OPTIMIZES
+                G.add_edge(o.name, n, kind=kind, label="init" if kind == EdgeKind.INITIALIZES else "")
     tiers: dict[tuple, list[str]] = {}
     for n, d in G.nodes.items():
         if d.get("kind") in ("input", "output"):

@@ -233,3 +233,35 @@ GATE_KINDS: dict[GateKind, GateKindInfo] = {
     GateKind.LEARNED: GateKindInfo("a scalar per head, meta-learned: `lr = learned(0.1)`", learned=True),
     GateKind.STREAM: GateKindInfo("computed from the input, per token: `lr = sigmoid(linear(x, out = heads))`"),
 }
+
+
+# ---- the level graph's picture (nlc/graph, nlc/viz.py, the page): what its nodes and edges are
+class NodeKind(enum.StrEnum):
+    LEVEL = "level"
+    ATTENTION = "attention"
+    OPTIMIZER = "optimizer"
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+NODE_KINDS: dict[NodeKind, str] = {
+    NodeKind.LEVEL: "learning level", NodeKind.ATTENTION: "attention (non-parametric)",
+    NodeKind.OPTIMIZER: "outer optimizer", NodeKind.INPUT: "input", NodeKind.OUTPUT: "output",
+}
+
+
+class EdgeKind(enum.StrEnum):
+    FLOW = "flow"                # a context flow: keys, values, queries, a CMS chain's input
+    GENERATES = "generates"      # a level produces another's (or its own) values or gates
+    OPTIMIZES = "optimizes"      # the outer optimizer updates the level's parameters
+    INITIALIZES = "initializes"  # ... and its meta-learned initial state
+    BACKPROP = "backprop"        # the task-loss gradient reaches it (CMS stages)
+
+
+EDGE_KINDS: dict[EdgeKind, str] = {
+    EdgeKind.FLOW: "flow (keys / values / queries)",
+    EdgeKind.GENERATES: "generates (self-generated values, lr)",
+    EdgeKind.OPTIMIZES: "optimizes (outer update)",
+    EdgeKind.INITIALIZES: "initializes (meta-learned init)",
+    EdgeKind.BACKPROP: "backprop (task-loss gradient)",
+}

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, GateKind, Init, MemoryKind, Objective, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, MEMORY_KINDS, EdgeKind, GateKind, Init, MemoryKind, NodeKind, Objective, OpKind, Role
 from nlc.ir.resolved import ClockUnit
 from nlc.rules import RULES
 from nlc.view import mathml as M
@@ -29,7 +29,8 @@ BAND_SCALE = 0.72  # bands drawn shorter than nlc graph's (boxes keep their size
 MAX_POINTS = 400   # a logged series is thinned to at most this many points
 FORMAT = 1         # the page data's version
 
-DASH = {"flow": "", "generates": "6 3.5", "optimizes": "1.5 3", "initializes": "8 3 2 3", "backprop": ""}
+DASH = {EdgeKind.FLOW: "", EdgeKind.GENERATES: "6 3.5", EdgeKind.OPTIMIZES: "1.5 3", EdgeKind.INITIALIZES: "8 3 2 3",
+        EdgeKind.BACKPROP: ""}
 
 
 # ---------------------------------------------------------------- sources and spans
@@ -369,11 +370,11 @@ def _drawing(G, key_of, layer_of=None) -> dict:
         a = G.nodes[n]
         w, h = L.size[n]
         nodes.append({"id": n, "key": key_of(n), "layer": layer_of(n) if layer_of else None,
-                      "label": viz._name(G, n), "sub": viz._subtitle(G, n), "kind": a.get("kind", "level"),
+                      "label": viz._name(G, n), "sub": viz._subtitle(G, n), "kind": str(a.get("kind", NodeKind.LEVEL)),
                       "repeat": int(a.get("repeat") or 1), "x": X(x), "y": Y(y), "w": X(w), "h": X(h)})
     edges = []
     for i, (u, v, k, a) in enumerate(G.edges(keys=True, data=True)):
-        e = {"id": f"e{i}", "source": u, "target": v, "kind": a.get("kind", "flow"), "label": a.get("label") or ""}
+        e = {"id": f"e{i}", "source": u, "target": v, "kind": str(a.get("kind", EdgeKind.FLOW)), "label": a.get("label") or ""}
         if u != v:
             (x1, y1), (x2, y2) = L.pos[u], L.pos[v]
             r = rads[(u, v, k)]
@@ -447,8 +448,8 @@ def _level_info(c, G, nid, src: _Sources, blocks: dict, optimizer_name: str | No
             "params_per_layer": int(a.get("params") or 0), "params": int(a.get("params") or 0) * int(a.get("repeat") or 1),
             "equations": [], "bindings": [], "objective_eq": "", "memory_eq": "", "spans": [], "notes": []}
     info["clock_words"] = clock_words(a.get("unit"), a.get("chunk"), a.get("role") or Role.MEMORY)
-    learners = [u for u, _, k in G.in_edges(nid, data="kind") if k in ("initializes", "optimizes")]
-    if a.get("kind") == "optimizer":
+    learners = [u for u, _, k in G.in_edges(nid, data="kind") if k in (EdgeKind.INITIALIZES, EdgeKind.OPTIMIZES)]
+    if a.get("kind") == NodeKind.OPTIMIZER:
         o = c.plan.optimizer
         info["params"] = info["params_per_layer"]
         info["clock_words"] = clock_words("steps", o.every)
@@ -613,7 +614,7 @@ def _graph_of_model(c, src: _Sources) -> dict:
         blocks[b.name] = _Block(surface.get(b.name), src)
     oname = c.plan.optimizer.name if c.plan.optimizer else None
     levels = {n: _level_info(c, G, n, src, blocks, oname) for n, a in G.nodes(data=True)
-              if a.get("kind") not in ("input", "output")}
+              if a.get("kind") not in (NodeKind.INPUT, NodeKind.OUTPUT)}
     collapsed = _drawing(G, lambda n: n if n in levels else None)
     expanded = None
     if any(b.repeat > 1 for b in c.plan.blocks):
@@ -623,9 +624,9 @@ def _graph_of_model(c, src: _Sources) -> dict:
 
         def key2(n):
             a = G2.nodes[n]
-            if a.get("kind") == "optimizer":
+            if a.get("kind") == NodeKind.OPTIMIZER:
                 return n
-            if a.get("kind") in ("input", "output"):
+            if a.get("kind") in (NodeKind.INPUT, NodeKind.OUTPUT):
                 return None
             ob, _ = origin[a["block"]]
             return a["level"] if nb == 1 else f"{ob}.{a['level']}"
@@ -668,14 +669,14 @@ def _graph_of_optimizer(spec, opt, src: _Sources):
         names = _names(sl.keys)[0]
         for inp in ("grad", "param"):
             if inp in names:
-                L.add_edge(inp, sl.name, kind="flow", label="keys")
+                L.add_edge(inp, sl.name, kind=EdgeKind.FLOW, label="keys")
     step_names = _names(spec.step)[0]
     for sl in spec.levels:
         if sl.name in step_names:
-            L.add_edge(sl.name, "step", kind="flow", label="")
+            L.add_edge(sl.name, "step", kind=EdgeKind.FLOW, label="")
     for inp in ("grad", "param"):
         if inp in step_names and inp in L.nodes:
-            L.add_edge(inp, "step", kind="flow", label="")
+            L.add_edge(inp, "step", kind=EdgeKind.FLOW, label="")
     tiers: dict = {}
     for sl in spec.levels:
         tiers.setdefault(tier_key("steps", sl.every), []).append(sl.name)
@@ -720,7 +721,7 @@ def _graph_of_optimizer(spec, opt, src: _Sources):
     rows = [{"key": n, "label": n, "unit": "steps", "every": levels[n]["every"], "role": "slot", "resets": []}
             for tier in L.tiers for n in tier]
     params = {k: v for k, v in spec.params.items()}
-    return {"id": f"optimizer:{spec.name}", "kind": "optimizer", "title": spec.name, "unit": "steps",
+    return {"id": f"optimizer:{spec.name}", "kind": str(NodeKind.OPTIMIZER), "title": spec.name, "unit": "steps",
             "file": src.name(spec.file) if spec.file else "", "views": {"collapsed": drawing, "expanded": None},
             "levels": levels, "timeline": rows, "default_n": int(min(256, max(32, 4 * max([r["every"] for r in rows] or [1])))),
             "step_eq": step_eq(spec), "params": params,
@@ -789,7 +790,7 @@ def _attach_stats(graph: dict, run: dict) -> None:
         entry = levels[key].setdefault("stats", {}).setdefault(stat, [])
         entry.append({"layer": layer, "points": pts})
     for info in levels.values():
-        if info.get("kind") == "optimizer":
+        if info.get("kind") == NodeKind.OPTIMIZER:
             for name in ("grad_norm", "lr"):
                 if name in run["curves"]:
                     info.setdefault("stats", {})[name] = [{"layer": None, "points": run["curves"][name]}]
