@@ -82,12 +82,25 @@ class Edges:
 NO_EDGES = Edges()
 
 
+class Part(enum.StrEnum):
+    """What a fast-state tensor is to its owner (the key's last component)."""
+    WBAR = "Wbar"     # a memory layer's chunk-start weights (every read and gradient of a chunk uses them)
+    W = "W"           # its running weights
+    S = "S"           # its momentum (surprise) buffer
+    CONV = "conv"     # a causal convolution's last window - 1 inputs
+    W_IN = "w_in"     # a CMS stage's weights
+    W_OUT = "w_out"
+    G_IN = "g_in"     # a CMS stage's accumulated teaching gradient
+    G_OUT = "g_out"
+    POS = "pos"       # the stream position (one per model)
+
+
 @dataclass(frozen=True)
 class StateSlot:
     key: str                 # the key in the fast-state dict
     layer: str               # the layer (`block.i`), "" for the position
     owner: str               # the level or op within the layer
-    part: str                # Wbar, W, S (a memory's weights, per layer `index`), conv, w_in, w_out, g_in, g_out, pos
+    part: Part               # (a memory's parts Wbar, W, S are per memory layer `index`)
     index: int | None = None
     shape: tuple = ()        # without the batch dimension
 

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nlc.ir.kinds import CMS_VARIANTS, OpKind, Role
-from nlc.ir.schedule import Backend, Impl, Order
+from nlc.ir.schedule import Backend, Impl, Order, Part
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
@@ -99,10 +99,10 @@ class Layer(nn.Module):
 
     def initial(self, sl, B, device, dtype):
         """The initial value of one of this layer's state slots (nlc.ir.schedule.StateSlot)."""
-        if sl.part in ("Wbar", "W"):
+        if sl.part in (Part.WBAR, Part.W):
             w = self.mems[sl.owner].initial(B, device, dtype)[sl.index]
             return w
-        if sl.part in ("S", "conv", "g_in", "g_out"):
+        if sl.part in (Part.S, Part.CONV, Part.G_IN, Part.G_OUT):
             return torch.zeros(B, *sl.shape, device=device, dtype=dtype)
         c = self.cms[sl.owner]  # w_in, w_out: the meta-learned initial weights, shared by the batch
         return getattr(c, sl.part).unsqueeze(0).expand(B, -1, -1)
@@ -155,7 +155,7 @@ class Layer(nn.Module):
         if op.op == OpKind.CONST:
             return torch.full((x.shape[0], x.shape[1], 1), float(op.attrs["value"]), dtype=x.dtype, device=x.device)
         if op.op == OpKind.CONV:
-            ck = self.skeys[(op.name, "conv")][0]
+            ck = self.skeys[(op.name, Part.CONV)][0]
             out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
         if op.op == OpKind.READ:
@@ -218,14 +218,14 @@ class Layer(nn.Module):
         if name in self.attns:
             ctx = ins[1] if len(ins) > 1 else None  # MAC: the memory tokens join the keys
             return self.attns[name](q, ctx, st, name)
-        return mem.read(self.mems[name].lv, [st[k] for k in self.skeys[(name, "Wbar")]], q)
+        return mem.read(self.mems[name].lv, [st[k] for k in self.skeys[(name, Part.WBAR)]], q)
 
     def _write(self, m, v, st, name, at_end, n, stats, at_start=False):
         lv, impl = m.lv, self.impls[name]
         if impl == Impl.FROZEN:
             return  # frozen (by its clock or by `freeze`) or outer-clock levels do not learn in context
-        kW, kS = self.skeys[(name, "W")], self.skeys.get((name, "S"))
-        Wbar = [st[k] for k in self.skeys[(name, "Wbar")]]
+        kW, kS = self.skeys[(name, Part.W)], self.skeys.get((name, Part.S))
+        Wbar = [st[k] for k in self.skeys[(name, Part.WBAR)]]
         Ws = [st[k] for k in kW]
         Ss = [st[k] for k in kS] if kS else None
         B = Ws[0].shape[0]
@@ -254,17 +254,17 @@ class Layer(nn.Module):
         if torch.is_tensor(at_end):  # the compiled program: a select, one graph for ends and not-ends
             norm = sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B
             _acc(stats, f"{name}/update_norm", torch.where(at_end, norm, torch.zeros_like(norm)))
-            st.update(zip(self.skeys[(name, "Wbar")], [torch.where(at_end, w, wb) for w, wb in zip(Ws, Wbar)]))
+            st.update(zip(self.skeys[(name, Part.WBAR)], [torch.where(at_end, w, wb) for w, wb in zip(Ws, Wbar)]))
         elif at_end:  # chunk boundary: the chunk-start state moves on
             _acc(stats, f"{name}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
-            st.update(zip(self.skeys[(name, "Wbar")], Ws))
+            st.update(zip(self.skeys[(name, Part.WBAR)], Ws))
 
     def _cms(self, op, x, st):
         names, parallel = op.attrs["levels"], CMS_VARIANTS[op.attrs["variant"]].parallel
         h, outs = x, []
         for i, name in enumerate(names):
             c = self.cms[name]
-            w_in, w_out = st[self.skeys[(name, "w_in")][0]], st[self.skeys[(name, "w_out")][0]]
+            w_in, w_out = st[self.skeys[(name, Part.W_IN)][0]], st[self.skeys[(name, Part.W_OUT)][0]]
             inp = x if parallel else h
             y = ACTS[c.lv.memory.act](inp @ w_in.transpose(-1, -2)) @ w_out.transpose(-1, -2)
             outs.append(y)
@@ -327,7 +327,7 @@ class NLModel(nn.Module):
         self._stages = {(layer.key, name): c for _, layer in self.layers() for name, c in layer.cms.items()}
         # the teaching stages' weight keys: leaves of every piece of a cut taught forward (nlc/lower/stitch.py)
         self._teach_keys = [self._layer_of[lk].k(n, p) for (lk, n), c in self._stages.items() if c.learns
-                            for p in ("w_in", "w_out")]
+                            for p in (Part.W_IN, Part.W_OUT)]
         if schedule.target.backend == Backend.COMPILE:
             self._compile_program()
 
@@ -413,7 +413,7 @@ class NLModel(nn.Module):
         layers = self._layer_of
         st = {}
         for sl in self.schedule.state:
-            if sl.part == "pos":
+            if sl.part == Part.POS:
                 st[sl.key] = torch.zeros(batch_size, dtype=torch.long, device=device)
             else:
                 st[sl.key] = layers[sl.layer].initial(sl, batch_size, device, dtype)
@@ -486,7 +486,7 @@ class NLModel(nn.Module):
             # (all their uses in the chunk derive from them); kept here, outside any compiled program
             for name, c in layer.cms.items():
                 if c.learns and (layer.key, name) not in leaves:
-                    ki, ko = layer.k(name, "w_in"), layer.k(name, "w_out")
+                    ki, ko = layer.k(name, Part.W_IN), layer.k(name, Part.W_OUT)
                     st[ki], st[ko] = _grad_target(st[ki]), _grad_target(st[ko])
                     leaves[(layer.key, name)] = (st[ki], st[ko])
         if self._program is not None:
@@ -579,20 +579,20 @@ class NLModel(nn.Module):
         if due:
             first = min(born[k] for k in due)
             if tape is not None:  # the chunk-start weights are the leaves of the piece they were taken in
-                grads = tape.teach(first, [(born[k], layers[k[0]].k(k[1], p)) for k in due for p in ("w_in", "w_out")])
+                grads = tape.teach(first, [(born[k], layers[k[0]].k(k[1], p)) for k in due for p in (Part.W_IN, Part.W_OUT)])
             else:
                 loss = teach["losses"][i] if first == i else torch.stack(teach["losses"][first:]).sum()
                 flat = [t for k in due for t in leaves[k]]
                 grads = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
             for j, (lk, name) in enumerate(due):
-                for part, g in zip(("g_in", "g_out"), grads[2 * j:2 * j + 2]):
+                for part, g in zip((Part.G_IN, Part.G_OUT), grads[2 * j:2 * j + 2]):
                     if g is not None:
                         gk = layers[lk].k(name, part)
                         st[gk] = st[gk] + g.detach()
         for lk, name in boundary:
             layer = layers[lk]
             lr = self._stages[(lk, name)].lv.gates["lr"].value
-            for w, g in (("w_in", "g_in"), ("w_out", "g_out")):
+            for w, g in ((Part.W_IN, Part.G_IN), (Part.W_OUT, Part.G_OUT)):
                 wk, gk = layer.k(name, w), layer.k(name, g)
                 st[wk] = st[wk] - lr * st[gk]
                 st[gk] = torch.zeros_like(st[gk])
@@ -600,9 +600,9 @@ class NLModel(nn.Module):
             # nested CMS (eq. 72): a slower stage completing its chunk restarts the faster stages of
             # its chain from their meta-learned initial state (the slower level owns their init)
             layer, c = layers[lk], self._stages[(lk, name)]
-            B = st[layer.k(name, "w_in")].shape[0]
-            st[layer.k(name, "w_in")] = c.w_in.unsqueeze(0).expand(B, -1, -1)
-            st[layer.k(name, "w_out")] = c.w_out.unsqueeze(0).expand(B, -1, -1)
+            B = st[layer.k(name, Part.W_IN)].shape[0]
+            st[layer.k(name, Part.W_IN)] = c.w_in.unsqueeze(0).expand(B, -1, -1)
+            st[layer.k(name, Part.W_OUT)] = c.w_out.unsqueeze(0).expand(B, -1, -1)
         for k in set(boundary) | reset:
             leaves.pop(k, None)  # the next segment takes the new weights as the teaching leaves
             born.pop(k, None)

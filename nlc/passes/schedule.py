@@ -13,6 +13,7 @@ from nlc.ir.schedule import (
     Impl,
     LevelSchedule,
     Order,
+    Part,
     Schedule,
     StateSlot,
     Target,
@@ -99,23 +100,23 @@ def level_impl(lv, target: Target) -> tuple[Impl, str]:
 def state_layout(plan, frozen=frozenset()) -> tuple[StateSlot, ...]:
     """Every fast-state tensor of one sequence. Attention caches (k, v, pos) grow with the stream
     and are created on first use (nlc/lower/attention.py)."""
-    slots = [StateSlot("pos", "", "", "pos")]
+    slots = [StateSlot(str(Part.POS), "", "", Part.POS)]
     for b in plan.blocks:
         for i in range(b.repeat):
             layer = f"{b.name}.{i}"
             for lv in b.levels:
                 if lv.role == Role.MEMORY:
                     for li, shape in enumerate(lv.layer_shapes()):
-                        for part in ("Wbar", "W") + (("S",) if lv.momentum else ()):
+                        for part in (Part.WBAR, Part.W) + ((Part.S,) if lv.momentum else ()):
                             slots.append(slot(layer, lv.name, part, (lv.heads, *shape), li))
             for op in b.ops:
                 if op.op == OpKind.CONV:
-                    slots.append(slot(layer, op.name, "conv", (op.attrs["window"] - 1, op.width)))
+                    slots.append(slot(layer, op.name, Part.CONV, (op.attrs["window"] - 1, op.width)))
             for lv in b.levels:
                 if lv.role == Role.CMS:
-                    shapes = {"w_in": (lv.hidden, lv.dk), "w_out": (lv.dk, lv.hidden)}
+                    shapes = {Part.W_IN: (lv.hidden, lv.dk), Part.W_OUT: (lv.dk, lv.hidden)}
                     if lv.clock.in_context and lv.name not in frozen:  # the teaching-gradient accumulators
-                        shapes |= {"g_in": shapes["w_in"], "g_out": shapes["w_out"]}
+                        shapes |= {Part.G_IN: shapes[Part.W_IN], Part.G_OUT: shapes[Part.W_OUT]}
                     slots += [slot(layer, lv.name, p, s) for p, s in shapes.items()]
     return tuple(slots)
 
