@@ -44,11 +44,13 @@ def main():
     p.add_argument("run")
     p.add_argument("--prompt", default="def ")
     p.add_argument("--max-new", type=int, default=520)
-    p.add_argument("--legacy-max-new", type=int, default=220, help="new tokens for the old loop (it is slow)")
+    p.add_argument("--legacy-max-new", type=int, default=220, help="new tokens for the old loop (it is slow; 0: skip it)")
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
+    if a.max_new < 1 or a.window < 1 or a.legacy_max_new < 0:
+        p.error("--max-new and --window must be at least 1, --legacy-max-new at least 0")
     torch.set_num_threads(a.threads)
     m = nlc.load(a.run) if Path(a.run).is_dir() else nlc.compile(a.run)
     prompt = a.prompt.encode()
@@ -58,8 +60,11 @@ def main():
     for r in range(a.rounds):
         ld = Path("/proc/loadavg").read_text().split()[0]
         new = timed(lambda cb: generate(m, prompt, max_new=a.max_new, temperature=0, callback=cb), a.max_new, a.window)
-        old = timed(lambda cb: two_calls_per_token(m, prompt, a.legacy_max_new, cb), a.legacy_max_new, a.window)
-        for name, w, n in (("generate (stepper)", new, a.max_new), ("two calls per token", old, a.legacy_max_new)):
+        rows = [("generate (stepper)", new, a.max_new)]
+        if a.legacy_max_new > 0:  # --legacy-max-new 0: time the stepper only
+            old = timed(lambda cb: two_calls_per_token(m, prompt, a.legacy_max_new, cb), a.legacy_max_new, a.window)
+            rows.append(("two calls per token", old, a.legacy_max_new))
+        for name, w, n in rows:
             cells = ", ".join(f"{s * a.window}-{min((s + 1) * a.window, n)}: {t * 1e3:.1f}" for s, t in enumerate(w))
             print(f"round {r + 1} (load {ld}) {name}: ms/token by new-token window [{cells}]; "
                   f"{n / sum(t * min(a.window, n - i * a.window) for i, t in enumerate(w)):.0f} tok/s")

@@ -489,15 +489,13 @@ class NLModel(nn.Module):
                     ki, ko = layer.k(name, Part.W_IN), layer.k(name, Part.W_OUT)
                     st[ki], st[ko] = _grad_target(st[ki]), _grad_target(st[ko])
                     leaves[(layer.key, name)] = (st[ki], st[ko])
-        if self._program is not None:
-            fn = functools.partial(self._run_program, layer, self._end_flags(layer, edges, x.device))
-        else:
-            fn = functools.partial(layer.program, ends=ends, starts=starts)
-        ls = layer.local(st)
-        if self.checkpointing and torch.is_grad_enabled():
-            x, ls, lstats = self._checkpointed(fn, x, ls)
-        else:
-            x, ls, lstats = fn(x, ls)
+        ls, lstats = layer.local(st), {}
+        if self._program is not None or self.checkpointing and torch.is_grad_enabled():
+            fn = functools.partial(self._run_program, layer, self._end_flags(layer, edges, x.device)) \
+                if self._program is not None else functools.partial(layer.program, ends=ends, starts=starts)
+            x, ls, lstats = self._checkpointed(fn, x, ls) if self.checkpointing and torch.is_grad_enabled() else fn(x, ls)
+        else:  # eager: `ls` is already this call's own dict, the segment may write it in place
+            x = layer.segment(x, ls, starts, ends, lstats)
         layer.store(st, ls, lstats, stats)
         return x
 

@@ -138,7 +138,13 @@ def test_torch_compile_fullgraph_matches_eager(spec, model, ov, T):
         if a is not None:
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
-    assert counters["stats"]["unique_graphs"] == len(comp.plan.blocks), dict(counters["stats"])
+    # one graph per block; an attention cache adds at most two while it fills (absent on the first
+    # segment, then growing: dynamo makes that one dynamic-shape graph) - docs/architecture.md
+    attention = any(lv.role == "attention" for _, lv in comp.plan.all_levels())
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs <= len(comp.plan.blocks) * (3 if attention else 1), dict(counters["stats"])
+    if not attention:
+        assert graphs == len(comp.plan.blocks), dict(counters["stats"])
 
 
 def test_nested_cms_resets_faster_stages_at_slow_boundary():
