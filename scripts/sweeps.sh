@@ -4,6 +4,7 @@
 #   bash scripts/sweeps.sh mqar     # Transformer, Titans LMM, Hope on MQAR: 4 learning rates
 #   bash scripts/sweeps.sh niah     # the same models on passkey retrieval: train at 256, score 256..4096
 #   bash scripts/sweeps.sh ablations  # Titans Table 5 (LMM, linear memory, w/o momentum, w/o decay, w/o conv), 3 seeds
+#   bash scripts/sweeps.sh mqar_d64   # d_model 64: Transformer, DeltaNet, GatedDeltaNet, Titans LMM (lr_max 2), 4 lrs
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -29,6 +30,19 @@ niah() {
   nlc sweep "${MODELS[@]}" --task niah --set dim=32 --set heads=1 --set steps=200 --jobs "$JOBS" --out "$OUT/niah"
 }
 
+# d_model 64, 2 layers, one head (issue 13 part 2, the size where the models learn MQAR): 8 pairs over 64 tokens,
+# 800 steps x 32 sequences; Titans LMM at lr_max 2 (issue 16), chunk 16 for the memories (a chunk-parallel memory
+# is read at its chunk's start: the 8 pairs fill exactly the first chunk). Scored at 64/128/256 tokens and with 16
+# pairs at 128 tokens (acc_2xpairs).
+ZOO_MODELS=(transformer deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM)
+ZOO_SET=(--set dim=64 --set heads=1 --set layers=2 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32
+         --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16)
+
+mqar_d64() {
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar --grid lr=1e-3,3e-3,1e-2,3e-2 "${ZOO_SET[@]}" \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64"
+}
+
 ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
            specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
 
@@ -47,6 +61,7 @@ case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
   ablations) ablations ;;
+  mqar_d64) mqar_d64 ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|all]" >&2; exit 2 ;;
 esac
