@@ -5,6 +5,9 @@
 #   bash scripts/sweeps.sh niah     # the same models on passkey retrieval: train at 256, score 256..4096
 #   bash scripts/sweeps.sh ablations  # Titans Table 5 (LMM, linear memory, w/o momentum, w/o decay, w/o conv), 3 seeds
 #   bash scripts/sweeps.sh mqar_d64   # d_model 64: Transformer, DeltaNet, GatedDeltaNet, Titans LMM (lr_max 2), 4 lrs
+#   bash scripts/sweeps.sh mqar_d64_seeds  # 3 seeds at each model's best lr, then the report of the whole grid
+#   bash scripts/sweeps.sh mqar_d64_long   # the Transformer with 4x the steps
+#   bash scripts/sweeps.sh niah_d64        # passkey: Transformer vs Titans LMM (lr_max 2), d_model 64, 1000 steps
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -43,6 +46,33 @@ mqar_d64() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64"
 }
 
+# 3 seeds at each model's best lr of mqar_d64 (ties on acc broken by acc_2xpairs), into the same folder: seed 0 is
+# that sweep's cell (skipped), seeds 1 and 2 run; then the report of the whole grid (the lrs not seeded show 1/3).
+ZOO_COMMON=(--set dim=64 --set heads=1 --set layers=2 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32)
+mqar_d64_seeds() {
+  local j=(--jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64")
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --seeds 3 "${j[@]}"
+  nlc sweep deltanet:DeltaNet --task mqar --grid lr=3e-2 "${ZOO_COMMON[@]}" --set deltanet.chunk=16 --seeds 3 "${j[@]}"
+  nlc sweep deltanet:GatedDeltaNet --task mqar --grid lr=3e-2 "${ZOO_COMMON[@]}" --set deltanet.chunk=16 --seeds 3 "${j[@]}"
+  nlc sweep titans:TitansLMM --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set titans.lr_max=2 --set titans.chunk=16 \
+    --seeds 3 "${j[@]}"
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar --grid lr=1e-3,3e-3,1e-2,3e-2 "${ZOO_SET[@]}" --seeds 3 "${j[@]}" --report-only
+}
+
+# the Transformer, which mqar_d64 left at 0.31: the same cell with 4x the steps
+mqar_d64_long() {
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set steps=3200 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-long"
+}
+
+# passkey retrieval at d_model 64 with the issue-16 settings for Titans LMM (lr_max 2, 1000 steps), vs the Transformer:
+# trained at 256 bytes, scored at 256..4096 bytes, 8 rows per depth (120 digits per length)
+niah_d64() {
+  nlc sweep transformer titans:TitansLMM --task niah --set lr=3e-3 --set dim=64 --set heads=1 --set layers=2 \
+    --set steps=1000 --set eval_samples=8 --set titans.lr_max=2 --set titans.chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
+}
+
 ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
            specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
 
@@ -62,6 +92,9 @@ case "${1:-all}" in
   niah) niah ;;
   ablations) ablations ;;
   mqar_d64) mqar_d64 ;;
+  mqar_d64_seeds) mqar_d64_seeds ;;
+  mqar_d64_long) mqar_d64_long ;;
+  niah_d64) niah_d64 ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|all]" >&2; exit 2 ;;
 esac
