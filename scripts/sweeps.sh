@@ -8,6 +8,7 @@
 #   bash scripts/sweeps.sh mqar_d64_seeds  # 3 seeds at each model's best lr, then the report of the whole grid
 #   bash scripts/sweeps.sh mqar_d64_long   # the Transformer with 4x the steps
 #   bash scripts/sweeps.sh niah_d64        # passkey: Transformer vs Titans LMM (lr_max 2), d_model 64, 1000 steps
+#   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -73,6 +74,13 @@ niah_d64() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
 }
 
+# Hope at the same size, one lr (the one Titans LMM did best at; a Hope cell costs ~2x a Titans one): chunk and
+# mem_chunk 16, so the slow memory holds the 8 pairs from the first chunk boundary on
+mqar_d64_hope() {
+  nlc sweep hope --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set hope.chunk=16 --set hope.mem_chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
+}
+
 ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
            specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
 
@@ -95,6 +103,7 @@ case "${1:-all}" in
   mqar_d64_seeds) mqar_d64_seeds ;;
   mqar_d64_long) mqar_d64_long ;;
   niah_d64) niah_d64 ;;
+  mqar_d64_hope) mqar_d64_hope ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|mqar_d64_hope|all]" >&2; exit 2 ;;
 esac
