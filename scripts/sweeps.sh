@@ -8,6 +8,7 @@
 #   bash scripts/sweeps.sh mqar_d64_seeds  # 3 seeds at each model's best lr, then the report of the whole grid
 #   bash scripts/sweeps.sh mqar_d64_long   # the Transformer with 4x the steps
 #   bash scripts/sweeps.sh niah_d64        # passkey: Transformer vs Titans LMM (lr_max 2), d_model 64, 1000 steps
+#   bash scripts/sweeps.sh niah_d64_titans # the same, Titans LMM at lr 1e-3 (it diverged at 3e-3)
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh all
 #
@@ -74,6 +75,14 @@ niah_d64() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
 }
 
+# niah_d64's Titans LMM cell diverged (NaN at step 98, lr 3e-3): the same sweep with Titans at lr 1e-3 (the
+# Transformer's cell, lr 3e-3, is the one niah_d64 ran: skipped as done), then the report of both
+niah_d64_titans() {
+  nlc sweep transformer titans:TitansLMM --task niah --set transformer.lr=3e-3 --set titans.lr=1e-3 --set dim=64 \
+    --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set titans.lr_max=2 --set titans.chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
+}
+
 # Hope at the same size, one lr (the one Titans LMM did best at; a Hope cell costs ~2x a Titans one): chunk and
 # mem_chunk 16, so the slow memory holds the 8 pairs from the first chunk boundary on
 mqar_d64_hope() {
@@ -103,7 +112,8 @@ case "${1:-all}" in
   mqar_d64_seeds) mqar_d64_seeds ;;
   mqar_d64_long) mqar_d64_long ;;
   niah_d64) niah_d64 ;;
+  niah_d64_titans) niah_d64_titans ;;
   mqar_d64_hope) mqar_d64_hope ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|mqar_d64_hope|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|mqar_d64_hope|all]" >&2; exit 2 ;;
 esac
