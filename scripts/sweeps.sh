@@ -9,6 +9,7 @@
 #   bash scripts/sweeps.sh mqar_d64_long   # the Transformer with 4x the steps
 #   bash scripts/sweeps.sh niah_d64        # passkey: Transformer vs Titans LMM (lr_max 2), d_model 64, 1000 steps
 #   bash scripts/sweeps.sh niah_d64_titans # the same, Titans LMM at lr 1e-3 (it diverged at 3e-3)
+#   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh all
 #
@@ -83,6 +84,12 @@ niah_d64_titans() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
 }
 
+# the Transformer at Titans' lr (1e-3) too, so that the two curves of niah_d64_titans share one lr as well
+niah_d64_transformer_1e3() {
+  nlc sweep transformer --task niah --set lr=1e-3 --set dim=64 --set heads=1 --set layers=2 --set steps=1000 \
+    --set eval_samples=8 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-transformer-1e3"
+}
+
 # Hope at the same size, one lr (the one Titans LMM did best at; a Hope cell costs ~2x a Titans one): chunk and
 # mem_chunk 16, so the slow memory holds the 8 pairs from the first chunk boundary on
 mqar_d64_hope() {
@@ -113,7 +120,8 @@ case "${1:-all}" in
   mqar_d64_long) mqar_d64_long ;;
   niah_d64) niah_d64 ;;
   niah_d64_titans) niah_d64_titans ;;
+  niah_d64_transformer_1e3) niah_d64_transformer_1e3 ;;
   mqar_d64_hope) mqar_d64_hope ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|mqar_d64_hope|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|all]" >&2; exit 2 ;;
 esac
