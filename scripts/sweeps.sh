@@ -11,6 +11,7 @@
 #   bash scripts/sweeps.sh niah_d64_titans # the same, Titans LMM at lr 1e-3 (it diverged at 3e-3)
 #   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
+#   bash scripts/sweeps.sh mqar_d64_more   # the Transformer with 4 heads; Hope at lr 1e-2 too
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -97,6 +98,14 @@ mqar_d64_hope() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
 }
 
+# two follow-ups: the Transformer with 4 heads (mqar_d64 had one), and Hope at a second lr (1e-2; 3e-3 is reused)
+mqar_d64_more() {
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set transformer.heads=4 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-heads4"
+  nlc sweep hope --task mqar --grid lr=3e-3,1e-2 "${ZOO_COMMON[@]}" --set hope.chunk=16 --set hope.mem_chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
+}
+
 ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
            specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
 
@@ -122,6 +131,7 @@ case "${1:-all}" in
   niah_d64_titans) niah_d64_titans ;;
   niah_d64_transformer_1e3) niah_d64_transformer_1e3 ;;
   mqar_d64_hope) mqar_d64_hope ;;
+  mqar_d64_more) mqar_d64_more ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|all]" >&2; exit 2 ;;
 esac
