@@ -4,6 +4,14 @@
 #   bash scripts/sweeps.sh mqar     # Transformer, Titans LMM, Hope on MQAR: 4 learning rates
 #   bash scripts/sweeps.sh niah     # the same models on passkey retrieval: train at 256, score 256..4096
 #   bash scripts/sweeps.sh ablations  # Titans Table 5 (LMM, linear memory, w/o momentum, w/o decay, w/o conv), 3 seeds
+#   bash scripts/sweeps.sh mqar_d64   # d_model 64: Transformer, DeltaNet, GatedDeltaNet, Titans LMM (lr_max 2), 4 lrs
+#   bash scripts/sweeps.sh mqar_d64_seeds  # 3 seeds at each model's best lr, then the report of the whole grid
+#   bash scripts/sweeps.sh mqar_d64_long   # the Transformer with 4x the steps
+#   bash scripts/sweeps.sh niah_d64        # passkey: Transformer vs Titans LMM (lr_max 2), d_model 64, 1000 steps
+#   bash scripts/sweeps.sh niah_d64_titans # the same, Titans LMM at lr 1e-3 (it diverged at 3e-3)
+#   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
+#   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
+#   bash scripts/sweeps.sh mqar_d64_more   # the Transformer with 4 heads; Hope at lr 1e-2 too
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -29,6 +37,75 @@ niah() {
   nlc sweep "${MODELS[@]}" --task niah --set dim=32 --set heads=1 --set steps=200 --jobs "$JOBS" --out "$OUT/niah"
 }
 
+# d_model 64, 2 layers, one head (issue 13 part 2, the size where the models learn MQAR): 8 pairs over 64 tokens,
+# 800 steps x 32 sequences; Titans LMM at lr_max 2 (issue 16), chunk 16 for the memories (a chunk-parallel memory
+# is read at its chunk's start: the 8 pairs fill exactly the first chunk). Scored at 64/128/256 tokens and with 16
+# pairs at 128 tokens (acc_2xpairs).
+ZOO_MODELS=(transformer deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM)
+ZOO_SET=(--set dim=64 --set heads=1 --set layers=2 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32
+         --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16)
+
+mqar_d64() {
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar --grid lr=1e-3,3e-3,1e-2,3e-2 "${ZOO_SET[@]}" \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64"
+}
+
+# 3 seeds at each model's best lr of mqar_d64 (ties on acc broken by acc_2xpairs), into the same folder: seed 0 is
+# that sweep's cell (skipped), seeds 1 and 2 run; then the report of the whole grid (the lrs not seeded show 1/3).
+ZOO_COMMON=(--set dim=64 --set heads=1 --set layers=2 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32)
+mqar_d64_seeds() {
+  local j=(--jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64")
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --seeds 3 "${j[@]}"
+  nlc sweep deltanet:DeltaNet --task mqar --grid lr=3e-2 "${ZOO_COMMON[@]}" --set deltanet.chunk=16 --seeds 3 "${j[@]}"
+  nlc sweep deltanet:GatedDeltaNet --task mqar --grid lr=3e-2 "${ZOO_COMMON[@]}" --set deltanet.chunk=16 --seeds 3 "${j[@]}"
+  nlc sweep titans:TitansLMM --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set titans.lr_max=2 --set titans.chunk=16 \
+    --seeds 3 "${j[@]}"
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar --grid lr=1e-3,3e-3,1e-2,3e-2 "${ZOO_SET[@]}" --seeds 3 "${j[@]}" --report-only
+}
+
+# the Transformer, which mqar_d64 left at 0.31: the same cell with 4x the steps
+mqar_d64_long() {
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set steps=3200 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-long"
+}
+
+# passkey retrieval at d_model 64 with the issue-16 settings for Titans LMM (lr_max 2, 1000 steps), vs the Transformer:
+# trained at 256 bytes, scored at 256..4096 bytes, 8 rows per depth (120 digits per length)
+niah_d64() {
+  nlc sweep transformer titans:TitansLMM --task niah --set lr=3e-3 --set dim=64 --set heads=1 --set layers=2 \
+    --set steps=1000 --set eval_samples=8 --set titans.lr_max=2 --set titans.chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
+}
+
+# niah_d64's Titans LMM cell diverged (NaN at step 98, lr 3e-3): the same sweep with Titans at lr 1e-3 (the
+# Transformer's cell, lr 3e-3, is the one niah_d64 ran: skipped as done), then the report of both
+niah_d64_titans() {
+  nlc sweep transformer titans:TitansLMM --task niah --set transformer.lr=3e-3 --set titans.lr=1e-3 --set dim=64 \
+    --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set titans.lr_max=2 --set titans.chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64"
+}
+
+# the Transformer at Titans' lr (1e-3) too, so that the two curves of niah_d64_titans share one lr as well
+niah_d64_transformer_1e3() {
+  nlc sweep transformer --task niah --set lr=1e-3 --set dim=64 --set heads=1 --set layers=2 --set steps=1000 \
+    --set eval_samples=8 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-transformer-1e3"
+}
+
+# Hope at the same size, one lr (the one Titans LMM did best at; a Hope cell costs ~2x a Titans one): chunk and
+# mem_chunk 16, so the slow memory holds the 8 pairs from the first chunk boundary on
+mqar_d64_hope() {
+  nlc sweep hope --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set hope.chunk=16 --set hope.mem_chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
+}
+
+# two follow-ups: the Transformer with 4 heads (mqar_d64 had one), and Hope at a second lr (1e-2; 3e-3 is reused)
+mqar_d64_more() {
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --set transformer.heads=4 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-heads4"
+  nlc sweep hope --task mqar --grid lr=3e-3,1e-2 "${ZOO_COMMON[@]}" --set hope.chunk=16 --set hope.mem_chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
+}
+
 ABLATIONS=(specs/titans.nl:TitansLMM specs/titans_ablations.nl:TitansLinear specs/titans_ablations.nl:TitansNoMomentum
            specs/titans_ablations.nl:TitansNoDecay specs/titans_ablations.nl:TitansNoConv)
 
@@ -47,6 +124,14 @@ case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
   ablations) ablations ;;
+  mqar_d64) mqar_d64 ;;
+  mqar_d64_seeds) mqar_d64_seeds ;;
+  mqar_d64_long) mqar_d64_long ;;
+  niah_d64) niah_d64 ;;
+  niah_d64_titans) niah_d64_titans ;;
+  niah_d64_transformer_1e3) niah_d64_transformer_1e3 ;;
+  mqar_d64_hope) mqar_d64_hope ;;
+  mqar_d64_more) mqar_d64_more ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|all]" >&2; exit 2 ;;
 esac
