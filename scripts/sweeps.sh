@@ -120,6 +120,17 @@ ablations() {
   done
 }
 
+# MAD (in-context recall, noisy recall, selective copy, memorize) at d_model 64, one lr (3e-3: the
+# Transformer's and Titans LMM's best on mqar_d64; DeltaNet solves MQAR at every lr), seed 0, the
+# tasks' default 300 steps x 32 sequences; docs/results.md "MAD at d_model 64"
+mad_d64() {
+  for task in mad_recall mad_noisy_recall mad_selective_copy mad_memorize; do
+    nlc sweep transformer deltanet:DeltaNet titans:TitansLMM --task "$task" --grid lr=3e-3 \
+      --set dim=64 --set heads=1 --set layers=2 --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 \
+      --jobs "${JOBS_ZOO:-2}" --out "$OUT/$task-d64"
+  done
+}
+
 case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
@@ -132,6 +143,7 @@ case "${1:-all}" in
   niah_d64_transformer_1e3) niah_d64_transformer_1e3 ;;
   mqar_d64_hope) mqar_d64_hope ;;
   mqar_d64_more) mqar_d64_more ;;
+  mad_d64) mad_d64 ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|all]" >&2; exit 2 ;;
 esac
