@@ -251,12 +251,13 @@ class Layer(nn.Module):
         if Ss is not None:
             st.update(zip(kS, Ss))
         _acc(stats, f"{name}/surprise", surprise / (B * n))
-        if torch.is_tensor(at_end):  # the compiled program: a select, one graph for ends and not-ends
+        selected = torch.is_tensor(at_end)  # the compiled program: a select, one graph for ends and not-ends
+        if selected or at_end:  # chunk boundary: the chunk-start state moves on
             norm = sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B
-            _acc(stats, f"{name}/update_norm", torch.where(at_end, norm, torch.zeros_like(norm)))
-            st.update(zip(self.skeys[(name, Part.WBAR)], [torch.where(at_end, w, wb) for w, wb in zip(Ws, Wbar)]))
-        elif at_end:  # chunk boundary: the chunk-start state moves on
-            _acc(stats, f"{name}/update_norm", sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar)) / B)
+            if selected:
+                norm, Ws = torch.where(at_end, norm, torch.zeros_like(norm)), [torch.where(at_end, w, wb)
+                                                                               for w, wb in zip(Ws, Wbar)]
+            _acc(stats, f"{name}/update_norm", norm)
             st.update(zip(self.skeys[(name, Part.WBAR)], Ws))
 
     def _cms(self, op, x, st):
@@ -490,12 +491,16 @@ class NLModel(nn.Module):
                     st[ki], st[ko] = _grad_target(st[ki]), _grad_target(st[ko])
                     leaves[(layer.key, name)] = (st[ki], st[ko])
         ls, lstats = layer.local(st), {}
-        if self._program is not None or self.checkpointing and torch.is_grad_enabled():
-            fn = functools.partial(self._run_program, layer, self._end_flags(layer, edges, x.device)) \
-                if self._program is not None else functools.partial(layer.program, ends=ends, starts=starts)
-            x, ls, lstats = self._checkpointed(fn, x, ls) if self.checkpointing and torch.is_grad_enabled() else fn(x, ls)
+        checkpointed = self.checkpointing and torch.is_grad_enabled()
+        if self._program is not None:
+            fn = functools.partial(self._run_program, layer, self._end_flags(layer, edges, x.device))
+        elif checkpointed:
+            fn = functools.partial(layer.program, ends=ends, starts=starts)
         else:  # eager: `ls` is already this call's own dict, the segment may write it in place
+            fn = None
             x = layer.segment(x, ls, starts, ends, lstats)
+        if fn is not None:
+            x, ls, lstats = self._checkpointed(fn, x, ls) if checkpointed else fn(x, ls)
         layer.store(st, ls, lstats, stats)
         return x
 
@@ -526,8 +531,9 @@ class NLModel(nn.Module):
         seen, norm = set(), {}
         for k, v in ls.items():
             if torch.is_tensor(v) and v.is_floating_point():
-                v = _uniform(v.contiguous() if id(v) not in seen else v.clone())
+                t = v.clone() if id(v) in seen else v.contiguous()  # the second key of one tensor: a copy
                 seen.add(id(v))
+                v = _uniform(t)
             norm[k] = v
         return self._program(layer, _uniform(x.contiguous()), norm, flags)
 

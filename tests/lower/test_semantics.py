@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import nlc
+from nlc.ir.kinds import Role
 
 SMALL = dict(dim=16, heads=2, layers=1)
 
@@ -140,7 +141,7 @@ def test_torch_compile_fullgraph_matches_eager(spec, model, ov, T):
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     # one graph per block; an attention cache adds at most two while it fills (absent on the first
     # segment, then growing: dynamo makes that one dynamic-shape graph) - docs/architecture.md
-    attention = any(lv.role == "attention" for _, lv in comp.plan.all_levels())
+    attention = any(lv.role == Role.ATTENTION for _, lv in comp.plan.all_levels())
     graphs = counters["stats"]["unique_graphs"]
     assert graphs <= len(comp.plan.blocks) * (3 if attention else 1), dict(counters["stats"])
     if not attention:
