@@ -59,8 +59,24 @@ class CausalConv(nn.Module):
     def forward(self, x, prev):
         # x: (B, n, C); prev: (B, window-1, C) inputs before this segment
         xx = torch.cat([prev, x], dim=1)
-        out = F.conv1d(xx.transpose(1, 2), self.weight.unsqueeze(1), groups=x.shape[-1]).transpose(1, 2)
-        return out, xx[:, xx.shape[1] - (self.window - 1):]
+        conv = causal_conv_small if xx.numel() <= SMALL_CONV else causal_conv
+        return conv(xx, self.weight), xx[:, xx.shape[1] - (self.window - 1):]
+
+
+# F.conv1d costs ~150-200 us per call on CPU whatever the size (a 1-token read of generation, a
+# 16-token Hope segment); up to this many elements the windowed product is 1.3-15x faster, above it
+# conv1d is (scripts/ab_conv.py; docs/performance.md, "2026-11-30 (night)")
+SMALL_CONV = 65536
+
+
+def causal_conv(xx, weight):
+    """The reference: a depthwise conv over time. xx (B, window-1+n, C) -> (B, n, C)."""
+    return F.conv1d(xx.transpose(1, 2), weight.unsqueeze(1), groups=xx.shape[-1]).transpose(1, 2)
+
+
+def causal_conv_small(xx, weight):
+    """The same as a windowed product: out[t, c] = sum_j xx[t+j, c] w[c, j] (two ops, no conv setup)."""
+    return (xx.unfold(1, weight.shape[1], 1) * weight).sum(-1)
 
 
 class Gate(nn.Module):
