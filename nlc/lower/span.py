@@ -69,7 +69,9 @@ def span_level(layer, name, q, streams, st, seg):
 
 def _torch_span(m, Ws, Ss, q, k, v, theta, alpha, eta, chunk):
     """The chunk loop in torch over a chunk-aligned span (heads split: q, k (B,H,n,dk), v (B,H,n,dv),
-    gates (B,H,n)): the per-segment path's functions, once per chunk instead of once per segment."""
+    gates (B,H,n)): the per-segment path's functions, once per chunk instead of once per segment. (Reading
+    every chunk in one batched read at the stacked chunk-start states after the loop was slower on CPU:
+    the stack copies every chunk's weights; 0.91x fwd+bwd, docs/performance.md.)"""
     lv = m.lv
     W0s = m.initial(k.shape[0], k.device, k.dtype) if m.rule.uses_init else None
     outs, surprise, norm = [], 0.0, 0.0
@@ -85,17 +87,28 @@ def _torch_span(m, Ws, Ss, q, k, v, theta, alpha, eta, chunk):
     return torch.cat(outs, 2), Ws, Ss, surprise, norm
 
 
+def _chunked_read(lv, starts, x, chunk):
+    """M(x) at each chunk's start state: x (B, H, chunks * chunk, d) -> (B, H, chunks * chunk, d_out)."""
+    B, H, n, d = x.shape
+    y, _ = mem.forward_layers(lv, starts, x.reshape(B, H, n // chunk, chunk, d))
+    return y.reshape(B, H, n, -1)
+
+
+def _norms(starts, Ws):
+    """The per-segment path's update norm summed over the chunks: sum over chunks of sum over memory
+    layers of ||W_end - Wbar|| (over the batch and heads), from the stacked chunk-start states."""
+    norm = 0.0
+    for s, w in zip(starts, Ws):
+        s = s.detach().to(w.dtype)
+        ends = torch.cat([s[:, :, 1:], w.detach()[:, :, None]], 2)
+        norm = norm + (ends - s).transpose(0, 2).flatten(1).norm(dim=1).sum()
+    return norm
+
+
 def _stats_from_starts(lv, starts, Ws, k, v, chunk):
     """(surprise, norm) of a span from its chunk-start states `starts` (per memory layer, (B, H, nC, o, i),
     detached): the objective of every chunk's keys at its chunk-start state, as one batched read, and
     the norms of the steps between consecutive chunk starts (the last one ends at the final `Ws`)."""
-    B, H, n, _ = k.shape
-    nc = n // chunk
-    ks = k.detach().reshape(B, H, nc, chunk, -1)
-    y, _ = mem.forward_layers(lv, [s.to(k.dtype) for s in starts], ks)
-    surprise = mem.objective_value(lv, y, v.detach().reshape(B, H, nc, chunk, -1))
-    norm = 0.0
-    for s, w in zip(starts, Ws):
-        ends = torch.cat([s[:, :, 1:].to(w.dtype), w.detach()[:, :, None]], 2)
-        norm = norm + (ends - s.to(w.dtype)).transpose(0, 2).flatten(1).norm(dim=1).sum()
-    return surprise, norm
+    starts = [s.to(k.dtype) for s in starts]
+    surprise = mem.objective_value(lv, _chunked_read(lv, starts, k.detach(), chunk), v.detach())
+    return surprise, _norms(starts, Ws)

@@ -13,15 +13,10 @@ model S(dim = 16, heads = 2, vocab = 64, chunk = 4) {{
   block b repeat 2 {{
     h = rmsnorm(x)
     k = l2norm(linear(h), groups = heads)
-    level m : {memory} per head {{
-      keys k
-      values linear(h)
-      learn l2
-      rule {rule}
-      clock tokens(chunk)
-    }}
+    q = l2norm(linear(h), groups = heads)
+    level m : {memory} per head {{ keys k  values linear(h)  learn l2  rule {rule}  clock tokens(chunk) }}
     {extra}
-    out x + linear(m(l2norm(linear(h), groups = heads)))
+    out x + linear(m(q))
   }}
 }}"""
 
@@ -44,13 +39,13 @@ def per_segment(m):
     return twin
 
 
-def _model(case, backend="torch", **kw):
+def _model(case, backend="torch", dtype=torch.float64, **kw):
     memory, rule, extra = CASES[case]
     text = SPEC.format(memory=memory, rule=rule, extra=extra)
     if case == "two-levels":  # m2 is read too (every memory must be read), its read feeds the output
-        text = text.replace("out x + linear(m(", "out x + linear(z) + linear(m(")
+        text = text.replace("out x + linear(m(q))", "out x + linear(z) + linear(m(q))")
     torch.manual_seed(0)
-    return nlc.compile_text(text, backend=backend, **kw).double()
+    return nlc.compile_text(text, backend=backend, **kw).to(dtype)
 
 
 def _compare(a, b, calls, rtol=1e-9, atol=1e-10):
@@ -58,7 +53,7 @@ def _compare(a, b, calls, rtol=1e-9, atol=1e-10):
     slot, the stats and the gradients w.r.t. parameters and the input embeddings."""
     torch.manual_seed(1)
     B, T = 2, sum(calls)
-    x = torch.randn(B, T, a.plan.dim, dtype=torch.float64)
+    x = torch.randn(B, T, a.plan.dim, dtype=next(a.parameters()).dtype)
     outs = []
     for m in (a, b):
         xe = x.clone().requires_grad_()
@@ -149,3 +144,40 @@ def test_emit_schedule_prints_the_span(capsys):
     assert "block lmm: whole-layer span" in capsys.readouterr().out
     assert main(["compile", "hope", "--emit", "schedule"]) == 0
     assert "block hope: per segment (segment-major order)" in capsys.readouterr().out
+
+
+TRITON_CALLS = {"T-multiple": (8,), "T-tail": (11,), "stream-mid-chunk": (3, 9)}
+TRITON_FAST: set = set()  # the interpreter takes 25-40 s per case at load 5: all slow (-m slow)
+
+
+@pytest.mark.parametrize("case,calls", [pytest.param(case, TRITON_CALLS[c], id=f"{case}-{c}",
+                                                     marks=() if (case, c) in TRITON_FAST else pytest.mark.slow)
+                                        for case in CASES for c in TRITON_CALLS])
+def test_span_equals_per_segment_triton(case, calls):
+    """The fused ops in the Triton interpreter (tests/conftest.py sets it up without a GPU)."""
+    pytest.importorskip("triton")
+    m = _model(case, backend="triton", dtype=torch.float32)
+    assert any(ls.impl.kernel for ls in m.schedule.levels) and m.schedule.span("b").span
+    _compare(m, per_segment(m), calls, rtol=1e-4, atol=1e-5)
+
+
+def test_one_fused_op_call_per_layer(monkeypatch):
+    """TitansLMM on triton: one nlc::mlp_memory call per layer per call (the stats' chunk-start states
+    come from a forward launch without autograd, not from the op)."""
+    pytest.importorskip("triton")
+    from nlc import kernels
+    m = nlc.compile("titans", model="TitansLMM", backend="triton", dim=16, heads=2, layers=2, chunk=4)
+    assert m.schedule.span("lmm").span
+    calls, real = [], kernels.mlp_memory
+    monkeypatch.setattr(kernels, "mlp_memory", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    m(torch.randint(0, 256, (1, 8)))
+    assert calls == [(1, 2, 8, 8)] * 2
+
+
+def test_verify_catches_a_span_it_cannot_run():
+    from nlc.ir.schedule import Order
+    from nlc.passes.verify import CompilerBug, verify_schedule
+    m = nlc.compile("titans", model="TitansLMM", dim=16, heads=2)
+    verify_schedule(m.plan, m.schedule)
+    with pytest.raises(CompilerBug, match="only in layer-major order"):
+        verify_schedule(m.plan, replace(m.schedule, order=Order.SEGMENT_MAJOR))
