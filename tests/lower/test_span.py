@@ -181,3 +181,29 @@ def test_verify_catches_a_span_it_cannot_run():
     verify_schedule(m.plan, m.schedule)
     with pytest.raises(CompilerBug, match="only in layer-major order"):
         verify_schedule(m.plan, replace(m.schedule, order=Order.SEGMENT_MAJOR))
+
+
+@pytest.mark.parametrize("case", ["linear-momentum", "mlp-gd"])
+def test_span_stats_when_the_kernel_does_not_fit(case, monkeypatch):
+    """Where a kernel does not fit on the GPU (OutOfResources) the op runs its torch path and the span's
+    chunk-start states for the stats come from the torch chunk form, chunk by chunk: same results."""
+    pytest.importorskip("triton")
+    import warnings
+
+    from triton.runtime.errors import OutOfResources
+
+    from nlc.kernels import _op_utils
+    from nlc.kernels.linear_memory import fused, fused_bwd
+    from nlc.kernels.mlp_memory import fused as mfused
+    from nlc.kernels.mlp_memory import fused_bwd as mfused_bwd
+
+    def too_big(*a, **kw):
+        raise OutOfResources(300000, 232448, "shared memory")
+    for mod, name in ((fused, "linear_memory_fwd"), (fused_bwd, "linear_memory_bwd"), (mfused, "mlp_memory_fwd"),
+                      (mfused_bwd, "mlp_memory_bwd")):
+        monkeypatch.setattr(mod, name, too_big)
+    monkeypatch.setattr(_op_utils, "_warned", set())
+    m = _model(case, backend="triton", dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _compare(m, per_segment(m), (11,), rtol=1e-4, atol=1e-5)
