@@ -75,13 +75,15 @@ def _torch_span(m, Ws, Ss, q, k, v, theta, alpha, eta, chunk):
     lv = m.lv
     W0s = m.initial(k.shape[0], k.device, k.dtype) if m.rule.uses_init else None
     outs, surprise, norm = [], 0.0, 0.0
-    for cs in range(0, k.shape[2], chunk):
-        c = slice(cs, cs + chunk)
+    # split, not sliced per chunk: a slice's backward is a zero tensor of the whole span (O(n^2) per call)
+    qs, ks, vs = q.split(chunk, 2), k.split(chunk, 2), v.split(chunk, 2)
+    ths, als = theta.split(chunk, -1), alpha.split(chunk, -1)
+    ets = eta.split(chunk, -1) if eta is not None else [None] * len(ks)
+    for qc, kc, vc, th, al, et in zip(qs, ks, vs, ths, als, ets):
         Wbar = Ws
-        outs.append(mem.forward_layers(lv, Wbar, q[:, :, c])[0])
-        u, s = mem.closed_form_grads(lv, Wbar, k[:, :, c], v[:, :, c])
-        Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta[..., c], alpha[..., c],
-                                 eta[..., c] if eta is not None else None, W0s, m.chunk_step)
+        outs.append(mem.forward_layers(lv, Wbar, qc)[0])
+        u, s = mem.closed_form_grads(lv, Wbar, kc, vc)
+        Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, th, al, et, W0s, m.chunk_step)
         surprise = surprise + s
         norm = norm + sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar))
     return torch.cat(outs, 2), Ws, Ss, surprise, norm
