@@ -127,6 +127,7 @@ class BlockSpan:
     span: bool
     why: str
     levels: tuple = ()       # the memory levels the span writes (each read once in the block)
+    period: int = 0          # lcm of their chunks: a span's prefix is a multiple of it
 
 
 def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:

@@ -17,8 +17,6 @@ grid), `update_norm` sums ||W_end - Wbar|| / B over the chunks that end (every c
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nlc.ir.schedule import Part
@@ -35,8 +33,7 @@ def span_prefix(layer, segments) -> int:
     starts, _ = layer.edge_names(segments[0][2])
     if not all(name in starts for name in span.levels):
         return 0
-    chunk = math.lcm(*(layer.mems[name].lv.clock.period for name in span.levels))
-    return segments[-1][1] // chunk * chunk
+    return segments[-1][1] // span.period * span.period
 
 
 def span_level(layer, name, q, streams, st, seg):

@@ -1,10 +1,12 @@
 """Pass `schedule`: decide, once, how the lowered program runs (see nlc/ir/schedule.py).
 
 The segment grid, the order of layers and segments, each level's implementation (kernel
-choice included), the fast-state layout and the nested-CMS resets, from the resolved plan
-and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
+choice included), the split of layer-major blocks and their whole-layer spans, the fast-state
+layout and the nested-CMS resets, from the resolved plan and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
 """
 from __future__ import annotations
+
+import math
 
 from nlc.errors import NlcError
 from nlc.ir.kinds import CMS_VARIANTS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
@@ -236,8 +238,10 @@ def block_span(block, impls, parts, order: Order) -> BlockSpan:
         if fed:
             return no(f"level {lv.name}'s writes read {fed[0]}, a read of this layer")
     names = tuple(read_by)
+    period = math.lcm(*(block.level(n).clock.period for n in names))
     return BlockSpan(block.name, True, f"{', '.join(names)}: one chunked op call per level and layer over the "
-                     "call, queries and writes from hoisted ops; a call starting mid-chunk runs per segment", names)
+                     f"call's prefix of whole {period}-token periods, queries and writes from hoisted ops; "
+                     "a call starting mid-chunk runs per segment", names, period)
 
 
 def order_of(plan, target: Target) -> tuple[Order, str]:
