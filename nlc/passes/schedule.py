@@ -2,7 +2,8 @@
 
 The segment grid, the order of layers and segments, each level's implementation (kernel
 choice included), the split of layer-major blocks and their whole-layer spans, the fast-state
-layout and the nested-CMS resets, from the resolved plan and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
+layout and the nested-CMS resets, from the resolved plan and the target. Plain Python: `nlc check`
+and `nlc compile --emit schedule` import no torch.
 """
 from __future__ import annotations
 
