@@ -9,6 +9,9 @@ run here) the schedule fixes:
                        hoisted) or segment-major (every layer per segment: CMS teaching needs a
                        segment's loss through every layer), and why;
     the implementation of each level (`Impl`) and why (kernel choice included);
+    the spans          per layer-major block, its ops split into hoisted / per-segment / after
+                       (`parts`), and whether its memories run as one op call per layer over
+                       the whole call (a whole-layer span, `BlockSpan`) and why;
     the fast-state layout (`StateSlot`s: every key, its owner and its shape without batch);
     the nested-CMS resets (which stages a slower stage restarts at its boundary).
 Plain data, no torch: `nlc compile --emit schedule` prints it.
@@ -114,6 +117,19 @@ class LevelSchedule:
     clock: Clock             # the level's clock: tokens(C), steps(C), frozen
 
 
+@dataclass(frozen=True)
+class BlockSpan:
+    """Whether a block's memory levels run as one op call per layer over the whole call (a
+    whole-layer span: the chunked op walks the chunks itself) instead of segment by segment, and why.
+    Only where no level feeds back within the layer: the per-segment part of the block is just one
+    read per written memory level, of a query computed before any read."""
+    block: str
+    span: bool
+    why: str
+    levels: tuple = ()       # the memory levels the span writes (each read once in the block)
+    period: int = 0          # lcm of their chunks: a span's prefix is a multiple of it
+
+
 def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:
     """The one place a fast-state key is spelled: `block.i.level.part[index]`."""
     return f"{layer}.{owner}.{part}{'' if index is None else index}"
@@ -142,6 +158,12 @@ class Schedule:
     nested: dict = field(default_factory=dict)       # (block, stage) -> stages it restarts at its boundary
     layers: tuple = ()                   # (block, layer key) in execution order
     live: dict = field(default_factory=dict)         # block -> the ops its output or a learning level needs
+    parts: dict = field(default_factory=dict)        # block -> (before, loop, after) op names (layer-major)
+    spans: tuple = ()                    # BlockSpan per block (plan order)
+
+    def span(self, block: str) -> BlockSpan | None:
+        """The block's span decision (None: not decided, e.g. a hand-built schedule)."""
+        return next((b for b in self.spans if b.block == block), None)
 
     @functools.cached_property
     def impls(self) -> dict:
@@ -217,6 +239,8 @@ def schedule_text(s: Schedule, plan) -> str:
             idx = [i for i, e in enumerate(s.table) if e == p]
             shown = ", ".join(map(str, idx[:8])) + (f", ... ({len(idx)} segments)" if len(idx) > 8 else "")
             out.append(f"    [{shown}]: {p}")
+    for bs in s.spans:
+        out.append(f"  block {bs.block}: " + (f"whole-layer span ({bs.why})" if bs.span else f"per segment ({bs.why})"))
     for b, dead in s.dead(plan).items():
         out.append(f"  block {b}: {len(dead)} ops feed only frozen levels' writes, not run: {', '.join(dead)}")
     if s.nested:

@@ -27,6 +27,7 @@ from nlc.ir.schedule import Backend, Impl, Order, Part
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
+from nlc.lower.span import span_level, span_prefix
 from nlc.lower.stitch import Tape, has_history
 
 
@@ -59,6 +60,8 @@ class Layer(nn.Module):
         self.impls = {lv.name: schedule.impl(block.name, lv.name) for lv in block.levels}
         live = schedule.live.get(block.name)
         self.ops = [op for op in block.ops if live is None or op.name in live]  # the schedule's live ops
+        self.parts = schedule.parts.get(block.name)  # layer-major: (before, loop, after) op names
+        self.span = schedule.span(block.name)        # whether the block runs as a whole-layer span
         # the fast-state keys of this layer, local (without `prefix`), from the schedule's layout:
         # (owner, part) -> [keys by index]. The layer's code sees only local keys, so every layer of
         # a block runs the same compiled program (NLModel._compile_program)
@@ -118,36 +121,12 @@ class Layer(nn.Module):
 
     # ---- the whole sequence, layer-major (no CMS teaching): hoist what does not need reads
     def _partition(self):
-        """ops -> (before, loop, after): `before` needs no level read (runs on the whole sequence
-        first); `loop` holds the reads and what the levels' writes or other reads need (runs per
-        segment); `after` needs reads but only feeds the block output (whole sequence, last)."""
-        if hasattr(self, "_parts"):
-            return self._parts
-        ops = self.ops
-        reads = {op.name for op in ops if op.op == OpKind.READ}
-        dep = {}
-        for op in ops:
-            dep[op.name] = op.name in reads or any(dep.get(i, False) for i in op.inputs)
-        need = set()
-        byname = {op.name: op for op in ops}
-
-        def mark(name):
-            if name in byname and dep[name] and name not in need:
-                need.add(name)
-                for i in byname[name].inputs:
-                    mark(i)
-        for op in ops:
-            if op.name in reads:
-                mark(op.name)
-        for lv in self.block.levels:
-            if lv.name not in self.mems or self.impls[lv.name] == Impl.FROZEN:
-                continue  # only a writing memory's streams are needed in the loop
-            for sname in list(lv.flows().values()) + [g.stream for g in lv.gates.values()]:
-                if sname:
-                    mark(sname)
-        self._parts = ([op for op in ops if not dep[op.name]], [op for op in ops if op.name in need],
-                       [op for op in ops if dep[op.name] and op.name not in need])
-        return self._parts
+        """ops -> (before, loop, after), as the schedule split them (nlc/passes/schedule.py: `partition`):
+        `before` needs no level read (runs on the whole sequence first); `loop` holds the reads and what
+        the levels' writes or other reads need (runs per segment); `after` needs reads but only feeds
+        the block output (whole sequence, last)."""
+        byname = {op.name: op for op in self.ops}
+        return tuple([byname[n] for n in names] for names in self.parts)
 
     def _run_op(self, op, v, st):
         ins = [v[i] for i in op.inputs]
@@ -166,7 +145,9 @@ class Layer(nn.Module):
 
     def run(self, x, st, segments, stats):
         """The layer over the whole call (layer-major order): `segments` from Schedule.segments;
-        `st` and `stats` are this layer's local state and stats (`local`, `store`)."""
+        `st` and `stats` are this layer's local state and stats (`local`, `store`). A whole-layer span
+        (the schedule's `BlockSpan`) takes the longest chunk-aligned prefix of the call in one call per
+        memory level (nlc/lower/span.py); the rest goes segment by segment."""
         before, loop, after = self._partition()
         full = {"x": x}
         for op in before:
@@ -175,8 +156,20 @@ class Layer(nn.Module):
         # split, not sliced per segment: the backward of a slice is a zero tensor of the whole
         # sequence (O(T) per segment, O(T^2) per call); a split's backward is one concatenation
         # (Titans layer fwd+bwd, T 8192: 6.49 -> 4.77 s, docs/performance.md)
-        sizes = [e - s for s, e, _ in segments]
+        n0 = span_prefix(self, segments)
+        seg = segments[0][1] - segments[0][0]  # the span's prefix holds only whole segments of the grid
+        segments = [sg for sg in segments if sg[0] >= n0]
+        sizes = ([n0] if n0 else []) + [e - s for s, e, _ in segments]
         parts = {name: t.split(sizes, 1) for name, t in full.items()}
+        if n0:
+            # every loop op is a read of a span level whose query is hoisted (the schedule checked)
+            head = {name: p[0] for name, p in parts.items()}
+            parts = {name: p[1:] for name, p in parts.items()}
+            for op in loop:
+                out, lstats = span_level(self, op.attrs["level"], head[op.inputs[0]], head, st, seg)
+                pieces[op.name].append(out)
+                for k, v in lstats.items():
+                    _acc(stats, k, v)
         for i, (s, e, edges) in enumerate(segments):
             v = {name: p[i] for name, p in parts.items()}
             for op in loop:
@@ -186,7 +179,7 @@ class Layer(nn.Module):
             for name, m in self.mems.items():
                 self._write(m, v, st, name, name in ends, e - s, stats, at_start=name in starts)
         for name, ps in pieces.items():
-            full[name] = torch.cat(ps, 1)
+            full[name] = torch.cat(ps, 1) if len(ps) > 1 else ps[0]
         for op in after:
             full[op.name] = self._run_op(op, full, st)
         return full[self.block.out]

@@ -1,15 +1,19 @@
 """Pass `schedule`: decide, once, how the lowered program runs (see nlc/ir/schedule.py).
 
 The segment grid, the order of layers and segments, each level's implementation (kernel
-choice included), the fast-state layout and the nested-CMS resets, from the resolved plan
-and the target. Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
+choice included), the split of layer-major blocks and their whole-layer spans, the fast-state
+layout and the nested-CMS resets, from the resolved plan and the target. Plain Python: `nlc check`
+and `nlc compile --emit schedule` import no torch.
 """
 from __future__ import annotations
+
+import math
 
 from nlc.errors import NlcError
 from nlc.ir.kinds import CMS_VARIANTS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
 from nlc.ir.schedule import (
     Backend,
+    BlockSpan,
     Impl,
     LevelSchedule,
     Order,
@@ -161,6 +165,86 @@ def live_ops(block, impls) -> frozenset:
     return frozenset(live)
 
 
+def partition(block, impls, live) -> tuple[tuple, tuple, tuple]:
+    """A layer-major block's live ops as (before, loop, after) names: `before` needs no level read (runs
+    on the whole call first); `loop` holds the reads and what the writing memories' streams or other
+    reads need (per segment: a read sees the chunk-start state); `after` needs reads but only feeds
+    the block output (whole call, last)."""
+    ops = [op for op in block.ops if op.name in live]
+    byname = {op.name: op for op in ops}
+    dep = {}
+    for op in ops:
+        dep[op.name] = op.op == OpKind.READ or any(dep.get(i, False) for i in op.inputs)
+    need = set()
+
+    def mark(name):
+        if name in byname and dep[name] and name not in need:
+            need.add(name)
+            for i in byname[name].inputs:
+                mark(i)
+    for op in ops:
+        if op.op == OpKind.READ:
+            mark(op.name)
+    for lv in block.levels:
+        if lv.role != Role.MEMORY or impls[(block.name, lv.name)] == Impl.FROZEN:
+            continue  # only a writing memory's streams are needed in the loop
+        for sname in list(lv.flows().values()) + [g.stream for g in lv.gates.values()]:
+            if sname:
+                mark(sname)
+    return (tuple(n for n in byname if not dep[n]), tuple(n for n in byname if n in need),
+            tuple(n for n in byname if dep[n] and n not in need))
+
+
+# implementations a whole-layer span runs: the closed form's torch chunk walk or the fused op
+SPAN_IMPLS = (Impl.CHUNK, Impl.TRITON_LINEAR, Impl.TRITON_MLP)
+
+
+def block_span(block, impls, parts, order: Order) -> BlockSpan:
+    """Whether the block runs as a whole-layer span: its per-segment part is exactly one read per
+    writing memory level, each level covered by a kernel op (`fused_kernel`: its torch chunk form on
+    `torch`, the fused op on `triton`), each query and every write stream computed before any read.
+    Then no level feeds back within the layer, and each memory can take the whole call in one call."""
+    def no(why):
+        return BlockSpan(block.name, False, why)
+    if order != Order.LAYER_MAJOR:
+        return no(f"{order} order")
+    _, loop, _ = parts
+    byname = {op.name: op for op in block.ops}
+    writing = [lv for lv in block.levels if lv.role == Role.MEMORY and impls[(block.name, lv.name)] in WRITES]
+    if not writing:
+        return no("no memory level learns in context")
+    read_by = {}
+    for name in loop:
+        op = byname[name]
+        if op.op != OpKind.READ:
+            return no(f"op {name} ({op.op}) runs between the reads and the writes")
+        lv = block.level(op.attrs["level"])
+        impl = impls[(block.name, lv.name)]
+        if lv.role != Role.MEMORY:
+            return no(f"{name} reads {lv.role} level {lv.name}")
+        if impl not in SPAN_IMPLS:
+            return no(f"{name} reads level {lv.name}, which runs as {impl}")
+        if fused_kernel(lv) is None:
+            return no(f"no kernel op covers level {lv.name} (l2 objective; linear or 2-layer silu/relu mlp; "
+                      f"rules {', '.join(r for r, e in RULES.items() if e.kernels)})")
+        if len(op.inputs) != 1 or op.inputs[0] in loop:
+            return no(f"the query of {name} depends on a read in this layer")
+        if lv.name in read_by:
+            return no(f"level {lv.name} is read more than once ({read_by[lv.name]}, {name})")
+        read_by[lv.name] = name
+    for lv in writing:
+        if lv.name not in read_by:
+            return no(f"level {lv.name} learns but is not read in this block")
+        fed = [s for s in list(lv.flows().values()) + [g.stream for g in lv.gates.values()] if s in loop]
+        if fed:
+            return no(f"level {lv.name}'s writes read {fed[0]}, a read of this layer")
+    names = tuple(read_by)
+    period = math.lcm(*(block.level(n).clock.period for n in names))
+    return BlockSpan(block.name, True, f"{', '.join(names)}: one chunked op call per level and layer over the "
+                     f"call's prefix of whole {period}-token periods, queries and writes from hoisted ops; "
+                     "a call starting mid-chunk runs per segment", names, period)
+
+
 def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.backend == Backend.REFERENCE:
         return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
@@ -188,8 +272,10 @@ def build_schedule(plan, target: Target | None = None) -> Schedule:
         impls[(b.name, lv.name)] = impl
     order, why = order_of(plan, target)
     live = {b.name: live_ops(b, impls) for b in plan.blocks}
+    parts = {b.name: partition(b, impls, live[b.name]) for b in plan.blocks}
+    spans = tuple(block_span(b, impls, parts[b.name], order) for b in plan.blocks)
     return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
                     order=order, order_why=why, levels=tuple(levels),
                     state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
                     layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)),
-                    live=live)
+                    live=live, parts=parts, spans=spans)

@@ -62,3 +62,10 @@ def verify_schedule(plan, s) -> None:
         _need(lv.role != Role.ATTENTION or impl == Impl.ATTENTION, f"{b}.{name}: attention runs as attention")
     keys = [sl.key for sl in s.state]
     _need(len(keys) == len(set(keys)), "fast-state keys are unique")
+    from nlc.ir.schedule import Order
+    for bs in s.spans:
+        if bs.span:
+            _need(s.order == Order.LAYER_MAJOR, f"block {bs.block}: a whole-layer span only in layer-major order")
+            for name in bs.levels:
+                _need(s.impls[(bs.block, name)] in (Impl.CHUNK, Impl.TRITON_LINEAR, Impl.TRITON_MLP),
+                      f"{bs.block}.{name}: a span writes only chunk or kernel levels")
