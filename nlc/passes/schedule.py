@@ -253,7 +253,7 @@ def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.checkpointing:
         return Order.SEGMENT_MAJOR, "checkpointing recomputes per segment"
     if target.backend == Backend.COMPILE:
-        return Order.SEGMENT_MAJOR, "compile: one compiled program per layer and edge pattern"
+        return Order.SEGMENT_MAJOR, "compile: one compiled program per block, run a segment at a time"
     return Order.LAYER_MAJOR, "no level feeds back across layers within a segment: each layer runs over the " \
                               "whole sequence, read-independent ops hoisted out of the segment loop"
 
