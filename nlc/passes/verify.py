@@ -62,3 +62,11 @@ def verify_schedule(plan, s) -> None:
         _need(lv.role != Role.ATTENTION or impl == Impl.ATTENTION, f"{b}.{name}: attention runs as attention")
     keys = [sl.key for sl in s.state]
     _need(len(keys) == len(set(keys)), "fast-state keys are unique")
+    grouped = [(g.block, n) for g in s.groups for n in g.levels]
+    _need(len(grouped) == len(set(grouped)), "a level is in at most one group")
+    for g in s.groups:
+        _need(len(g.levels) >= 2, f"group {g} has two members or more")
+        for n in g.levels:
+            _need(s.impls.get((g.block, n)) == Impl.CHUNK, f"group {g}: {n} runs the closed form (not frozen)")
+            _need(levels[(g.block, n)].clock == levels[(g.block, g.levels[0])].clock, f"group {g}: one clock")
+            _need(levels[(g.block, n)].heads == g.heads, f"group {g}: {g.heads} heads per member")
