@@ -19,28 +19,30 @@ from nlc.ir.schedule import BACKENDS, Backend
 
 
 def compile(spec, backend: str = "torch", model: str | None = None, checkpointing: bool = False,  # noqa: A001
-            freeze=None, cut_teaching: bool = True, **overrides):
+            freeze=None, cut_teaching: bool = True, group_levels: bool = True, **overrides):
     """Compile a .nl spec (a path, or a built-in spec by name: `hope`, `titans:TitansMAG`) into an
     NLModel. Spec text goes to `compile_text`. Raises NlcError on mistakes.
     `checkpointing=True` recomputes each segment in backward (activation memory O(T d)).
     `freeze`: level names (list or "mem,mk") or "inner" (every in-context level) whose in-context
     learning the schedule switches off: they keep their initial state (same parameters).
     `cut_teaching=False`: CMS teaching as one graph over each call, the uncut reference that
-    nlc/lower/stitch.py's cut and stitched pass is tested against (O(T^2) in backward)."""
+    nlc/lower/stitch.py's cut and stitched pass is tested against (O(T^2) in backward).
+    `group_levels=False`: identical memories of a block run one by one, not as one batched level
+    (the schedule's `groups`; the same results, for A/B comparisons)."""
     from nlc.passes import run
     if isinstance(spec, str) and "\n" in spec:
         raise NlcError("nlc.compile takes a path or a built-in spec name; this looks like spec text",
                        hint="use nlc.compile_text(text, ...) for spec text")
-    target = make_target(backend, checkpointing, cut_teaching)
+    target = make_target(backend, checkpointing, cut_teaching, group_levels)
     c = run(spec, overrides, model, target=target, freeze=freeze)
     return build_model(c, str(spec))
 
 
 def compile_text(text: str, backend: str = "torch", model: str | None = None, checkpointing: bool = False,
-                 freeze=None, cut_teaching: bool = True, **overrides):
+                 freeze=None, cut_teaching: bool = True, group_levels: bool = True, **overrides):
     """Compile spec text (imports are resolved against the current folder). As `compile`."""
     from nlc.passes import run
-    c = run("<spec>", overrides, model, text=text, target=make_target(backend, checkpointing, cut_teaching),
+    c = run("<spec>", overrides, model, text=text, target=make_target(backend, checkpointing, cut_teaching, group_levels),
             freeze=freeze)
     return build_model(c, None)
 
@@ -62,7 +64,7 @@ def freeze(m, levels):
     return f
 
 
-def make_target(backend: str, checkpointing: bool = False, cut_teaching: bool = True):
+def make_target(backend: str, checkpointing: bool = False, cut_teaching: bool = True, group_levels: bool = True):
     """The schedule stage's Target for a backend name (an NlcError for an unknown one); whether fused
     kernels can run here is asked once, now."""
     from nlc.ir.schedule import Target
@@ -72,7 +74,7 @@ def make_target(backend: str, checkpointing: bool = False, cut_teaching: bool = 
     if backend == Backend.TRITON:
         from nlc import kernels
         runnable = kernels.available()
-    return Target(Backend(backend), checkpointing, runnable, cut_teaching=cut_teaching)
+    return Target(Backend(backend), checkpointing, runnable, cut_teaching=cut_teaching, group_levels=group_levels)
 
 
 def build_model(c, spec_path: str | None, tokenizer=None):

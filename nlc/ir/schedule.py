@@ -12,6 +12,8 @@ run here) the schedule fixes:
     the spans          per layer-major block, its ops split into hoisted / per-segment / after
                        (`parts`), and whether its memories run as one op call per layer over
                        the whole call (a whole-layer span, `BlockSpan`) and why;
+    the level groups   levels of one block that run as one batched level (`LevelGroup`: the same
+                       memory, rule, gates, keys and clock; stacked along the head axis), and why;
     the fast-state layout (`StateSlot`s: every key, its owner and its shape without batch);
     the nested-CMS resets (which stages a slower stage restarts at its boundary).
 Plain data, no torch: `nlc compile --emit schedule` prints it.
@@ -67,6 +69,8 @@ class Target:
     frozen: frozenset = frozenset()  # levels whose in-context learning is switched off (`freeze=`)
     cut_teaching: bool = True        # CMS teaching (NL eq. 71) cut per segment and stitched (nlc/lower/stitch.py,
                                      # linear in T); False: the reference, one graph over the whole call (O(T^2))
+    group_levels: bool = True        # run identical memories of a block as one batched level (`LevelGroup`);
+                                     # False: each alone (the A/B switch, tests/lower/test_group.py)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,20 @@ class BlockSpan:
     period: int = 0          # lcm of their chunks: a span's prefix is a multiple of it
 
 
+@dataclass(frozen=True)
+class LevelGroup:
+    """Memory levels of one block that run as one level of len(levels) x heads heads: one read per input
+    stream they share, one write per segment. Their state stays per level (the layout, checkpoints and
+    stats do not change); the lowering stacks it along the head axis, members in this order."""
+    block: str
+    levels: tuple            # member names, plan order (>= 2)
+    heads: int               # heads of each member
+    why: str
+
+    def __str__(self):
+        return f"{self.block}.{{{', '.join(self.levels)}}}"
+
+
 def state_key(layer: str, owner: str, part: str, index: int | None = None) -> str:
     """The one place a fast-state key is spelled: `block.i.level.part[index]`."""
     return f"{layer}.{owner}.{part}{'' if index is None else index}"
@@ -154,6 +172,7 @@ class Schedule:
     order: Order = Order.SEGMENT_MAJOR
     order_why: str = ""
     levels: tuple = ()                   # LevelSchedule per level of every block (plan order)
+    groups: tuple = ()                   # LevelGroup: levels batched into one (Target.group_levels)
     state: tuple = ()                    # StateSlot: the fast-state layout of the whole model
     nested: dict = field(default_factory=dict)       # (block, stage) -> stages it restarts at its boundary
     layers: tuple = ()                   # (block, layer key) in execution order
@@ -172,6 +191,11 @@ class Schedule:
 
     def impl(self, block: str, level: str) -> Impl:
         return self.impls[(block, level)]
+
+    @functools.cached_property
+    def group_of(self) -> dict:
+        """(block, level) -> its LevelGroup, for grouped levels."""
+        return {(g.block, n): g for g in self.groups for n in g.levels}
 
     def dead(self, plan) -> dict:
         """block -> the plan's ops not in `live` (not run), in plan order; blocks with none left out."""
@@ -233,6 +257,12 @@ def schedule_text(s: Schedule, plan) -> str:
            "  levels:"]
     for ls in s.levels:
         out.append(f"    {ls.block}.{ls.level:<12} {str(ls.clock):<12} {ls.impl:<22} {ls.why}")
+    if s.groups:
+        out.append("  level groups (one batched read per shared input, one write per segment; state per level):")
+        for g in s.groups:
+            out.append(f"    {str(g):<28} {len(g.levels)} x {g.heads} heads: {g.why}")
+    elif t.group_levels is False:
+        out.append("  level groups: off (group_levels=False)")
     if s.table:
         out.append("  edge patterns (segment indices within the period):")
         for p in s.patterns:

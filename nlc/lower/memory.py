@@ -61,25 +61,35 @@ def objective_grad(lv, y, v):
     raise ValueError(o)
 
 
-def objective_value(lv, y, v):
+def objective_value(lv, y, v, groups: int | None = None):
+    """The objective summed over everything; with `groups`, summed per group of the head axis (dim 1):
+    a (groups,) tensor (a batched level's members, nlc/lower/group.py)."""
+    t, scale = _objective_terms(lv, y, v)
+    t = t.sum() if groups is None else t.unflatten(1, (groups, -1)).transpose(0, 1).flatten(1).sum(-1)
+    return t if scale == 1 else scale * t
+
+
+def _objective_terms(lv, y, v):
+    """(elementwise terms, a factor applied after the sum)."""
     e = y - v
     o = lv.objective
     if o == Objective.L2:
-        return 0.5 * (e * e).sum()
+        return e * e, 0.5
     if o == Objective.DOT:
-        return -(y * v).sum()
+        return y * v, -1
     if o == Objective.HUBER:
         d = lv.objective_args["delta"]
         a = e.abs()
-        return torch.where(a <= d, 0.5 * e * e, d * (a - 0.5 * d)).sum()
+        return torch.where(a <= d, 0.5 * e * e, d * (a - 0.5 * d)), 1
     if o == Objective.LP:
-        return e.abs().pow(lv.objective_args["p"]).sum()
+        return e.abs().pow(lv.objective_args["p"]), 1
     raise ValueError(o)
 
 
-def closed_form_grads(lv, Ws, k, v):
+def closed_form_grads(lv, Ws, k, v, groups: int | None = None):
     """Per-token gradients of the objective at weights Ws, as rank-1 factors per layer:
-    u_{t,l} = delta_{t,l} a_{t,l}^T. Returns [(delta (B,H,n,o), a (B,H,n,i))], surprise."""
+    u_{t,l} = delta_{t,l} a_{t,l}^T. Returns [(delta (B,H,n,o), a (B,H,n,i))], surprise (per group of
+    heads with `groups`: see objective_value)."""
     y, acts = forward_layers(lv, Ws, k)
     d = objective_grad(lv, y, v)
     out = [None] * len(Ws)
@@ -88,7 +98,7 @@ def closed_form_grads(lv, Ws, k, v):
         out[li] = (d, a)
         if li:
             d = (d @ Ws[li]) * act_grad(lv.memory.act, acts[li - 1][0])
-    return out, objective_value(lv, y, v).detach()
+    return out, objective_value(lv, y, v, groups).detach()
 
 
 class MemoryLevel(nn.Module):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from nlc.ir.kinds import CMS_VARIANTS, OpKind, Role
 from nlc.ir.schedule import Backend, Impl, Order, Part
+from nlc.lower import group
 from nlc.lower import memory as mem
 from nlc.lower.attention import AttentionLevel
 from nlc.lower.ops import ACTS, RMSNorm, apply_op, make_module
@@ -83,6 +84,10 @@ class Layer(nn.Module):
                                  for lv in block.levels if lv.role == Role.CMS})
         self.agg = nn.ParameterDict({op.name: nn.Parameter(torch.ones(len(op.attrs["levels"])) / len(op.attrs["levels"]))
                                      for op in block.ops if op.op == OpKind.CMS and CMS_VARIANTS[op.attrs["variant"]].parallel})
+        # level groups (schedule.groups): members run as one batched level (nlc/lower/group.py)
+        groups = [g for g in schedule.groups if g.block == block.name]
+        self.group_of = {n: g for g in groups for n in g.levels}
+        self.batched = group.batched_reads(block, self.ops, groups)  # (level, input) -> members read as one
 
     # ---- fast state
     def k(self, owner: str, part: str, index: int = 0) -> str:
@@ -138,7 +143,7 @@ class Layer(nn.Module):
             out, st[ck] = self.mods[op.name](ins[0], st[ck])
             return out
         if op.op == OpKind.READ:
-            return self._read(op, ins, st)
+            return self._read(op, ins, st, v)
         if op.op == OpKind.CMS:
             return self._cms(op, ins[0], st)
         return apply_op(op, self.mods[op.name] if op.name in self.mods else None, ins)
@@ -206,17 +211,25 @@ class Layer(nn.Module):
         out = self.segment(x, st, starts, ends, stats)
         return out, st, stats
 
-    def _read(self, op, ins, st):
+    def _read(self, op, ins, st, v=None):
         name, q = op.attrs["level"], ins[0]
         if name in self.attns:
             ctx = ins[1] if len(ins) > 1 else None  # MAC: the memory tokens join the keys
             return self.attns[name](q, ctx, st, name)
+        members = self.batched.get((name, op.inputs[0])) if v is not None else None
+        if members:  # one read for the group's members on this input, this segment (`v` holds it)
+            return group.read(self, members, name, op.inputs[0], q, st, v)
         return mem.read(self.mems[name].lv, [st[k] for k in self.skeys[(name, Part.WBAR)]], q)
 
     def _write(self, m, v, st, name, at_end, n, stats, at_start=False):
         lv, impl = m.lv, self.impls[name]
         if impl == Impl.FROZEN:
             return  # frozen (by its clock or by `freeze`) or outer-clock levels do not learn in context
+        g = self.group_of.get(name)
+        if g is not None:  # one write for the whole group, when its first member's turn comes
+            if name == g.levels[0]:
+                group.write(self, g, v, st, at_end, n, stats, _acc)
+            return
         kW, kS = self.skeys[(name, Part.W)], self.skeys.get((name, Part.S))
         Wbar = [st[k] for k in self.skeys[(name, Part.WBAR)]]
         Ws = [st[k] for k in kW]

@@ -1,20 +1,21 @@
 """Pass `schedule`: decide, once, how the lowered program runs (see nlc/ir/schedule.py).
 
 The segment grid, the order of layers and segments, each level's implementation (kernel
-choice included), the split of layer-major blocks and their whole-layer spans, the fast-state
-layout and the nested-CMS resets, from the resolved plan and the target. Plain Python: `nlc check`
-and `nlc compile --emit schedule` import no torch.
+choice included), the split of layer-major blocks and their whole-layer spans, the level
+groups, the fast-state layout and the nested-CMS resets, from the resolved plan and the target.
+Plain Python: `nlc check` and `nlc compile --emit schedule` import no torch.
 """
 from __future__ import annotations
 
 import math
 
 from nlc.errors import NlcError
-from nlc.ir.kinds import CMS_VARIANTS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
+from nlc.ir.kinds import CMS_VARIANTS, GATE_KINDS, WRITING_ROLES, MemoryKind, Objective, OpKind, Role
 from nlc.ir.schedule import (
     Backend,
     BlockSpan,
     Impl,
+    LevelGroup,
     LevelSchedule,
     Order,
     Part,
@@ -245,6 +246,44 @@ def block_span(block, impls, parts, order: Order) -> BlockSpan:
                      "a call starting mid-chunk runs per segment", names, period)
 
 
+def group_signature(lv) -> tuple:
+    """What must be equal for two memory levels to run as one batched level: everything that shapes
+    the read and the update except the values (each member's own) and the initial weights (stacked per
+    member). Gates must be the same constants or streams: a learned gate is each level's own parameter."""
+    gates = tuple(sorted((n, str(g.kind), g.value, g.stream) for n, g in lv.gates.items()))
+    return (str(lv.role), repr(lv.memory), lv.heads, lv.dk, lv.dv, lv.hidden, tuple(lv.layer_shapes()),
+            lv.rule, repr(sorted(lv.rule_args.items())), str(lv.objective), repr(sorted(lv.objective_args.items())),
+            gates, lv.keys, lv.queries, lv.context, str(lv.clock), repr(sorted(lv.options.items())))
+
+
+def level_groups(plan, impls, target: Target, spans=()) -> tuple[LevelGroup, ...]:
+    """Levels of one block that can run as one: closed-form (`chunk`) memories learning in context with
+    equal `group_signature`s and no learned gate. Taken from the implementations, so `freeze` of a member
+    takes it out of its group (a group left with one member is none). The reference backend stays
+    ungrouped (it is the plain reference), as do kernels (their launch is per level)."""
+    if not target.group_levels:
+        return ()
+    spanned = {bs.block for bs in spans if bs.span}  # a whole-layer span already writes each level once per layer
+    out = []
+    for b in plan.blocks:
+        if b.name in spanned:
+            continue
+        by_sig: dict = {}
+        for lv in b.levels:
+            if (lv.role == Role.MEMORY and impls[(b.name, lv.name)] == Impl.CHUNK
+                    and not any(GATE_KINDS[g.kind].learned for g in lv.gates.values())):
+                by_sig.setdefault(group_signature(lv), []).append(lv)
+        for members in by_sig.values():
+            if len(members) < 2:
+                continue
+            lv = members[0]
+            gates = ", ".join(f"{n} = {g.stream or g.value}" for n, g in sorted(lv.gates.items()))
+            why = (f"same {lv.memory.kind} memory, rule {lv.rule} ({gates}), learn {lv.objective}, keys {lv.keys}, "
+                   f"clock {lv.clock}; values differ")
+            out.append(LevelGroup(b.name, tuple(m.name for m in members), lv.heads, why))
+    return tuple(out)
+
+
 def order_of(plan, target: Target) -> tuple[Order, str]:
     if target.backend == Backend.REFERENCE:
         return Order.SEGMENT_MAJOR, "reference: one token per segment through every layer"
@@ -275,7 +314,7 @@ def build_schedule(plan, target: Target | None = None) -> Schedule:
     parts = {b.name: partition(b, impls, live[b.name]) for b in plan.blocks}
     spans = tuple(block_span(b, impls, parts[b.name], order) for b in plan.blocks)
     return Schedule(target=target, seg=seg, period=period, chunks=chunks, table=table, patterns=patterns,
-                    order=order, order_why=why, levels=tuple(levels),
+                    order=order, order_why=why, levels=tuple(levels), groups=level_groups(plan, impls, target, spans),
                     state=state_layout(plan, target.frozen), nested=nested_resets(plan, target.frozen),
                     layers=tuple((b.name, f"{b.name}.{i}") for b in plan.blocks for i in range(b.repeat)),
                     live=live, parts=parts, spans=spans)

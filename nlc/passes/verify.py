@@ -69,3 +69,13 @@ def verify_schedule(plan, s) -> None:
             for name in bs.levels:
                 _need(s.impls[(bs.block, name)] in (Impl.CHUNK, Impl.TRITON_LINEAR, Impl.TRITON_MLP),
                       f"{bs.block}.{name}: a span writes only chunk or kernel levels")
+    grouped = [(g.block, n) for g in s.groups for n in g.levels]
+    _need(len(grouped) == len(set(grouped)), "a level is in at most one group")
+    spanned = {bs.block for bs in s.spans if bs.span}
+    _need(not any(b in spanned for b, _ in grouped), "a whole-layer span block has no level group")
+    for g in s.groups:
+        _need(len(g.levels) >= 2, f"group {g} has two members or more")
+        for n in g.levels:
+            _need(s.impls.get((g.block, n)) == Impl.CHUNK, f"group {g}: {n} runs the closed form (not frozen)")
+            _need(levels[(g.block, n)].clock == levels[(g.block, g.levels[0])].clock, f"group {g}: one clock")
+            _need(levels[(g.block, n)].heads == g.heads, f"group {g}: {g.heads} heads per member")
