@@ -90,6 +90,7 @@ def test_task_runs_at_toy_size(task, opts, tmp_path):
     assert t.metric in res and all(math.isfinite(v) for v in res.values())
     if task == "lm":
         assert 0 < res["bpb"] < 9 and "bpb_4x" in res  # a byte model near uniform (8 bits) after 2 steps
+        assert res["train_s"] > 0 and res["tok_s"] > 0  # the equal-wall-time view of the LM sweep reads these
         return
     lens = [k for k in res if k.startswith("acc@")]
     assert len(lens) >= 2 and all(0 <= res[k] <= 1 for k in lens)
