@@ -4,7 +4,7 @@
 Every cell's training log (`cells/*/run/metrics.jsonl`) has, each 10 steps, the mean training loss
 of those 10 batches ("bpb": batches drawn at random from the 11 MB training split, each seen once,
 so it estimates held-out bpb) and the seconds since training started ("time"). For each model this
-prints that bpb at common wall-clock budgets: the mean training time of each model (the shortest
+prints the loop's tokens/s and that bpb at common wall-clock budgets: the mean training time of each model (the shortest
 first). A model whose run had already ended by then shows its last window, marked "(ended)": it
 had no more steps to spend, so the figure is what its run reached, not what the budget would
 have bought it under a longer schedule. Mean ± sample std over seeds; one row per model.
@@ -43,17 +43,19 @@ def at_time(curve, t: float) -> tuple[float, bool]:
     return curve[-1][1], True
 
 
-def mean_std(xs) -> str:
-    return f"{statistics.mean(xs):.3f}" + (f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else "")
+def mean_std(xs, digits: int = 3) -> str:
+    return f"{statistics.mean(xs):.{digits}f}" + (f" ± {statistics.stdev(xs):.{digits}f}" if len(xs) > 1 else "")
 
 
 def table(cells: dict) -> str:
     budgets = sorted((statistics.mean(r[1] for r in runs), m) for m, runs in cells.items())
-    head = ["model", "params", "seeds", "train s"] + [f"bpb at {t:.0f} s ({m.split(':')[-1]} ends)" for t, m in budgets]
+    head = ["model", "params", "seeds", "train s", "loop tok/s"] + [f"bpb at {t:.0f} s ({m.split(':')[-1]} ends)" for t, m in budgets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t_own, m in budgets:
         runs = cells[m]
-        row = [m, f"{runs[0][0]:,}", str(len(runs)), mean_std([r[1] for r in runs])]
+        # tokens per second of the loop alone: tokens and time at the last logged step
+        tok_s = statistics.mean(r[2][-1][2] / r[2][-1][0] for r in runs)
+        row = [m, f"{runs[0][0]:,}", str(len(runs)), mean_std([r[1] for r in runs], 0), f"{tok_s:,.0f}"]
         for t, _ in budgets:
             vals = [at_time(r[2], t) for r in runs]
             ended = all(e for _, e in vals)

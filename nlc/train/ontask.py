@@ -12,7 +12,7 @@ defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a s
   accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
 - `lm`: next-byte prediction on the default corpus (Python's stdlib source) with `nlc train`'s
   loop; validation bits per byte at the training length (`bpb`) and at 4x it (`bpb_4x`), the
-  training loop's wall time (`train_s`) and tokens per second (`tok_s`).
+  trainer's wall time (`train_s`) and tokens per second (`tok_s`).
 """
 from __future__ import annotations
 
@@ -170,8 +170,8 @@ def run_lm(model, o: dict, seed: int) -> dict:
     if rep.train_loss is None or not math.isfinite(rep.train_loss):
         raise FloatingPointError(f"LM training: loss {rep.train_loss}")
     nb = int(o["eval_batches"])
-    # train_s / tok_s: the training loop alone (no compile, no scoring), for equal-wall-time comparisons;
-    # the per-step wall times are in _run_dir/metrics.jsonl ("time")
+    # train_s / tok_s: nlc train's own report (the loop with its end-of-run validation and checkpoint; not the
+    # compile, not the scoring below); the wall time of every 10th step is in _run_dir/metrics.jsonl ("time")
     return {"loss": rep.train_loss, "bpb": eval_bpb(model, corpus.val, seq_len=T, max_batches=nb),
             "bpb_4x": eval_bpb(model, corpus.val, seq_len=4 * T, max_batches=nb),
             "train_s": float(rep.wall_s), "tok_s": float(rep.tokens_per_s)}
