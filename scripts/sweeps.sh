@@ -133,18 +133,18 @@ mad_d64() {
 }
 
 # issue 13 part 5: language modelling at ~1M parameters (0.98-1.02M: dim per model, 2 layers, 4 heads), equal tokens
-# (LM_STEPS x 8 x 128 bytes, default 200 = 204,800 bytes), each spec's own lr (AdamW 3e-3, warmup 20, cosine), bpb
-# at 128 and 512 bytes on 16 validation batches. Seeds one at a time over all models (--seeds 1, 2, 3 into the same
+# (LM_STEPS x 8 x 128 bytes, default 150 = 153,600 bytes), each spec's own lr (AdamW 3e-3, warmup 20, cosine), bpb
+# at 128 and 512 bytes on 8 validation batches (the same windows for every run). Seeds one at a time over all models (--seeds 1, 2, 3 into the same
 # folder: the done cells are skipped), so an interrupted run still holds whole seeds. docs/results.md, "Language
 # modelling at ~1M parameters"; the equal-wall-time view: python scripts/lm_wall.py "$OUT/lm-1m"
 LM_MODELS=(transformer titans:TitansLMM titans:TitansMAG hope cms deltanet:GatedDeltaNet)
-LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_batches=16
+LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_batches=8
         --set transformer.dim=192 --set TitansLMM.dim=264 --set TitansMAG.dim=208 --set hope.dim=168
         --set cms.dim=168 --set GatedDeltaNet.dim=288)
 lm_equal_params() {
   local s
   for s in 1 2 3; do
-    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-200}" "${LM_SET[@]}" --seeds $s \
+    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds $s \
       --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m"
   done
 }
