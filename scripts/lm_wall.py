@@ -4,7 +4,7 @@
 Every cell's training log (`cells/*/run/metrics.jsonl`) has, each 10 steps, the mean training loss
 of those 10 batches ("bpb": batches drawn at random from the 11 MB training split, each seen once,
 so it estimates held-out bpb) and the seconds since training started ("time"). For each model this
-prints the loop's tokens/s and that bpb at common wall-clock budgets: the mean training time of each model (the shortest
+prints the loop's tokens/s and that bpb (the mean of the last 3 windows, 30 steps) at common wall-clock budgets: the mean training time of each model (the shortest
 first). A model whose run had already ended by then shows its last window, marked "(ended)": it
 had no more steps to spend, so the figure is what its run reached, not what the budget would
 have bought it under a longer schedule. Mean ± sample std over seeds; one row per model.
@@ -34,13 +34,15 @@ def read_cells(sweep: Path) -> dict:
     return out
 
 
-def at_time(curve, t: float) -> tuple[float, bool]:
-    """The window bpb logged first at or after t seconds (the loss of the 10 steps ending then),
-    and whether the run had ended before t (then its last window)."""
-    for time_, bpb, _ in curve:
-        if time_ >= t:
-            return bpb, False
-    return curve[-1][1], True
+def at_time(curve, t: float, windows: int = 3) -> tuple[float, bool]:
+    """The mean of the `windows` logged windows ending at the first one logged at or after t seconds
+    (3 windows: the last 30 steps; one window of 10 batches moves by ~0.1 bpb with their content),
+    and whether the run had ended before t (then its last windows)."""
+    i = next((i for i, (time_, _, _) in enumerate(curve) if time_ >= t), None)
+    ended = i is None
+    i = len(curve) - 1 if ended else i
+    last = [bpb for _, bpb, _ in curve[max(0, i - windows + 1):i + 1]]
+    return sum(last) / len(last), ended
 
 
 def mean_std(xs, digits: int = 3) -> str:

@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,11 +34,12 @@ def test_bpb_at_each_models_finish_time(tmp_path):
     cells = w.read_cells(tmp_path)
     assert set(cells) == {"fast", "slow"} and len(cells["fast"]) == 2
     assert cells["slow"][0][2][-1] == (10.0, 2.0, 4 * 8)  # (time, bpb, tokens at step 4 of 2 x 4)
-    assert w.at_time(cells["slow"][0][2], 2.0) == (6.0, False)
-    assert w.at_time(cells["fast"][0][2], 10.0) == (4.0, True)
+    assert w.at_time(cells["slow"][0][2], 2.0, windows=1) == (6.0, False)
+    assert w.at_time(cells["slow"][0][2], 2.5) == (pytest.approx(18.5 / 3), False)  # the windows logged at 1, 2 and 3 s
+    assert w.at_time(cells["fast"][0][2], 10.0, windows=1) == (4.0, True)
     lines = w.table(cells).splitlines()
     assert "bpb at 2 s (fast ends)" in lines[0] and "bpb at 10 s (slow ends)" in lines[0]
     fast = next(x for x in lines if x.startswith("| fast"))
     slow = next(x for x in lines if x.startswith("| slow"))
-    assert "| 3.500 ± 0.707 | 3.500 ± 0.707 (ended) |" in fast  # at its own end, then ended
-    assert slow.endswith("| 1 | 10 | 3 | 6.000 | 2.000 |")  # 1 seed, 10 s, 32 tokens in 10 s, bpb at 2 s and 10 s
+    assert "| 4.250 ± 0.354 | 4.250 ± 0.354 (ended) |" in fast  # at its own end, then ended: (5+4)/2, (5+3)/2
+    assert slow.endswith("| 1 | 10 | 3 | 6.500 | 4.500 |")  # 1 seed, 10 s, 32 tokens in 10 s; (7+6)/2, (6+5.5+2)/3
