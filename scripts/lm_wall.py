@@ -9,7 +9,7 @@ first). A model whose run had already ended by then shows its last window, marke
 had no more steps to spend, so the figure is what its run reached, not what the budget would
 have bought it under a longer schedule. Mean ± sample std over seeds; one row per model.
 
-    python scripts/lm_wall.py SWEEP_DIR [--plot PNG]
+    python scripts/lm_wall.py SWEEP_DIR [--plot PNG] [--s-per-step MODEL=S ...]
 """
 import argparse
 import json
@@ -17,8 +17,11 @@ import statistics
 from pathlib import Path
 
 
-def read_cells(sweep: Path) -> dict:
-    """model label -> list of (params, train_s, [(time, bpb, tokens), ...]) over its finished seeds."""
+def read_cells(sweep: Path, s_per_step: dict | None = None) -> dict:
+    """model label -> list of (params, train_s, [(time, bpb, tokens), ...]) over its finished seeds.
+    `s_per_step` {label: seconds}: time = step x that (a speed measured interleaved, e.g. by
+    scripts/lm_speed.py) instead of the logged time, which moves with the box's load cell by cell."""
+    s_per_step = s_per_step or {}
     from nlc.sweep_report import _label
     out: dict = {}
     for res_path in sorted(sweep.glob("cells/*/result.json")):
@@ -29,8 +32,12 @@ def read_cells(sweep: Path) -> dict:
         c = res["cell"]
         tok_per_step = int(c["options"]["batch"]) * int(c["options"]["seq_len"])
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        curve = [(r["time"], r["bpb"], r["step"] * tok_per_step) for r in rows if "time" in r and "bpb" in r]
-        out.setdefault(_label(c), []).append((res["params"], res["metrics"]["train_s"], curve))
+        label = _label(c)
+        sps = s_per_step.get(label.split(":")[-1])
+        curve = [(r["step"] * sps if sps else r["time"], r["bpb"], r["step"] * tok_per_step)
+                 for r in rows if "time" in r and "bpb" in r]
+        train_s = curve[-1][0] if sps else res["metrics"]["train_s"]
+        out.setdefault(label, []).append((res["params"], train_s, curve))
     return out
 
 
@@ -89,8 +96,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep", type=Path)
     ap.add_argument("--plot", type=Path, help="also draw training bpb against wall time, one line per seed")
+    ap.add_argument("--s-per-step", action="append", default=[], metavar="MODEL=S",
+                    help="time a model's steps at S seconds each (its interleaved speed) instead of its logged times")
     a = ap.parse_args()
-    cells = read_cells(a.sweep)
+    try:
+        sps = {k: float(v) for k, v in (x.split("=", 1) for x in a.s_per_step)}
+    except ValueError:
+        raise SystemExit(f"--s-per-step {a.s_per_step}: expected MODEL=SECONDS, e.g. hope=1.663") from None
+    cells = read_cells(a.sweep, sps)
     if not cells:
         raise SystemExit(f"{a.sweep}: no finished lm cells (cells/*/result.json with status ok)")
     print(table(cells))

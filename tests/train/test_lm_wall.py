@@ -43,3 +43,5 @@ def test_bpb_at_each_models_finish_time(tmp_path):
     slow = next(x for x in lines if x.startswith("| slow"))
     assert "| 4.250 ± 0.354 | 4.250 ± 0.354 (ended) |" in fast  # at its own end, then ended: (5+4)/2, (5+3)/2
     assert slow.endswith("| 1 | 10 | 3 | 6.500 | 4.500 |")  # 1 seed, 10 s, 32 tokens in 10 s; (7+6)/2, (6+5.5+2)/3
+    timed = w.read_cells(tmp_path, {"slow": 0.5})  # steps timed at 0.5 s each: 4 steps end at 2 s
+    assert timed["slow"][0][1] == 2.0 and [c[0] for c in timed["slow"][0][2]] == [0.5, 1.0, 1.5, 2.0]
