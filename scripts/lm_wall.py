@@ -83,7 +83,7 @@ def plot(cells: dict, path: Path):
             ax.plot([c[0] for c in curve], [c[1] for c in curve], color=f"C{list(cells).index(m)}", alpha=0.7,
                     label=m if i == 0 else None)
     ax.set_xscale("log")
-    ax.set_xlabel("training wall time, s (one torch thread, shared box)")
+    ax.set_xlabel("training time, s (logged, or steps x --s-per-step)")
     ax.set_ylabel("training bpb (10-step window, unseen batches)")
     ax.set_ylim(top=6)
     ax.legend(fontsize=8)
