@@ -134,8 +134,8 @@ mad_d64() {
 
 # issue 13 part 5: language modelling at ~1M parameters (0.98-1.02M: dim per model, 2 layers, 4 heads), equal tokens
 # (LM_STEPS x 8 x 128 bytes, default 150 = 153,600 bytes), each spec's own lr (AdamW 3e-3, warmup 20, cosine), bpb
-# at 128 and 512 bytes on 8 validation batches (the same windows for every run). Seeds one at a time over all models (--seeds 1, 2, 3 into the same
-# folder: the done cells are skipped), so an interrupted run still holds whole seeds. docs/results.md, "Language
+# at 128 and 512 bytes on 8 validation batches (the same windows for every run). Seeds one at a time over all models
+# (--seeds 1, 2, 3 into the same folder: the done cells are skipped), so an interrupted run still holds whole seeds. docs/results.md, "Language
 # modelling at ~1M parameters"; the equal-wall-time view: python scripts/lm_wall.py "$OUT/lm-1m"
 LM_MODELS=(transformer titans:TitansLMM titans:TitansMAG hope cms deltanet:GatedDeltaNet)
 LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_batches=8
