@@ -12,6 +12,7 @@
 #   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh mqar_d64_more   # the Transformer with 4 heads; Hope at lr 1e-2 too
+#   bash scripts/sweeps.sh lm_equal_params  # LM at ~1M parameters: 6 models, 3 seeds, equal tokens (LM_STEPS)
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -131,6 +132,23 @@ mad_d64() {
   done
 }
 
+# issue 13 part 5: language modelling at ~1M parameters (0.98-1.02M: dim per model, 2 layers, 4 heads), equal tokens
+# (LM_STEPS x 8 x 128 bytes, default 150 = 153,600 bytes), each spec's own lr (AdamW 3e-3, warmup 20, cosine), bpb
+# at 128 and 512 bytes on 8 validation batches (the same windows for every run). Seeds one at a time over all models
+# (--seeds 1, 2, 3 into the same folder: the done cells are skipped), so an interrupted run still holds whole seeds. docs/results.md, "Language
+# modelling at ~1M parameters"; the equal-wall-time view: python scripts/lm_wall.py "$OUT/lm-1m"
+LM_MODELS=(transformer titans:TitansLMM titans:TitansMAG hope cms deltanet:GatedDeltaNet)
+LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_batches=8
+        --set transformer.dim=192 --set TitansLMM.dim=264 --set TitansMAG.dim=208 --set hope.dim=168
+        --set cms.dim=168 --set GatedDeltaNet.dim=288)
+lm_equal_params() {
+  local s
+  for s in 1 2 3; do
+    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds $s \
+      --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m"
+  done
+}
+
 case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
@@ -144,6 +162,7 @@ case "${1:-all}" in
   mqar_d64_hope) mqar_d64_hope ;;
   mqar_d64_more) mqar_d64_more ;;
   mad_d64) mad_d64 ;;
+  lm_equal_params) lm_equal_params ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|all]" >&2; exit 2 ;;
 esac

@@ -11,7 +11,10 @@ defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a s
 - `niah`: passkey retrieval, trained at `train_len` with the needle at a random depth; per-digit
   accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
 - `lm`: next-byte prediction on the default corpus (Python's stdlib source) with `nlc train`'s
-  loop; validation bits per byte at the training length (`bpb`) and at 4x it (`bpb_4x`).
+  loop; validation bits per byte at the training length (`bpb`) and at 4x it (`bpb_4x`), the
+  trainer's wall time (`train_s`) and tokens per second (`tok_s`); for a model whose CMS stages
+  learn from the task loss, also with the targets given so that they learn in context (`bpb_teach`,
+  `bpb_4x_teach`).
 """
 from __future__ import annotations
 
@@ -169,8 +172,19 @@ def run_lm(model, o: dict, seed: int) -> dict:
     if rep.train_loss is None or not math.isfinite(rep.train_loss):
         raise FloatingPointError(f"LM training: loss {rep.train_loss}")
     nb = int(o["eval_batches"])
-    return {"loss": rep.train_loss, "bpb": eval_bpb(model, corpus.val, seq_len=T, max_batches=nb),
-            "bpb_4x": eval_bpb(model, corpus.val, seq_len=4 * T, max_batches=nb)}
+    # train_s / tok_s: nlc train's own report (the loop with its end-of-run validation and checkpoint; not the
+    # compile, not the scoring below); the wall time of every 10th step is in _run_dir/metrics.jsonl ("time")
+    out = {"loss": rep.train_loss, "bpb": eval_bpb(model, corpus.val, seq_len=T, max_batches=nb),
+           "bpb_4x": eval_bpb(model, corpus.val, seq_len=4 * T, max_batches=nb),
+           "train_s": float(rep.wall_s), "tok_s": float(rep.tokens_per_s)}
+    if getattr(model, "cms_learns", False):
+        # CMS stages learn in context only from the targets (docs/specs.md): bpb above scores them frozen at
+        # their trained initial weights; these score them learning as in training (each chunk's update uses
+        # only bytes already scored)
+        from nlc.train.evaluate import eval_loss
+        for key, L in (("bpb_teach", T), ("bpb_4x_teach", 4 * T)):
+            out[key] = eval_loss(model, corpus.val, seq_len=L, max_batches=nb, teach=True) / math.log(2)
+    return out
 
 
 TASKS = {t.name: t for t in (

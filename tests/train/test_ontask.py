@@ -90,6 +90,8 @@ def test_task_runs_at_toy_size(task, opts, tmp_path):
     assert t.metric in res and all(math.isfinite(v) for v in res.values())
     if task == "lm":
         assert 0 < res["bpb"] < 9 and "bpb_4x" in res  # a byte model near uniform (8 bits) after 2 steps
+        assert res["train_s"] > 0 and res["tok_s"] > 0  # the equal-wall-time view of the LM sweep reads these
+        assert "bpb_teach" not in res  # TitansLMM has no CMS stage taught by the task loss
         return
     lens = [k for k in res if k.startswith("acc@")]
     assert len(lens) >= 2 and all(0 <= res[k] <= 1 for k in lens)
@@ -113,3 +115,12 @@ def test_a_diverging_run_raises_for_the_sweep_to_record():
             return self.inner.init_state(b)
     with pytest.raises(FloatingPointError, match="toy"):
         train_task(Nan(m), lambda s: bad, steps=1, what="toy")
+
+
+def test_lm_scores_a_cms_model_with_its_stages_learning_too(tmp_path):
+    """CMS stages learn in context only from the targets: the lm task scores them both ways."""
+    m = nlc.compile("specs/cms.nl", dim=16, heads=2, layers=1, fast=8, mid=16, slow=32)
+    opts = dict(TASKS["lm"].options, steps=2, batch=2, seq_len=32, eval_batches=1, warmup=1, _run_dir=str(tmp_path / "r"))
+    res = TASKS["lm"].run(m, opts, 0)
+    assert {"bpb_teach", "bpb_4x_teach"} <= set(res) and all(0 < res[k] < 9 for k in ("bpb_teach", "bpb_4x_teach"))
+    assert res["bpb_teach"] != res["bpb"]  # the stages' in-context updates change the score
