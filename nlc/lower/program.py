@@ -61,7 +61,9 @@ class Layer(nn.Module):
         self.impls = {lv.name: schedule.impl(block.name, lv.name) for lv in block.levels}
         live = schedule.live.get(block.name)
         self.ops = [op for op in block.ops if live is None or op.name in live]  # the schedule's live ops
-        self.parts = schedule.parts.get(block.name)  # layer-major: (before, loop, after) op names
+        byname = {op.name: op for op in self.ops}
+        # layer-major: the schedule's split of the live ops into (before, loop, after), resolved to ops once
+        self.parts = tuple([byname[n] for n in names] for names in schedule.parts[block.name])
         self.span = schedule.span(block.name)        # whether the block runs as a whole-layer span
         # the fast-state keys of this layer, local (without `prefix`), from the schedule's layout:
         # (owner, part) -> [keys by index]. The layer's code sees only local keys, so every layer of
@@ -130,8 +132,7 @@ class Layer(nn.Module):
         `before` needs no level read (runs on the whole sequence first); `loop` holds the reads and what
         the levels' writes or other reads need (runs per segment); `after` needs reads but only feeds
         the block output (whole sequence, last)."""
-        byname = {op.name: op for op in self.ops}
-        return tuple([byname[n] for n in names] for names in self.parts)
+        return self.parts
 
     def _run_op(self, op, v, st):
         ins = [v[i] for i in op.inputs]
