@@ -21,19 +21,33 @@ def load():
     return Path("/proc/loadavg").read_text().split()[:3]
 
 
+class TimedStepper(Stepper):
+    """The stepper with its reads' and commits' seconds summed into `timers` ({name: [seconds, calls]})."""
+
+    def __init__(self, *a, timers, **k):
+        self.timers = timers
+        super().__init__(*a, **k)
+
+    def _timed(self, name, fn, *a):
+        t = time.perf_counter()
+        fn(*a)
+        self.timers[name][0] += time.perf_counter() - t
+        self.timers[name][1] += 1
+
+    def _read(self, tok):
+        self._timed("_read", super()._read, tok)
+
+    def _commit(self, toks, succ=None):
+        self._timed("_commit", super()._commit, toks, succ)
+
+
 def generate(m, n, timers=None):
     """n greedy tokens after 'def '; with `timers`, the reader's and the commits' seconds are summed into it."""
     with torch.no_grad():
-        st = Stepper(m, list(b"def "), teach=True, device="cpu")
-        if timers is not None:
-            for name in ("_read", "_commit"):
-                fn = getattr(st, name)
-
-                def timed(*a, _fn=fn, _name=name, **k):
-                    t = time.perf_counter()
-                    _fn(*a, **k)
-                    timers[_name] = [timers[_name][0] + time.perf_counter() - t, timers[_name][1] + 1]
-                setattr(st, name, timed)  # a probe's own instance: the stepper is not changed
+        st = (Stepper(m, list(b"def "), teach=True, device="cpu") if timers is None else
+              TimedStepper(m, list(b"def "), teach=True, device="cpu", timers=timers))
+        for v in (timers or {}).values():
+            v[:] = [0.0, 0]  # the prompt's read and commit are not generation
         tok, t0 = 100, time.perf_counter()
         for _ in range(n):
             st.push(tok)
