@@ -7,7 +7,9 @@
 - sweep-<task>-<metric>-vs-<key>.png: the headline metric against each swept numeric key, one
   line per model (and per value of the other swept keys), seed std as error bars; log x when the
   values span 10x or more. sweep-<task>-by-length.png: `acc@L` metrics (held-out lengths) of each
-  model's best grid point against L. Without a numeric key, a bar per model.
+  model's best grid point against L. sweep-<task>-by-config.png: `acc@LENxPAIRS` metrics (mqar_mix)
+  of each model's best grid point, one point per configuration ordered by pairs (Zoology's figure).
+  Without a numeric key, a bar per model.
 """
 from __future__ import annotations
 
@@ -171,7 +173,18 @@ def plots(rows, out: Path, task, grid_keys, metrics, plot_x=None) -> list[Path]:
     lens = sorted(int(m.split("@")[1]) for m in metrics if m.startswith("acc@") and m.split("@")[1].isdigit())
     if len(lens) > 1:
         paths.append(_plot_lengths(rows, out, task, grid_keys, lens))
+    configs = [m for m in metrics if _config(m)]
+    if len(configs) > 1:
+        paths.append(_plot_configs(rows, out, task, grid_keys, sorted(configs, key=_config)))
     return paths
+
+
+def _config(metric: str) -> tuple[int, int] | None:
+    """`acc@256x16` (mqar_mix: length 256, 16 pairs) -> (16, 256), ordered by pairs then length."""
+    if not metric.startswith("acc@"):
+        return None
+    L, x, P = metric[4:].partition("x")
+    return (int(P), int(L)) if x and L.isdigit() and P.isdigit() else None
 
 
 def _errorbar(ax, x, stats, label):
@@ -242,3 +255,19 @@ def _plot_lengths(rows, out, task, grid_keys, lens) -> Path:
     ax.set_ylim(-0.02, 1.02)
     return _finish(ax, fig, task, out / f"sweep-{task.name}-by-length.png",
                    f"{task.name}: accuracy against length (each model's best grid point)")
+
+
+def _plot_configs(rows, out, task, grid_keys, configs) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    best = best_groups(rows, grid_keys, task.metric, task.higher_is_better)
+    for model, (key, _) in best.items():
+        s = summarise(groups(rows, grid_keys)[key], configs)
+        point = "".join(f" {k}={v}" for k, v in zip(grid_keys, key[1:]))
+        _errorbar(ax, list(range(len(configs))), [s[c] for c in configs], model + point)
+    ax.set_xticks(range(len(configs)), [c[4:].replace("x", "\n") for c in configs], fontsize=8)
+    ax.set_xlabel("evaluation configuration: sequence length / key-value pairs")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    return _finish(ax, fig, task, out / f"sweep-{task.name}-by-config.png",
+                   f"{task.name}: accuracy per (length, pairs) (each model's best grid point)")

@@ -8,6 +8,9 @@ defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a s
   over `seq_len` tokens, `tasks.mqar`), trained on the task; accuracy on held-out sequences at
   the training length (`acc`), at 2x and 4x the length with the same pairs (`acc@L`), and with
   twice the pairs at twice the length (`acc_2xpairs`). Chance is 1/64.
+- `mqar_mix`: MQAR under Zoology's protocol: trained on a mix of (length, pairs) configurations
+  (`train_mix`), scored on each of `eval_mix` (`acc@LENxPAIRS`, some with more pairs or longer rows
+  than trained); `acc` is their mean. Chance is 1/64.
 - `niah`: passkey retrieval, trained at `train_len` with the needle at a random depth; per-digit
   accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
 - `lm`: next-byte prediction on the default corpus (Python's stdlib source) with `nlc train`'s
@@ -131,6 +134,64 @@ def run_niah(model, o: dict, seed: int) -> dict:
     return out
 
 
+def parse_mix(v) -> list[tuple[int, int, int]]:
+    """`train_mix` / `eval_mix` as given on the command line: MQAR configurations `LENxPAIRS` (or
+    `LENxPAIRS*WEIGHT`, the number of training steps it gets per cycle) separated by '/', e.g.
+    "64x4*5/128x8/256x16" -> [(64, 4, 5), (128, 8, 1), (256, 16, 1)]."""
+    out = []
+    for part in str(v).split("/"):
+        try:
+            lp, _, w = part.partition("*")
+            L, P = (int(x) for x in lp.split("x"))
+            out.append((L, P, int(w) if w else 1))
+        except ValueError:
+            raise ValueError(f"mix {v!r}: expected LENxPAIRS[*WEIGHT] separated by '/', e.g. 64x4*5/256x16") from None
+        if out[-1][2] < 1 or L < 4 * P:
+            raise ValueError(f"mix {v!r}: {part!r} needs a weight >= 1 and LEN >= 4 x PAIRS (the pairs and their queries)")
+    if not out:
+        raise ValueError(f"mix {v!r} is empty")
+    return out
+
+
+def mix_schedule(mix: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """One cycle of training steps: each (len, pairs) `weight` times, interleaved (64x4*2/256x16 ->
+    64x4, 256x16, 64x4), so that every configuration is seen throughout training, not in blocks."""
+    left = {(L, P): w for L, P, w in mix}
+    cycle = []
+    while any(left.values()):
+        for c in left:
+            if left[c]:
+                cycle.append(c)
+                left[c] -= 1
+    return cycle
+
+
+def run_mqar_mix(model, o: dict, seed: int) -> dict:
+    """Zoology's protocol: trained on a mix of lengths and pair counts (a cycle of configurations, one
+    per step, fresh sequences each), scored on every configuration of `eval_mix` (`acc@LENxPAIRS`);
+    `acc` is their mean, as Zoology reports."""
+    from nlc.train.evaluate import eval_mqar, train_task
+    from nlc.train.tasks import mqar
+    cycle = mix_schedule(parse_mix(o["train_mix"]))
+    evals = [(L, P) for L, P, _ in parse_mix(o["eval_mix"])]
+
+    def batch(step):
+        L, P = cycle[step % len(cycle)]
+        return mqar(int(o["batch"]), P, seed=10**7 + seed * 10**5 + step, seq_len=L)
+    losses = train_task(model, batch, steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what="MQAR mix")
+    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed)  # disjoint from training's seeds
+    out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
+    for L, P in evals:
+        out[f"acc@{L}x{P}"] = eval_mqar(model, P, seq_len=L, **ev)
+    out["acc"] = sum(out[f"acc@{L}x{P}"] for L, P in evals) / len(evals)
+    return out
+
+
+# Zoology's MQAR mix (its train and test configurations, with at most 64 pairs: the task has 64 keys)
+MQAR_TRAIN_MIX = "64x4*5/128x8/256x16/256x32/256x64"
+MQAR_EVAL_MIX = "64x4/64x8/64x16/128x32/256x64/512x64"
+
+
 # ---------------------------------------------------------------------------
 # MAD subset: trained at seq_len, scored on held-out rows at seq_len (`acc`) and 2x it (`acc@2T`)
 
@@ -191,6 +252,9 @@ TASKS = {t.name: t for t in (
     Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, eval_batches=4), "acc",
          chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="multi-query associative recall (Zoology layout), trained on the task"),
+    Task("mqar_mix", run_mqar_mix, dict(TRAIN_OPTIONS, train_mix=MQAR_TRAIN_MIX, eval_mix=MQAR_EVAL_MIX,
+                                        eval_batches=4), "acc", chance_of=_mqar_chance, overrides_of=_mqar_overrides,
+         about="MQAR trained on Zoology's mix of lengths and pair counts, scored on each of eval_mix"),
     Task("niah", run_niah, dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
                                 eval_depths="0.1/0.5/0.9", eval_samples=4), "acc",
          chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),

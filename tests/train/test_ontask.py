@@ -79,6 +79,8 @@ def test_mad_tasks_are_solvable_and_seeded():
     ("mqar", dict(steps=2, batch=4, pairs=2, seq_len=16, eval_batches=1, warmup=1)),
     ("niah", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
                   warmup=1)),
+    ("mqar_mix", dict(steps=3, batch=2, train_mix="16x2*2/32x4", eval_mix="16x2/32x4/64x8", eval_batches=1,
+                      warmup=1)),
     ("mad_selective_copy", dict(steps=2, batch=4, seq_len=32, n_copy=4, eval_batches=1, warmup=1)),
     ("lm", dict(steps=2, batch=2, seq_len=32, eval_batches=1, warmup=1)),
 ])
@@ -124,3 +126,29 @@ def test_lm_scores_a_cms_model_with_its_stages_learning_too(tmp_path):
     res = TASKS["lm"].run(m, opts, 0)
     assert {"bpb_teach", "bpb_4x_teach"} <= set(res) and all(0 < res[k] < 9 for k in ("bpb_teach", "bpb_4x_teach"))
     assert res["bpb_teach"] != res["bpb"]  # the stages' in-context updates change the score
+
+
+def test_mqar_mix_parses_and_interleaves_the_configurations():
+    from nlc.train.ontask import MQAR_EVAL_MIX, MQAR_TRAIN_MIX, mix_schedule, parse_mix
+    assert parse_mix("64x4*5/128x8") == [(64, 4, 5), (128, 8, 1)]
+    assert mix_schedule(parse_mix("64x4*3/256x16")) == [(64, 4), (256, 16), (64, 4), (64, 4)]
+    cycle = mix_schedule(parse_mix(MQAR_TRAIN_MIX))
+    assert len(cycle) == 9 and cycle.count((64, 4)) == 5 and cycle[:2] == [(64, 4), (128, 8)]
+    assert all(P <= 64 and L >= 4 * P for L, P, _ in parse_mix(MQAR_EVAL_MIX))  # drawable: 64 keys
+    for bad in ("64-4", "64x4*0", "16x8", "", "64x4/x"):
+        with pytest.raises(ValueError, match="mix"):
+            parse_mix(bad)
+
+
+def test_mqar_mix_trains_each_configuration_in_turn(monkeypatch):
+    """The training batches follow the cycle; every eval configuration is scored and `acc` is their mean."""
+    from nlc.train import evaluate
+    from nlc.train.ontask import TASKS
+    seen = []
+    monkeypatch.setattr(evaluate, "train_task",
+                        lambda m, make, steps, **kw: [seen.append(tuple(make(s).tokens.shape)) or 1.0 for s in range(steps)])
+    monkeypatch.setattr(evaluate, "eval_mqar", lambda m, P, seq_len, **kw: P / 100)
+    t = TASKS["mqar_mix"]
+    res = t.run(None, dict(t.options, steps=4, batch=3, train_mix="16x2*2/32x4", eval_mix="16x2/64x8"), 0)
+    assert seen == [(3, 16), (3, 32), (3, 16), (3, 16)]
+    assert res["acc@16x2"] == 0.02 and res["acc@64x8"] == 0.08 and res["acc"] == pytest.approx(0.05)

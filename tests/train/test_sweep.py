@@ -116,3 +116,16 @@ def test_sweep_in_processes_interrupted_then_resumed(tmp_path):
     assert f"4 cells, {finished} already done, {4 - finished} to run" in r.stdout
     rows = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_mqar_mix_report_draws_accuracy_per_configuration(tmp_path):
+    """mqar_mix's `acc@LENxPAIRS` metrics get the by-configuration plot (Zoology's figure), not the by-length one."""
+    from nlc.sweep_report import _config, plots
+    from nlc.train.ontask import TASKS
+    assert _config("acc@256x16") == (16, 256) and _config("acc@256") is None and _config("acc_2xpairs") is None
+    rows = [dict(model=m, seed=s, lr=1e-3, status="ok", wall_s=1.0, acc=0.5, **{"acc@64x4": 0.9 - s / 10,
+            "acc@256x64": 0.2, "acc@128x32": 0.4}) for m in ("a", "b") for s in (0, 1)]
+    metrics = ["acc", "acc@64x4", "acc@256x64", "acc@128x32"]
+    paths = plots(rows, tmp_path, TASKS["mqar_mix"], ["lr"], metrics)
+    assert [p.name for p in paths] == ["sweep-mqar_mix-acc.png", "sweep-mqar_mix-by-config.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
