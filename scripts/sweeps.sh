@@ -149,6 +149,70 @@ lm_equal_params() {
   done
 }
 
+# ---- session 8 (docs/results.md, "Session 8: ..."): seeds, equal parameters, d_model 128, Zoology's mix -------------
+
+# passkey at d_model 64, 1000 steps, 5 models, 3 seeds: each model at the lr of its d64 runs (Titans LMM 1e-3: it
+# diverged at 3e-3; Gated DeltaNet 1e-2: it learned MQAR only from 1e-2); seeds one at a time over the four, then Hope
+NIAH64=(--task niah --set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8
+        --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16
+        --set transformer.lr=3e-3 --set titans.lr=1e-3 --set DeltaNet.lr=3e-3 --set GatedDeltaNet.lr=1e-2)
+NIAH64_MODELS=(transformer titans:TitansLMM deltanet:DeltaNet deltanet:GatedDeltaNet)
+niah_d64_seeds() {
+  local s
+  for s in 1 2 3; do
+    nlc sweep "${NIAH64_MODELS[@]}" "${NIAH64[@]}" --seeds $s --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-5"
+  done
+}
+niah_d64_hope() {
+  nlc sweep hope --task niah --set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 \
+    --set lr=1e-3 --set hope.chunk=16 --set hope.mem_chunk=16 --seeds "${HOPE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/niah-d64-hope"
+}
+
+# MQAR at equal parameters: DeltaNet at dim 100 (122k) and Gated DeltaNet at dim 92 (123k), like the Transformer's
+# 123k and Titans LMM's 125k at dim 64; each at its d64-best lr, 3 seeds
+mqar_d64_eqparams() {
+  nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet --task mqar --grid lr=3e-2 "${ZOO_COMMON[@]}" \
+    --set DeltaNet.dim=100 --set GatedDeltaNet.dim=92 --set deltanet.chunk=16 --seeds 3 --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/mqar-d64-eqparams"
+}
+
+# Hope's MQAR lr sweep completed to four values: 3e-4 and 1e-3 here, 3e-3 and 1e-2 in mqar_d64_hope/_more
+mqar_d64_hope_lrs() {
+  nlc sweep hope --task mqar --grid lr=3e-4,1e-3 "${ZOO_COMMON[@]}" --set hope.chunk=16 \
+    --set hope.mem_chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
+}
+
+# d_model 128 (the same MQAR as mqar_d64; the later --set dim wins), each model at its d64-best lr, seed 0
+mqar_d128() {
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar "${ZOO_COMMON[@]}" --set dim=128 \
+    --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
+    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d128"
+}
+
+# Zoology's protocol (task mqar_mix): trained on 64x4 (5 of every 9 steps), 128x8, 256x16, 256x32, 256x64 (length x
+# pairs), scored on 64x4, 64x8, 64x16, 128x32, 256x64, 512x64; d_model 64, 800 steps x 32, each model's d64-best lr
+mqar_mix_d64() {
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
+    --set batch=32 --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
+    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds "${MIX_SEEDS:-1}" \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
+}
+
+# MAD at d_model 64 with an lr sweep: recall, noisy recall, selective copy (memorize: all three models of mad_d64 at
+# 1.00 at lr 3e-3), Transformer, DeltaNet, Gated DeltaNet, Titans LMM at 3 lrs, Hope at 3e-3; seed 0
+MAD_MODELS=(transformer deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM)
+MAD_SET=(--set dim=64 --set heads=1 --set layers=2)
+mad_d64_lrs() {
+  local task
+  for task in mad_recall mad_noisy_recall mad_selective_copy; do
+    nlc sweep "${MAD_MODELS[@]}" --task "$task" --grid lr=1e-3,3e-3,1e-2 "${MAD_SET[@]}" --set titans.lr_max=2 \
+      --set titans.chunk=16 --set deltanet.chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/$task-d64-lrs"
+    nlc sweep hope --task "$task" --grid lr=3e-3 "${MAD_SET[@]}" --set hope.chunk=16 --set hope.mem_chunk=16 \
+      --jobs "${JOBS_ZOO:-1}" --out "$OUT/$task-d64-lrs"
+  done
+}
+
 case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
@@ -163,6 +227,13 @@ case "${1:-all}" in
   mqar_d64_more) mqar_d64_more ;;
   mad_d64) mad_d64 ;;
   lm_equal_params) lm_equal_params ;;
+  niah_d64_seeds) niah_d64_seeds ;;
+  niah_d64_hope) niah_d64_hope ;;
+  mqar_d64_eqparams) mqar_d64_eqparams ;;
+  mqar_d64_hope_lrs) mqar_d64_hope_lrs ;;
+  mqar_d128) mqar_d128 ;;
+  mqar_mix_d64) mqar_mix_d64 ;;
+  mad_d64_lrs) mad_d64_lrs ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|all]" >&2; exit 2 ;;
 esac
