@@ -213,6 +213,14 @@ mad_d64_lrs() {
   done
 }
 
+# the Transformer with a short causal convolution before attention (specs/transformer_conv.nl), the cell the d64 MQAR
+# section named next, at 3 lrs; the plain Transformer at 3e-3 in the same sweep
+mqar_d64_transformer_conv() {
+  nlc sweep transformer_conv --task mqar --grid lr=1e-3,3e-3,1e-2 "${ZOO_COMMON[@]}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/mqar-d64-tconv"
+  nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-tconv"
+}
+
 case "${1:-all}" in
   mqar) mqar ;;
   niah) niah ;;
@@ -234,6 +242,7 @@ case "${1:-all}" in
   mqar_d128) mqar_d128 ;;
   mqar_mix_d64) mqar_mix_d64 ;;
   mad_d64_lrs) mad_d64_lrs ;;
+  mqar_d64_transformer_conv) mqar_d64_transformer_conv ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|mqar_d64_transformer_conv|all]" >&2; exit 2 ;;
 esac
