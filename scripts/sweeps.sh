@@ -193,8 +193,8 @@ mqar_d128() {
 # Zoology's protocol (task mqar_mix): trained on 64x4 (5 of every 9 steps), 128x8, 256x16, 256x32, 256x64 (length x
 # pairs), scored on 64x4, 64x8, 64x16, 128x32, 256x64, 512x64; d_model 64, 800 steps x 32, each model's d64-best lr
 mqar_mix_d64() {
-  nlc sweep "${ZOO_MODELS[@]}" --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
-    --set batch=32 --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
+  nlc sweep "${ZOO_MODELS[@]}" transformer_conv --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
+    --set batch=32 --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
     --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds "${MIX_SEEDS:-1}" \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
@@ -220,6 +220,13 @@ mqar_d64_transformer_conv() {
     --out "$OUT/mqar-d64-tconv"
   nlc sweep transformer --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-tconv"
 }
+# its best lr (3e-3; 1e-2 ties at acc 1.000) with 3 seeds, into the same folder; and the passkey task, 3 seeds
+mqar_d64_transformer_conv_seeds() {
+  nlc sweep transformer_conv --task mqar --grid lr=3e-3 "${ZOO_COMMON[@]}" --seeds 3 --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/mqar-d64-tconv"
+  nlc sweep transformer_conv --task niah --set dim=64 --set heads=1 --set layers=2 --set steps=1000 \
+    --set eval_samples=8 --set lr=3e-3 --seeds 3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-tconv"
+}
 
 case "${1:-all}" in
   mqar) mqar ;;
@@ -243,6 +250,7 @@ case "${1:-all}" in
   mqar_mix_d64) mqar_mix_d64 ;;
   mad_d64_lrs) mad_d64_lrs ;;
   mqar_d64_transformer_conv) mqar_d64_transformer_conv ;;
+  mqar_d64_transformer_conv_seeds) mqar_d64_transformer_conv_seeds ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|mqar_d64_transformer_conv|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
 esac
