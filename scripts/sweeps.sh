@@ -199,6 +199,12 @@ mqar_mix_d64() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
+# Titans LMM diverged on the mix at 3e-3 (NaN at step 525): again at 1e-3, into the same folder
+mqar_mix_d64_titans() {
+  nlc sweep titans:TitansLMM --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32 \
+    --set lr=1e-3 --set lr_max=2 --set chunk=16 --seeds "${MIX_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
+}
+
 # MAD at d_model 64 with an lr sweep: recall, noisy recall, selective copy (memorize: all three models of mad_d64 at
 # 1.00 at lr 3e-3), Transformer, DeltaNet, Gated DeltaNet, Titans LMM at 3 lrs, Hope at 3e-3; seed 0
 MAD_MODELS=(transformer deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM)
@@ -248,9 +254,10 @@ case "${1:-all}" in
   mqar_d64_hope_lrs) mqar_d64_hope_lrs ;;
   mqar_d128) mqar_d128 ;;
   mqar_mix_d64) mqar_mix_d64 ;;
+  mqar_mix_d64_titans) mqar_mix_d64_titans ;;
   mad_d64_lrs) mad_d64_lrs ;;
   mqar_d64_transformer_conv) mqar_d64_transformer_conv ;;
   mqar_d64_transformer_conv_seeds) mqar_d64_transformer_conv_seeds ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mqar_mix_d64_titans|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
 esac
