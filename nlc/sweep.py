@@ -167,7 +167,7 @@ def _check(cells: list[Cell]):
 
 
 def _check_options(c: Cell):
-    from nlc.train.ontask import _parse_lens
+    from nlc.train.ontask import _parse_lens, parse_mix
     o = c.options
     for k in ("steps", "batch", "pairs", "seq_len", "train_len", "eval_samples", "eval_batches"):
         if k in o and (not isinstance(o[k], int) or o[k] < 1):
@@ -182,6 +182,13 @@ def _check_options(c: Cell):
         if o["seq_len"] < 4 * o["pairs"]:
             raise SweepError(f"seq_len={o['seq_len']}: too short for {o['pairs']} pairs and their queries",
                              hint=f"at least 4 x pairs = {4 * o['pairs']}")
+    if c.task == "mqar_mix":
+        try:
+            mixes = parse_mix(o["train_mix"]) + parse_mix(o["eval_mix"])
+        except ValueError as e:
+            raise SweepError(str(e), hint="e.g. --set train_mix=64x4*5/128x8/256x16 --set eval_mix=64x4/256x64") from None
+        if max(P for _, P, _ in mixes) > 64:
+            raise SweepError("mqar_mix: MQAR draws keys from 64 bytes: at most 64 pairs per configuration")
     if c.task == "niah":
         try:
             lens = _parse_lens(o["eval_lens"])

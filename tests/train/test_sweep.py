@@ -57,6 +57,15 @@ def test_bad_sweep_input_is_a_clear_error(args, words, tmp_path, capsys):
     assert not (tmp_path / "cells").exists()  # nothing started
 
 
+@pytest.mark.parametrize("mix, words", [("train_mix=64-4", "LENxPAIRS"), ("eval_mix=512x128", "at most 64 pairs"),
+                                        ("train_mix=16x8", "LEN >= 4 x PAIRS")])
+def test_bad_mqar_mix_is_a_clear_error_before_any_cell(mix, words, tmp_path, capsys):
+    assert main(["sweep", "transformer", "--task", "mqar_mix", "--set", mix, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "cells").exists()
+
+
 def test_sweep_runs_resumes_and_reports(tmp_path, capsys):
     # --jobs 0 runs the cells inside this process: the same cell code without 6 x starting torch
     # (the subprocess path, with a real interruption, is the slow test below)
