@@ -149,6 +149,12 @@ lm_equal_params() {
   done
 }
 
+# the lr check of lm_equal_params: every model at lr 1e-2 as well (3e-3 above), seed 0, the same 150 steps
+lm_equal_params_lr() {
+  nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --grid lr=1e-2 --seeds 1 \
+    --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-lr"
+}
+
 # ---- session 8 (docs/results.md, "Session 8: ..."): seeds, equal parameters, d_model 128, Zoology's mix -------------
 
 # passkey at d_model 64, 1000 steps, 5 models, 3 seeds: each model at the lr of its d64 runs (Titans LMM 1e-3: it
@@ -249,6 +255,7 @@ case "${1:-all}" in
   mqar_d64_more) mqar_d64_more ;;
   mad_d64) mad_d64 ;;
   lm_equal_params) lm_equal_params ;;
+  lm_equal_params_lr) lm_equal_params_lr ;;
   niah_d64_seeds) niah_d64_seeds ;;
   niah_d64_hope) niah_d64_hope ;;
   mqar_d64_eqparams) mqar_d64_eqparams ;;
@@ -260,5 +267,5 @@ case "${1:-all}" in
   mqar_d64_transformer_conv) mqar_d64_transformer_conv ;;
   mqar_d64_transformer_conv_seeds) mqar_d64_transformer_conv_seeds ;;
   all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mqar_mix_d64_titans|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|lm_equal_params_lr|niah_d64_seeds|niah_d64_hope|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mqar_mix_d64_titans|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
 esac
