@@ -37,3 +37,8 @@ class CheckpointError(TrainingError):
 
 class TrainError(TrainingError):
     """A run that cannot go on: bad arguments, or a loss/state that became NaN or inf."""
+
+
+class DivergedError(TrainError):
+    """A loss, fast state or weights that became NaN or inf (or blew past the weight limit): the run
+    diverged, which `nlc sweep` records as a result (a learning rate past the stable window), not a failure."""

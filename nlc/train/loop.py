@@ -37,7 +37,7 @@ from nlc.train import checkpoint as C
 from nlc.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state, unwrap
 from nlc.train.data import Corpus, as_array, check_length, get_batch, load_data
 from nlc.train.defaults import DEFAULTS, FALLBACK_LR  # DEFAULTS: when neither the call nor the spec gives a value
-from nlc.train.errors import TrainError
+from nlc.train.errors import DivergedError, TrainError
 from nlc.train.evaluate import eval_loss
 from nlc.train.metrics import LN2, METRICS, MetricsLog, to_float
 
@@ -184,8 +184,8 @@ def recovery_hint(peak_lr: float | None, last_good) -> str:
     return first + "; a longer --warmup, --clip 1.0 or --weight-decay 0.1 may help too"
 
 
-def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr: float | None = None) -> TrainError:
-    """A TrainError naming the level whose fast state or stats went non-finite (or grew largest)."""
+def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr: float | None = None) -> DivergedError:
+    """A DivergedError naming the level whose fast state or stats went non-finite (or grew largest)."""
     bad = lambda v: isinstance(v, torch.Tensor) and not torch.isfinite(v.detach()).all()  # noqa: E731
     stats, state = getattr(out, "stats", None) or {}, getattr(out, "state", None) or {}
     known = {k.split("/")[0] for k in stats if "/" in k}
@@ -204,7 +204,7 @@ def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr:
         else:
             where = "no level state is non-finite"
     keep = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
-    return TrainError(f"{what} is {value} at step {step + 1}; {where}; {keep}", hint=recovery_hint(peak_lr, last_good))
+    return DivergedError(f"{what} is {value} at step {step + 1}; {where}; {keep}", hint=recovery_hint(peak_lr, last_good))
 
 
 class _StopFlag:
@@ -399,7 +399,7 @@ def _train(model, data, ctx, out_dir, given, kw) -> Report:
             problem = probe(s)
         if D.sum_scalars([1.0 if problem else 0.0], ctx)[0] > 0:
             keep_ = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
-            raise TrainError(f"the weights blew up by step {s} ({problem or 'seen on rank 0'}); "
+            raise DivergedError(f"the weights blew up by step {s} ({problem or 'seen on rank 0'}); "
                              f"not saving them; {keep_}", hint=recovery_hint(peak_lrs[0], last_good))
         if ctx.is_main:
             metrics = {"train_loss": last_loss, "val_bpb": val_bpb, "tokens_seen": s * tokens_per_step}

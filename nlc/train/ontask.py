@@ -226,10 +226,14 @@ def run_lm(model, o: dict, seed: int) -> dict:
     from nlc.train.evaluate import eval_bpb
     from nlc.train.loop import train
     T = int(o["seq_len"])
+    from nlc.train.errors import DivergedError
     corpus = default_corpus(verbose=False)
-    rep = train(model, corpus, steps=int(o["steps"]), batch=int(o["batch"]), seq_len=T, lr=o["lr"],
-                warmup=int(o["warmup"]), seed=seed, out_dir=o["_run_dir"], eval_every=0, save_every=0,
-                progress=False, plot=False)
+    try:
+        rep = train(model, corpus, steps=int(o["steps"]), batch=int(o["batch"]), seq_len=T, lr=o["lr"],
+                    warmup=int(o["warmup"]), seed=seed, out_dir=o["_run_dir"], eval_every=0, save_every=0,
+                    progress=False, plot=False)
+    except DivergedError as e:  # the sweep records a NaN as a diverged run, as for the other tasks
+        raise FloatingPointError(f"LM training: {e.message}") from e
     if rep.train_loss is None or not math.isfinite(rep.train_loss):
         raise FloatingPointError(f"LM training: loss {rep.train_loss}")
     nb = int(o["eval_batches"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nlc.train import checkpoint as C
-from nlc.train.errors import CheckpointError, TrainError
+from nlc.train.errors import CheckpointError, DivergedError, TrainError
 from nlc.train.loop import train
 from nlc.train.metrics import read_metrics
 
@@ -174,7 +174,7 @@ def test_blow_up_hint_names_a_recovery_that_works(tmp_path, fake, text):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     kw = dict(save_every=1, **KW)
-    with pytest.raises(TrainError) as e:
+    with pytest.raises(DivergedError) as e:  # a TrainError that `nlc sweep` records as diverged
         train(SGDFake(dropout=0.0), text, steps=20, lr=30.0, warmup=5, clip=0.0, out_dir=tmp_path, **kw)
     assert "blew up" in str(e.value) and "is kept" in str(e.value)
     hint = e.value.hint
@@ -193,7 +193,7 @@ def test_blow_up_hint_names_a_recovery_that_works(tmp_path, fake, text):
 
 
 def test_nan_hint_names_the_lr_to_resume_with(tmp_path, fake, text):
-    with pytest.raises(TrainError) as e:
+    with pytest.raises(DivergedError) as e:
         train(fake(poison_after=7), text, steps=20, save_every=3, out_dir=tmp_path, **KW)
     assert "--resume --lr 0.0003 (this run's peak lr is 0.003)" in e.value.hint
     with pytest.raises(TrainError) as e:

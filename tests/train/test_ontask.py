@@ -152,3 +152,16 @@ def test_mqar_mix_trains_each_configuration_in_turn(monkeypatch):
     res = t.run(None, dict(t.options, steps=4, batch=3, train_mix="16x2*2/32x4", eval_mix="16x2/64x8"), 0)
     assert seen == [(3, 16), (3, 32), (3, 16), (3, 16)]
     assert res["acc@16x2"] == 0.02 and res["acc@64x8"] == 0.08 and res["acc"] == pytest.approx(0.05)
+
+
+def test_a_diverged_lm_run_is_recorded_as_diverged_not_failed(monkeypatch, tmp_path):
+    """nlc train's NaN stop (DivergedError) becomes the FloatingPointError the sweep records as `diverged`,
+    as for the other tasks, so the sweep does not count it a failure or re-run it on resume."""
+    from nlc.train import loop
+    from nlc.train.errors import DivergedError
+
+    def blows_up(*a, **k):
+        raise DivergedError("loss is nan at step 51; level 'mag.1.mem' blew up")
+    monkeypatch.setattr(loop, "train", blows_up)
+    with pytest.raises(FloatingPointError, match="loss is nan at step 51"):
+        TASKS["lm"].run(None, dict(TASKS["lm"].options, _run_dir=str(tmp_path)), 0)
