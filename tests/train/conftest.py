@@ -32,3 +32,17 @@ def fake():
     from fake_model import FakeModel
 
     return FakeModel
+
+
+@pytest.fixture
+def script():
+    """Loads `scripts/NAME.py` as a module (the scripts are not a package), for tests of their functions."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(HERE).parents[1] / "scripts" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -1,19 +1,8 @@
 """scripts/lm_wall.py: the equal-wall-time view of an LM sweep, read from the cells' training logs."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("lm_wall", ROOT / "scripts" / "lm_wall.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _cell(root: Path, name: str, spec: str, seed: int, curve, status="ok"):
     d = root / "cells" / f"{name}-s{seed}"
@@ -25,8 +14,8 @@ def _cell(root: Path, name: str, spec: str, seed: int, curve, status="ok"):
                                                      for s, (t, b) in enumerate(curve, 1)))
 
 
-def test_bpb_at_each_models_finish_time(tmp_path):
-    w = _load()
+def test_bpb_at_each_models_finish_time(tmp_path, script):
+    w = script("lm_wall")
     _cell(tmp_path, "fast", "fast", 0, [(1.0, 5.0), (2.0, 4.0)])
     _cell(tmp_path, "fast", "fast", 1, [(1.0, 5.0), (2.0, 3.0)])
     _cell(tmp_path, "slow", "slow", 0, [(1.0, 7.0), (2.0, 6.0), (3.0, 5.5), (10.0, 2.0)])

@@ -1,25 +1,14 @@
 """scripts/mqar_by_pair.py: MQAR accuracy by the written position of the queried pair."""
-import importlib.util
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from nlc.train.tasks import MQAR_KEY_BASE, MQAR_VAL_BASE
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("mqar_by_pair", ROOT / "scripts" / "mqar_by_pair.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 class RecentOracle(nn.Module):
     """Answers a query only when its pair is among the `keep` most recently written: a memory that
-    forgets all but the last writes (what docs/results.md suspects of Gated DeltaNet)."""
+    forgets all but the last writes (what docs/results.md once suspected of Gated DeltaNet)."""
 
     def __init__(self, keep: int):
         super().__init__()
@@ -45,8 +34,8 @@ class RecentOracle(nn.Module):
         return type("Out", (), {"logits": logits})()
 
 
-def test_accuracy_by_pair_finds_a_memory_of_the_last_writes():
-    s = _load()
+def test_accuracy_by_pair_finds_a_memory_of_the_last_writes(script):
+    s = script("mqar_by_pair")
     accs = s.accuracy_by_pair(RecentOracle(keep=5), pairs=8, seq_len=64, batches=2, seed=3)
     assert accs == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert s.accuracy_by_pair(RecentOracle(keep=8), pairs=8, seq_len=64, batches=1, seed=0) == [1.0] * 8
