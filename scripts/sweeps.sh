@@ -210,7 +210,7 @@ mqar_mix_d64_titans() {
 
 # MAD at d_model 64 with an lr sweep: recall, noisy recall, selective copy (memorize: all three models of mad_d64 at
 # 1.00 at lr 3e-3), Transformer, TransformerConv, DeltaNet, Gated DeltaNet, Titans LMM at 3 lrs; Hope at 3e-3 on recall only (it
-# scored 0.095 there; its cells cost ~6x a Transformer's); seed 0
+# scored 0.095 there; its cells cost ~9x a Transformer's); seed 0
 MAD_MODELS=(transformer transformer_conv deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM)
 MAD_SET=(--set dim=64 --set heads=1 --set layers=2)
 mad_d64_lrs() {
