@@ -400,7 +400,7 @@ def _train(model, data, ctx, out_dir, given, kw) -> Report:
         if D.sum_scalars([1.0 if problem else 0.0], ctx)[0] > 0:
             keep_ = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
             raise DivergedError(f"the weights blew up by step {s} ({problem or 'seen on rank 0'}); "
-                             f"not saving them; {keep_}", hint=recovery_hint(peak_lrs[0], last_good))
+                                f"not saving them; {keep_}", hint=recovery_hint(peak_lrs[0], last_good))
         if ctx.is_main:
             metrics = {"train_loss": last_loss, "val_bpb": val_bpb, "tokens_seen": s * tokens_per_step}
             # (under FSDP the last fast state may view parameter storage FSDP has freed: not saved;

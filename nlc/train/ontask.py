@@ -148,6 +148,8 @@ def parse_mix(v) -> list[tuple[int, int, int]]:
             raise ValueError(f"mix {v!r}: expected LENxPAIRS[*WEIGHT] separated by '/', e.g. 64x4*5/256x16") from None
         if out[-1][2] < 1 or L < 4 * P:
             raise ValueError(f"mix {v!r}: {part!r} needs a weight >= 1 and LEN >= 4 x PAIRS (the pairs and their queries)")
+        if P > 64:  # tasks.mqar draws the keys from 64 bytes
+            raise ValueError(f"mix {v!r}: {part!r}: MQAR draws keys from 64 bytes: at most 64 pairs per configuration")
     if not out:
         raise ValueError(f"mix {v!r} is empty")
     return out

@@ -135,7 +135,7 @@ def test_mqar_mix_parses_and_interleaves_the_configurations():
     cycle = mix_schedule(parse_mix(MQAR_TRAIN_MIX))
     assert len(cycle) == 9 and cycle.count((64, 4)) == 5 and cycle[:2] == [(64, 4), (128, 8)]
     assert all(P <= 64 and L >= 4 * P for L, P, _ in parse_mix(MQAR_EVAL_MIX))  # drawable: 64 keys
-    for bad in ("64-4", "64x4*0", "16x8", "", "64x4/x"):
+    for bad in ("64-4", "64x4*0", "16x8", "", "64x4/x", "512x128"):
         with pytest.raises(ValueError, match="mix"):
             parse_mix(bad)
 
