@@ -187,14 +187,14 @@ def _check_options(c: Cell):
             parse_mix(o["train_mix"]), parse_mix(o["eval_mix"])
         except ValueError as e:
             raise SweepError(str(e), hint="e.g. --set train_mix=64x4*5/128x8/256x16 --set eval_mix=64x4/256x64") from None
-    if c.task == "niah":
+    if c.task in ("niah", "needle"):
         try:
             lens = _parse_lens(o["eval_lens"])
             depths = [float(x) for x in str(o["eval_depths"]).split("/")]
         except ValueError as e:
             raise SweepError(str(e), hint="e.g. --opt eval_lens=256/512 --opt eval_depths=0.1/0.5/0.9") from None
         if min(lens + [o["train_len"]]) < 128 or not all(0 <= d <= 1 for d in depths):
-            raise SweepError("niah: lengths must be >= 128 (the needle and the question take ~90 bytes), "
+            raise SweepError(f"{c.task}: lengths must be >= 128 (the needle and the question take ~90 bytes), "
                              "depths in [0, 1]")
 
 

@@ -13,6 +13,9 @@ defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a s
   than trained); `acc` is their mean. Chance is 1/64.
 - `niah`: passkey retrieval, trained at `train_len` with the needle at a random depth; per-digit
   accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
+- `needle`: the same protocol with a single keyed needle in real text (RULER's S-NIAH-2 at byte
+  level, `tasks.needle`): "The magic number for WORD is NNNNNNN." in a window of the default corpus
+  (training split to train, validation split to score), asked for at the end by WORD. Chance is 0.1.
 - `lm`: next-byte prediction on the default corpus (Python's stdlib source) with `nlc train`'s
   loop; validation bits per byte at the training length (`bpb`) and at 4x it (`bpb_4x`), the
   trainer's wall time (`train_s`) and tokens per second (`tok_s`); for a model whose CMS stages
@@ -101,16 +104,18 @@ def run_mqar(model, o: dict, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# needle in a haystack (passkey)
+# needle in a haystack: the passkey in repeated filler (`niah`), a keyed number in real text (`needle`)
 
-def niah_accuracy(model, length: int, depths, n_samples: int, seed: int, rows: int = 2) -> float:
-    """Per-digit passkey accuracy at `length`, the samples run `rows` at a time (attention at 4k
-    bytes holds a T x T score matrix per head: small batches keep it in memory)."""
+def niah_accuracy(model, length: int, depths, n_samples: int, seed: int, rows: int = 2, make=None) -> float:
+    """Per-digit accuracy at `length` on `make(n, length, depth, seed=)` batches (default: the passkey),
+    the samples run `rows` at a time (attention at 4k bytes holds a T x T score matrix per head: small
+    batches keep it in memory)."""
     from nlc.train.evaluate import _evaluating, _run
     from nlc.train.tasks import niah
+    make = make or niah
     hits = total = 0
     for d in depths:
-        tb = niah(n_samples, length, d, seed=seed)
+        tb = make(n_samples, length, d, seed=seed)
         with _evaluating(model):
             for i in range(0, n_samples, rows):
                 pred = _run(model, tb.tokens[i:i + rows]).logits.argmax(-1).cpu()
@@ -120,19 +125,40 @@ def niah_accuracy(model, length: int, depths, n_samples: int, seed: int, rows: i
     return hits / total
 
 
-def run_niah(model, o: dict, seed: int) -> dict:
+def _run_haystack(model, o: dict, seed: int, train_batch, make, what: str) -> dict:
+    """Train on `train_batch(batch, T, seed=)` at `train_len`, score `make` at each of `eval_lens`."""
     from nlc.train.evaluate import train_task
-    from nlc.train.tasks import niah_mixed
     T = int(o["train_len"])
-    losses = train_task(model, lambda step: niah_mixed(int(o["batch"]), T, seed=seed * 10**6 + step),
-                        steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what="NIAH")
+    losses = train_task(model, lambda step: train_batch(int(o["batch"]), T, seed=seed * 10**6 + step),
+                        steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what=what)
     depths = [float(x) for x in str(o["eval_depths"]).split("/")]
     out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
+
+    def acc(L):
+        return niah_accuracy(model, L, depths, int(o["eval_samples"]), seed=10**4 + seed, make=make)
     for L in _parse_lens(o["eval_lens"]):
-        out[f"acc@{L}"] = niah_accuracy(model, L, depths, int(o["eval_samples"]), seed=10**4 + seed)
-    out["acc"] = out.get(f"acc@{T}", niah_accuracy(model, T, depths, int(o["eval_samples"]), seed=10**4 + seed))
+        out[f"acc@{L}"] = acc(L)
+    out["acc"] = out.get(f"acc@{T}", acc(T))
     return out
 
+
+def run_niah(model, o: dict, seed: int) -> dict:
+    from nlc.train.tasks import niah, niah_mixed
+    return _run_haystack(model, o, seed, niah_mixed, niah, "NIAH")
+
+
+def run_needle(model, o: dict, seed: int) -> dict:
+    # haystacks: windows of the default corpus, its training split for training and its validation split
+    # for scoring, so no scored haystack was seen in training
+    from nlc.train.data import default_corpus
+    from nlc.train.tasks import needle, needle_mixed
+    corpus = default_corpus(verbose=False)
+    return _run_haystack(model, o, seed, lambda b, T, seed: needle_mixed(b, T, corpus.train, seed=seed),
+                         lambda n, L, d, seed: needle(n, L, d, corpus.val, seed=seed), "needle")
+
+
+# ---------------------------------------------------------------------------
+# MQAR under Zoology's mix
 
 def parse_mix(v) -> list[tuple[int, int, int]]:
     """`train_mix` / `eval_mix` as given on the command line: MQAR configurations `LENxPAIRS` (or
@@ -254,6 +280,9 @@ def run_lm(model, o: dict, seed: int) -> dict:
     return out
 
 
+NIAH_OPTIONS = dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
+                    eval_depths="0.1/0.5/0.9", eval_samples=4)
+
 TASKS = {t.name: t for t in (
     Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, eval_batches=4), "acc",
          chance_of=_mqar_chance, overrides_of=_mqar_overrides,
@@ -261,9 +290,10 @@ TASKS = {t.name: t for t in (
     Task("mqar_mix", run_mqar_mix, dict(TRAIN_OPTIONS, train_mix=MQAR_TRAIN_MIX, eval_mix=MQAR_EVAL_MIX,
                                         eval_batches=4), "acc", chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="MQAR trained on Zoology's mix of lengths and pair counts, scored on each of eval_mix"),
-    Task("niah", run_niah, dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/1024/2048/4096",
-                                eval_depths="0.1/0.5/0.9", eval_samples=4), "acc",
+    Task("niah", run_niah, NIAH_OPTIONS, "acc",
          chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),
+    Task("needle", run_needle, NIAH_OPTIONS, "acc", chance_of=_niah_chance, overrides_of=_byte_vocab,
+         about="a keyed 7-digit number in real text (RULER's S-NIAH-2), trained at train_len, scored at eval_lens"),
     *(Task(f"mad_{n}", _mad_runner(n), MAD_OPTIONS, "acc", chance_of=_mqar_chance, overrides_of=_byte_vocab,
            about=a) for n, a in MAD_ABOUT.items()),
     Task("lm", run_lm, dict(TRAIN_OPTIONS, batch=8, seq_len=128, eval_batches=8), "bpb", higher_is_better=False,

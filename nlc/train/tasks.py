@@ -1,4 +1,5 @@
-"""Synthetic byte-level tasks for memory models: MQAR, single-needle NIAH, a continual stream.
+"""Synthetic byte-level tasks for memory models: MQAR, the passkey (NIAH), a keyed needle in real text,
+MAD, a continual stream.
 
 Every generator is seeded and returns a `TaskBatch`: `tokens` (B, T) to feed the model,
 `targets` (B, T) next-byte targets (targets[:, t] is the byte after tokens[:, t]), and
@@ -130,6 +131,58 @@ def niah_mixed(batch: int, length: int, seed: int = 0, n_digits: int = 5) -> Tas
     parts = [niah(1, length, rng.random(), seed=rng.randrange(2**31), n_digits=n_digits) for _ in range(batch)]
     return TaskBatch(torch.cat([p.tokens for p in parts]), torch.cat([p.targets for p in parts]),
                      torch.cat([p.mask for p in parts]), dict(task="niah", length=length))
+
+
+# Single needle in real text (RULER's S-NIAH-2, scaled to bytes): a keyed number hidden in a window of
+# text that does not repeat, asked for at the end by its key. Unlike the passkey's filler, the haystack
+# cannot be skipped as a pattern, and it holds other numbers and other "is"-sentences.
+
+NEEDLE_WORDS = ("apple", "river", "candle", "garden", "silver", "falcon", "harbor", "meadow", "pepper", "violet",
+                "copper", "lantern", "marble", "orchid", "pillow", "rocket", "saddle", "timber", "velvet", "walnut",
+                "anchor", "bridge", "cactus", "dragon", "ember", "forest", "glacier", "helmet", "island", "jacket",
+                "kettle", "ladder")
+NEEDLE_TEXT = "\nThe magic number for {word} is {num}.\n"
+NEEDLE_QUERY = "\nThe magic number for {word} is "  # the needle's own words, as the passkey's query
+NEEDLE_DIGITS = 7  # RULER's needles are 7-digit numbers
+
+
+def needle(batch: int, length: int, depth: float, haystack, seed: int = 0,
+           n_digits: int = NEEDLE_DIGITS) -> TaskBatch:
+    """Single keyed needle in real text: `length` bytes, the needle at `depth` in [0, 1] of a window of
+    `haystack` (a 1-D uint8 array of text, e.g. the default corpus's validation split), scored on the
+    number's digits after the query. Each row a random key, number and window."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1], got {depth}")
+    rng = random.Random(seed * 1_000_003 + length * 101 + int(depth * 1000))
+    rows, scored = [], []
+    for _ in range(batch):
+        word = rng.choice(NEEDLE_WORDS)
+        num = "".join(rng.choice("0123456789") for _ in range(n_digits))
+        needle_b = NEEDLE_TEXT.format(word=word, num=num).encode()
+        tail = (NEEDLE_QUERY.format(word=word) + num).encode()
+        n_hay = length - len(needle_b) - len(tail)
+        if n_hay < 0:
+            raise ValueError(f"length {length} is too short for the needle and query "
+                             f"({len(needle_b) + len(tail)} bytes)")
+        if len(haystack) < n_hay:
+            raise ValueError(f"the haystack has {len(haystack)} bytes; length {length} needs {n_hay}")
+        start = rng.randrange(len(haystack) - n_hay + 1)
+        hay = bytes(haystack[start:start + n_hay])
+        # snap the needle to a line boundary at or before the requested depth
+        at = int(depth * n_hay)
+        cut = hay.rfind(b"\n", 0, at)
+        at = cut + 1 if cut >= 0 and at < n_hay else at
+        rows.append(list(hay[:at] + needle_b + hay[at:] + tail))
+        scored.append(list(range(length - n_digits, length)))
+    return _pack(rows, scored, task="needle", length=length, depth=depth)
+
+
+def needle_mixed(batch: int, length: int, haystack, seed: int = 0) -> TaskBatch:
+    """Training batches for the single needle: each row its own key, number, window and depth."""
+    rng = random.Random(f"needle-train:{seed}:{length}")
+    parts = [needle(1, length, rng.random(), haystack, seed=rng.randrange(2**31)) for _ in range(batch)]
+    return TaskBatch(torch.cat([p.tokens for p in parts]), torch.cat([p.targets for p in parts]),
+                     torch.cat([p.mask for p in parts]), dict(task="needle", length=length))
 
 
 # ---------------------------------------------------------------------------

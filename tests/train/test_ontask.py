@@ -79,6 +79,8 @@ def test_mad_tasks_are_solvable_and_seeded():
     ("mqar", dict(steps=2, batch=4, pairs=2, seq_len=16, eval_batches=1, warmup=1)),
     ("niah", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
                   warmup=1)),
+    ("needle", dict(steps=2, batch=2, train_len=128, eval_lens="128/256", eval_depths="0.5", eval_samples=2,
+                    warmup=1)),
     ("mqar_mix", dict(steps=3, batch=2, train_mix="16x2*2/32x4", eval_mix="16x2/32x4/64x8", eval_batches=1,
                       warmup=1)),
     ("mad_selective_copy", dict(steps=2, batch=4, seq_len=32, n_copy=4, eval_batches=1, warmup=1)),

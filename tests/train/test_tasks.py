@@ -78,3 +78,56 @@ def test_forgetting():
     acc = [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.25, 0.5, 1.0]]
     assert T.forgetting(acc) == ((1.0 - 0.25) + (1.0 - 0.5)) / 2
     assert T.forgetting([[0.7]]) == 0.0
+
+
+HAYSTACK = __import__("numpy").frombuffer(
+    b"".join(f"line {i}: x = {i * 7919 % 1000} is a value.\n".encode() for i in range(400)), dtype="uint8")
+
+
+def needle_oracle(tokens, n_digits=T.NEEDLE_DIGITS):
+    """Finds the queried word at the end, then its number in the needle: a key lookup, not a copy of the
+    last number seen (the haystack is full of numbers and 'is' sentences)."""
+    pred = torch.zeros_like(tokens)
+    for b, row in enumerate(tokens.tolist()):
+        s = bytes(row).decode()
+        word = s[s.rindex("magic number for ") + len("magic number for "):].split(" ")[0]
+        at = s.index(f"The magic number for {word} is ") + len(f"The magic number for {word} is ")
+        start = len(row) - n_digits - 1
+        for j, ch in enumerate(s[at:at + n_digits]):
+            pred[b, start + j] = ord(ch)
+    return pred
+
+
+def test_needle_shapes_depths_oracle_and_haystack():
+    for depth in (0.0, 0.5, 1.0):
+        tb = T.needle(batch=3, length=300, depth=depth, haystack=HAYSTACK, seed=2)
+        assert tb.tokens.shape == (3, 300) and tb.mask.sum() == 3 * T.NEEDLE_DIGITS
+        assert T.accuracy(onehot(needle_oracle(tb.tokens)), tb) == 1.0
+        text = bytes(tb.tokens[0].tolist()).decode()
+        assert text.count("magic number for") == 2  # the needle and the query, nothing else
+        assert "line " in text  # the haystack is the given text
+        pos = text.index("\nThe magic number for") / 300
+        assert abs(pos - depth * (300 - 80) / 300) < 0.3
+    a = T.needle(4, 300, 0.5, HAYSTACK, seed=3)
+    assert torch.equal(a.tokens, T.needle(4, 300, 0.5, HAYSTACK, seed=3).tokens)
+    assert not torch.equal(a.tokens, T.needle(4, 300, 0.5, HAYSTACK, seed=4).tokens)
+    assert len({bytes(r.tolist()) for r in a.tokens}) == 4  # each row its own window, key and number
+
+
+def test_needle_mixed_rows_differ_in_depth_and_key():
+    tb = T.needle_mixed(6, 256, HAYSTACK, seed=0)
+    assert tb.tokens.shape == (6, 256) and tb.mask.sum() == 6 * T.NEEDLE_DIGITS
+    rows = [bytes(r.tolist()).decode() for r in tb.tokens]
+    assert len({r.index("\nThe magic number") for r in rows}) > 3
+    assert T.accuracy(onehot(needle_oracle(tb.tokens)), tb) == 1.0
+
+
+def test_needle_bad_input():
+    import pytest
+
+    with pytest.raises(ValueError, match="too short"):
+        T.needle(1, 60, 0.5, HAYSTACK)
+    with pytest.raises(ValueError, match="haystack has"):
+        T.needle(1, 4096, 0.5, HAYSTACK[:100])
+    with pytest.raises(ValueError, match="depth"):
+        T.needle(1, 256, 1.5, HAYSTACK)
