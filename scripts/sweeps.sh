@@ -236,30 +236,37 @@ mqar_d64_transformer_conv_seeds() {
     --out "$OUT/mqar-d64-tconv"
 }
 
-case "${1:-all}" in
-  mqar) mqar ;;
-  niah) niah ;;
-  ablations) ablations ;;
-  mqar_d64) mqar_d64 ;;
-  mqar_d64_seeds) mqar_d64_seeds ;;
-  mqar_d64_long) mqar_d64_long ;;
-  niah_d64) niah_d64 ;;
-  niah_d64_titans) niah_d64_titans ;;
-  niah_d64_transformer_1e3) niah_d64_transformer_1e3 ;;
-  mqar_d64_hope) mqar_d64_hope ;;
-  mqar_d64_more) mqar_d64_more ;;
-  mad_d64) mad_d64 ;;
-  lm_equal_params) lm_equal_params ;;
-  lm_equal_params_lr) lm_equal_params_lr ;;
-  niah_d64_all) niah_d64_all ;;
-  mqar_d64_eqparams) mqar_d64_eqparams ;;
-  mqar_d64_hope_lrs) mqar_d64_hope_lrs ;;
-  mqar_d128) mqar_d128 ;;
-  mqar_mix_d64) mqar_mix_d64 ;;
-  mqar_mix_d64_titans) mqar_mix_d64_titans ;;
-  mad_d64_lrs) mad_d64_lrs ;;
-  mqar_d64_transformer_conv) mqar_d64_transformer_conv ;;
-  mqar_d64_transformer_conv_seeds) mqar_d64_transformer_conv_seeds ;;
-  all) mqar; niah; ablations ;;
-  *) echo "usage: $0 [mqar|niah|ablations|mqar_d64|mqar_d64_seeds|mqar_d64_long|niah_d64|niah_d64_titans|niah_d64_transformer_1e3|mqar_d64_hope|mqar_d64_more|mad_d64|lm_equal_params|lm_equal_params_lr|niah_d64_all|mqar_d64_eqparams|mqar_d64_hope_lrs|mqar_d128|mqar_mix_d64|mqar_mix_d64_titans|mad_d64_lrs|mqar_d64_transformer_conv|mqar_d64_transformer_conv_seeds|all]" >&2; exit 2 ;;
-esac
+# ---- session 9: why Hope learns no recall at d_model 64; the single needle in real text ----------------------------
+
+# Hope on the d64 MQAR of mqar_d64_hope (lr 3e-3, its best of four, chunk = mem_chunk = 16): one setting changed per
+# cell — the in-context step lr_max (0.5 in hope.nl; Titans LMM solves this MQAR at 2), one layer, and the three
+# ablations of specs/hope_ablations.nl (no self-modification, plain values, no CMS); seed 0, one folder
+HOPE_ISO=(--task mqar --set dim=64 --set heads=1 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32
+          --grid lr=3e-3 --set chunk=16 --set mem_chunk=16)
+hope_iso() {
+  local j=(--jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso")
+  nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid lr_max=2,5 "${j[@]}"
+  nlc sweep hope "${HOPE_ISO[@]}" --set layers=1 --grid lr_max=0.5,2 "${j[@]}"
+  nlc sweep specs/hope_ablations.nl --model HopeStatic,HopePlainValues,HopeNoCMS "${HOPE_ISO[@]}" --set layers=2 "${j[@]}"
+}
+
+# the single keyed needle in real text (task needle, RULER's S-NIAH-2 at byte level) with the passkey's models,
+# settings and lrs (NIAH64 above), Hope aside (a cell of it took an hour on the passkey); seeds one at a time
+needle_d64() {
+  local s
+  for s in ${NEEDLE_SEEDS:-1}; do
+    nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet deltanet:GatedDeltaNet \
+      --task needle "${NIAH64[@]:2}" --seeds "$s" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64"
+  done
+}
+
+# any function above by name; `all` the first three
+cmd=${1:-all}
+if [ "$cmd" = all ]; then
+  mqar; niah; ablations
+elif [[ "$cmd" =~ ^[a-z0-9_]+$ ]] && declare -F "$cmd" >/dev/null; then
+  "$cmd"
+else
+  echo "usage: $0 NAME, one of: $(declare -F | awk '{print $3}' | tr '\n' ' ')all" >&2
+  exit 2
+fi
