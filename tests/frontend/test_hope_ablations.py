@@ -28,11 +28,11 @@ CHANGES = {
     "HopeStatic": (
         ["k = l2norm(conv(mk(h)), groups = heads)", "v = mv(h)",
          "eta = lr_max * sigmoid(head_mean(meta(h), groups = heads))",
-         "alpha = 0.1 * sigmoid(head_mean(malpha(h), groups = heads))",
+         "alpha = decay_max * sigmoid(head_mean(malpha(h), groups = heads))",
          "level mk, mv, meta, malpha : Fast per head {", "keys k", "values l2norm(self(v), groups = heads)",
          "learn l2", "rule dgd(lr = eta, decay = alpha, layers = all)", "clock tokens(chunk)", "}"],
         ["k = l2norm(conv(linear(h)), groups = heads)", "v = linear(h)",
-         "eta = lr_max * sigmoid(linear(h, out = heads))", "alpha = 0.1 * sigmoid(linear(h, out = heads))"]),
+         "eta = lr_max * sigmoid(linear(h, out = heads))", "alpha = decay_max * sigmoid(linear(h, out = heads))"]),
     "HopePlainValues": (["values l2norm(self(v), groups = heads)"], ["values l2norm(v, groups = heads)"]),
     "HopeNoCMS": ([CMS, "out x1 + c"], ["out x1"]),
 }
