@@ -252,11 +252,15 @@ hope_iso() {
 
 # the single keyed needle in real text (task needle, RULER's S-NIAH-2 at byte level) with the passkey's models,
 # settings and lrs (NIAH64 above), Hope aside (a cell of it took an hour on the passkey); seeds one at a time
+NEEDLE64=()  # NIAH64 less its task and Hope's settings (a setting for a model not in the sweep is an error)
+for ((i = 2; i < ${#NIAH64[@]}; i += 2)); do
+  [[ ${NIAH64[i + 1]} == hope.* ]] || NEEDLE64+=("${NIAH64[i]}" "${NIAH64[i + 1]}")
+done
 needle_d64() {
   local s
   for s in ${NEEDLE_SEEDS:-1}; do
     nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet deltanet:GatedDeltaNet \
-      --task needle "${NIAH64[@]:2}" --seeds "$s" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64"
+      --task needle "${NEEDLE64[@]}" --seeds "$s" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64"
   done
 }
 
