@@ -256,12 +256,21 @@ NEEDLE64=()  # NIAH64 less its task and Hope's settings (a setting for a model n
 for ((i = 2; i < ${#NIAH64[@]}; i += 2)); do
   [[ ${NIAH64[i + 1]} == hope.* ]] || NEEDLE64+=("${NIAH64[i]}" "${NIAH64[i + 1]}")
 done
+GDN64=(--set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16)  # NIAH64's, alone
 needle_d64() {
   local s
   for s in ${NEEDLE_SEEDS:-1}; do
     nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet deltanet:GatedDeltaNet \
       --task needle "${NEEDLE64[@]}" --seeds "$s" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64"
+    # Gated DeltaNet also at 3e-3: at 1e-2 it did not learn the passkey
+    nlc sweep deltanet:GatedDeltaNet --task needle "${GDN64[@]}" --set lr=3e-3 --seeds "$s" --jobs "${JOBS_ZOO:-1}" \
+      --out "$OUT/needle-d64"
   done
+}
+
+# Gated DeltaNet on the passkey (niah_d64_all's cells) at 3e-3 and 1e-3: at its one lr there, 1e-2, it was at chance
+niah_d64_gdn_lrs() {
+  nlc sweep deltanet:GatedDeltaNet --task niah "${GDN64[@]}" --grid lr=1e-3,3e-3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-gdn"
 }
 
 # any function above by name; `all` the first three
