@@ -239,15 +239,36 @@ mqar_d64_transformer_conv_seeds() {
 # ---- session 9: why Hope learns no recall at d_model 64; the single needle in real text ----------------------------
 
 # Hope on the d64 MQAR of mqar_d64_hope (lr 3e-3, its best of four, chunk = mem_chunk = 16): one setting changed per
-# cell — the in-context step lr_max (0.5 in hope.nl; Titans LMM solves this MQAR at 2), one layer, and the three
-# ablations of specs/hope_ablations.nl (no self-modification, plain values, no CMS); seed 0, one folder
+# cell — the in-context step lr_max (0.5 in hope.nl; Titans LMM solves this MQAR at 2), one layer, the per-token decay
+# decay_max (0.1 in hope.nl; Titans' is 0.01); seed 0, one folder. Then 3 seeds at decay_max 0.01, and the three
+# ablations of specs/hope_ablations.nl (no self-modification, plain values, no CMS) at decay_max 0.01
 HOPE_ISO=(--task mqar --set dim=64 --set heads=1 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32
           --grid lr=3e-3 --set chunk=16 --set mem_chunk=16)
 hope_iso() {
   local j=(--jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso")
   nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid lr_max=2,5 "${j[@]}"
   nlc sweep hope "${HOPE_ISO[@]}" --set layers=1 --grid lr_max=0.5,2 "${j[@]}"
-  nlc sweep specs/hope_ablations.nl --model HopeStatic,HopePlainValues,HopeNoCMS "${HOPE_ISO[@]}" --set layers=2 "${j[@]}"
+  nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid decay_max=0,0.01 "${j[@]}"
+}
+hope_iso_seeds() {
+  nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid decay_max=0.01 --seeds 3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso"
+}
+hope_iso_ablations() {
+  nlc sweep specs/hope_ablations.nl --model HopeStatic,HopePlainValues,HopeNoCMS "${HOPE_ISO[@]}" --set layers=2 \
+    --grid decay_max=0.01 --jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso"
+}
+
+# Hope's LM cell of lm_equal_params (≈1M parameters, 150 steps, lr 3e-3) at decay_max 0.1 (the spec's), 0.01 and 0
+lm_hope_decay() {
+  nlc sweep hope --task lm --grid decay_max=0.1,0.01,0 --set steps="${LM_STEPS:-150}" --set layers=2 --set heads=4 \
+    --set batch=8 --set seq_len=128 --set eval_batches=8 --set dim=168 --seeds "${LM_SEEDS:-1}" \
+    --jobs "${JOBS_LM:-1}" --out "$OUT/lm-hope-decay"
+}
+
+# Hope on MAD recall (mad_d64_lrs' cell, lr 3e-3) at decay_max 0.01
+mad_recall_hope_decay() {
+  nlc sweep hope --task mad_recall --grid lr=3e-3 "${MAD_SET[@]}" --set chunk=16 --set mem_chunk=16 \
+    --grid decay_max=0.01 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-decay"
 }
 
 # the single keyed needle in real text (task needle, RULER's S-NIAH-2 at byte level) with the passkey's models,
