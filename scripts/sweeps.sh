@@ -240,7 +240,7 @@ mqar_d64_transformer_conv_seeds() {
 
 # Hope on the d64 MQAR of mqar_d64_hope (lr 3e-3, its best of four, chunk = mem_chunk = 16): one setting changed per
 # cell — the in-context step lr_max (0.5 in hope.nl; Titans LMM solves this MQAR at 2), one layer, the per-token decay
-# decay_max (0.1 in hope.nl; Titans' is 0.01); seed 0, one folder. Then 3 seeds at decay_max 0.01, and the three
+# decay_max (0.1 in hope.nl; Titans' is 0.01); seed 0, one folder. Then 3 seeds at decay_max 0.01 and 0, and the three
 # ablations of specs/hope_ablations.nl (no self-modification, plain values, no CMS) at decay_max 0.01
 HOPE_ISO=(--task mqar --set dim=64 --set heads=1 --set pairs=8 --set seq_len=64 --set steps=800 --set batch=32
           --grid lr=3e-3 --set chunk=16 --set mem_chunk=16)
@@ -251,7 +251,8 @@ hope_iso() {
   nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid decay_max=0,0.01 "${j[@]}"
 }
 hope_iso_seeds() {
-  nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid decay_max=0.01 --seeds 3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso"
+  nlc sweep hope "${HOPE_ISO[@]}" --set layers=2 --grid decay_max="${HOPE_DECAYS:-0.01,0}" --seeds 3 --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/hope-iso"
 }
 hope_iso_ablations() {
   nlc sweep specs/hope_ablations.nl --model HopeStatic,HopePlainValues,HopeNoCMS "${HOPE_ISO[@]}" --set layers=2 \
