@@ -266,10 +266,10 @@ lm_hope_decay() {
     --jobs "${JOBS_LM:-1}" --out "$OUT/lm-hope-decay"
 }
 
-# Hope on MAD recall (mad_d64_lrs' cell, lr 3e-3) at decay_max 0.01
+# Hope on MAD recall (mad_d64_lrs' cell, lr 3e-3) at decay_max 0 (hope.nl's default since session 9; it was 0.1)
 mad_recall_hope_decay() {
   nlc sweep hope --task mad_recall --grid lr=3e-3 "${MAD_SET[@]}" --set chunk=16 --set mem_chunk=16 \
-    --grid decay_max=0.01 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-decay"
+    --grid decay_max=0 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-decay"
 }
 
 # the single keyed needle in real text (task needle, RULER's S-NIAH-2 at byte level) with the passkey's models,

@@ -8,7 +8,7 @@ import nlc
 # tiny configurations of every built-in model (the reference is a per-token loop)
 SMALL = dict(dim=16, heads=2, layers=1)
 CASES = [
-    ("specs/hope.nl", None, dict(chunk=4, mem_chunk=8)),
+    ("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, decay_max=0.1)),  # the decay on: Hope's default is 0
     ("specs/titans.nl", "TitansLMM", dict(chunk=4)),
     ("specs/titans.nl", "TitansMAC", dict(chunk=4, persistent=2)),
     ("specs/titans.nl", "TitansMAG", dict(chunk=4, window=6, persistent=2)),

@@ -10,16 +10,16 @@ SMALL = dict(dim=16, heads=2, layers=1)
 
 def hope(**ov):
     torch.manual_seed(0)
-    return nlc.compile("specs/hope.nl", **{**SMALL, "chunk": 4, "mem_chunk": 8, **ov}).double()
+    return nlc.compile("specs/hope.nl", **{**SMALL, "chunk": 4, "mem_chunk": 8, "decay_max": 0.1, **ov}).double()  # decay on
 
 
-@pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8)),
+@pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, decay_max=0.1)),
                                             ("specs/titans.nl", "TitansMAC", dict(chunk=4, persistent=2)),
                                             ("specs/cms.nl", None, dict(fast=2, mid=4, slow=8)),
                                             # two layers: the first layer's CMS output reaches the second
                                             # layer's memories, so a CMS chunk split across calls must still
                                             # take the gradient through the part in the earlier call
-                                            ("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, layers=2)),
+                                            ("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, layers=2, decay_max=0.1)),
                                             ("nested-cms", None, dict(fast=2, mid=4, slow=8, layers=2))])
 def test_streaming_equals_one_pass(spec, model, ov):
     torch.manual_seed(0)
@@ -164,7 +164,7 @@ def test_nested_cms_resets_faster_stages_at_slow_boundary():
         assert fast_is_init == ((t + 1) % 4 == 0 or t % 4 == 0), t
 
 
-@pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8)),
+@pytest.mark.parametrize("spec,model,ov", [("specs/hope.nl", None, dict(chunk=4, mem_chunk=8, decay_max=0.1)),
                                             ("specs/titans.nl", "TitansMAC", dict(chunk=4, persistent=2)),
                                             ("specs/cms.nl", None, dict(fast=2, mid=4, slow=8))])
 def test_activation_checkpointing_changes_nothing(spec, model, ov):

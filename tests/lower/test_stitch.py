@@ -9,7 +9,7 @@ import nlc
 from nlc.errors import NlcError
 
 SMALL = dict(dim=16, heads=2)
-HOPE = dict(chunk=4, mem_chunk=8)
+HOPE = dict(chunk=4, mem_chunk=8, decay_max=0.1)  # the decay on: Hope's default is 0
 NESTED = open("specs/cms.nl").read().replace("variant = sequential", "variant = nested")
 
 
