@@ -295,6 +295,44 @@ niah_d64_gdn_lrs() {
   nlc sweep deltanet:GatedDeltaNet --task niah "${GDN64[@]}" --grid lr=1e-3,3e-3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-gdn"
 }
 
+# ---- session 10 -----------------------------------------------------------------------------------------------------
+
+# lm_equal_params at 2000 steps (about an hour of Hope on an idle core: the budget), into its own folder; the
+# seeds in LM_SEEDS (default all three), each a whole seed over the six models before the next (resumes cell by cell)
+lm_budget() {
+  local s
+  for s in ${LM_SEEDS:-1 2 3}; do
+    nlc sweep "${LM_MODELS[@]}" --task lm --set steps=2000 "${LM_SET[@]}" --seeds "$s" --jobs "${JOBS_LM:-2}" \
+      --out "$OUT/lm-1m-2000"
+  done
+}
+
+# Hope at its default decay (0) on the passkey and the single needle: niah_d64_all's Hope cell otherwise (it ran at 0.1)
+HOPE64=(--set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16 --set mem_chunk=16
+        --set lr=1e-3)
+hope_needles() {
+  nlc sweep hope --task niah "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope"
+  nlc sweep hope --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope"
+}
+
+# why Titans LMM's passkey falls with length: niah_d64_all's Titans cell with its forget gate off (decay_max 0), and
+# with the gate anchored to M_0 (titans_anchored at TitansLMM's default 0.01)
+titans_needle_decay() {
+  nlc sweep titans:TitansLMM titans_anchored --task niah --set dim=64 --set heads=1 --set layers=2 --set steps=1000 \
+    --set eval_samples=8 --set chunk=16 --set lr_max=2 --set lr=1e-3 --set TitansLMM.decay_max=0 \
+    --set titans_anchored.decay_max=0.01 --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-titans-decay"
+}
+
+# Gated DeltaNet on both needle tasks with a slower forget gate at init: gate_scale 0.01 (alpha ~ 0.993 a token)
+# against the default 0.1 (alpha ~ 0.93), where it stayed at chance at every lr
+gdn_needles_gate() {
+  local g=("${GDN64[@]}" --set lr=3e-3 --set gate_scale=0.01)
+  nlc sweep deltanet:GatedDeltaNet --task needle "${g[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/needle-d64-gdn-gate"
+  nlc sweep deltanet:GatedDeltaNet --task niah "${g[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/niah-d64-gdn-gate"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
