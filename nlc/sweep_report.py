@@ -41,9 +41,17 @@ def _label(c: dict) -> str:
     return f"{name}:{model}" if model else name
 
 
+def _sig4(v: float) -> str:
+    """4 significant digits; from 1 up, trailing zeros kept ("2.000", not "2": a bpb of 2.0004 beside 1.986
+    must not read as a rounder number than it is); below 1, as `.4g` ("0.291", "0.001")."""
+    if math.isfinite(v) and 1 <= abs(v) < 1e4:
+        return f"{v:.{3 - int(math.floor(math.log10(abs(v))))}f}"
+    return f"{v:.4g}"
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else (f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}")
+        return "nan" if math.isnan(v) else (_sig4(v) if abs(v) < 1e4 else f"{v:,.0f}")
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 1e4:
         return f"{v:,}"
     return "" if v is None else str(v)
@@ -142,7 +150,7 @@ def _pm(v) -> str:
     if v is None:
         return "—"
     mean, std = v
-    return f"{mean:.4g} ± {std:.2g}" if std else f"{mean:.4g}"
+    return f"{_sig4(mean)} ± {std:.2g}" if std else _sig4(mean)
 
 
 # ---------------------------------------------------------------------------

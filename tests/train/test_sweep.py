@@ -138,3 +138,12 @@ def test_mqar_mix_report_draws_accuracy_per_configuration(tmp_path):
     paths = plots(rows, tmp_path, TASKS["mqar_mix"], ["lr"], metrics)
     assert [p.name for p in paths] == ["sweep-mqar_mix-acc.png", "sweep-mqar_mix-by-config.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_report_numbers_keep_their_trailing_zeros():
+    # a bpb of 2.0004 printed "2" beside 1.986 in a results table: it read as rounder than it was
+    from nlc.sweep_report import _fmt, _pm
+    assert [_fmt(v) for v in (2.0004, 1.986, 1409.3, 900.7, 0.291, 0.001, 12345.0)] == \
+        ["2.000", "1.986", "1409", "900.7", "0.291", "0.001", "12,345"]
+    assert _fmt(float("nan")) == "nan" and _fmt(3) == "3" and _fmt(None) == ""
+    assert _pm((2.0, 0.013)) == "2.000 ± 0.013" and _pm((2.0, 0.0)) == "2.000" and _pm(None) == "—"
