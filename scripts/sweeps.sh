@@ -333,6 +333,18 @@ gdn_needles_gate() {
     --out "$OUT/niah-d64-gdn-gate"
 }
 
+# the needle over Gated DeltaNet's gate scale and lr (gate_scale 0.01 at 3e-3 again, beside 0.001 and lr 1e-2)
+gdn_needle_gates() {
+  nlc sweep deltanet:GatedDeltaNet --task needle "${GDN64[@]}" --grid gate_scale=0.001,0.01 --grid lr=3e-3,1e-2 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-gdn-gates"
+}
+
+# Hope's passkey at lr 3e-3 (its best MQAR lr): at 1e-3 (hope_needles) it stayed at chance with its decay at 0
+hope_niah_lr() {
+  nlc sweep hope --task niah "${HOPE64[@]}" --set lr=3e-3 --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/niah-d64-hope-3e-3"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
