@@ -12,7 +12,7 @@
 #   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh mqar_d64_more   # the Transformer with 4 heads; Hope at lr 1e-2 too
-#   bash scripts/sweeps.sh lm_equal_params  # LM at ~1M parameters: 6 models, 3 seeds, equal tokens (LM_STEPS)
+#   bash scripts/sweeps.sh lm_equal_params  # LM at ~1M parameters: 6 models, 3 seeds, equal tokens (LM_STEPS, LM_SEEDS, LM_DIR)
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -143,9 +143,9 @@ LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_
         --set cms.dim=168 --set GatedDeltaNet.dim=288)
 lm_equal_params() {
   local s
-  for s in 1 2 3; do
-    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds $s \
-      --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m"
+  for s in ${LM_SEEDS:-1 2 3}; do
+    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds "$s" \
+      --jobs "${JOBS_LM:-1}" --out "$OUT/${LM_DIR:-lm-1m}"
   done
 }
 
@@ -278,21 +278,22 @@ NEEDLE64=()  # NIAH64 less its task and Hope's settings (a setting for a model n
 for ((i = 2; i < ${#NIAH64[@]}; i += 2)); do
   [[ ${NIAH64[i + 1]} == hope.* ]] || NEEDLE64+=("${NIAH64[i]}" "${NIAH64[i + 1]}")
 done
-GDN64=(--set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16)  # NIAH64's, alone
+# NIAH64's settings common to every model, alone: the base of the needle cells below
+D64_NEEDLE=(--set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16)
 needle_d64() {
   local s
   for s in ${NEEDLE_SEEDS:-1}; do
     nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet deltanet:GatedDeltaNet \
       --task needle "${NEEDLE64[@]}" --seeds "$s" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64"
     # Gated DeltaNet also at 3e-3: at 1e-2 it did not learn the passkey
-    nlc sweep deltanet:GatedDeltaNet --task needle "${GDN64[@]}" --set lr=3e-3 --seeds "$s" --jobs "${JOBS_ZOO:-1}" \
+    nlc sweep deltanet:GatedDeltaNet --task needle "${D64_NEEDLE[@]}" --set lr=3e-3 --seeds "$s" --jobs "${JOBS_ZOO:-1}" \
       --out "$OUT/needle-d64"
   done
 }
 
 # Gated DeltaNet on the passkey (niah_d64_all's cells) at 3e-3 and 1e-3: at its one lr there, 1e-2, it was at chance
 niah_d64_gdn_lrs() {
-  nlc sweep deltanet:GatedDeltaNet --task niah "${GDN64[@]}" --grid lr=1e-3,3e-3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-gdn"
+  nlc sweep deltanet:GatedDeltaNet --task niah "${D64_NEEDLE[@]}" --grid lr=1e-3,3e-3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-gdn"
 }
 
 # ---- session 10 -----------------------------------------------------------------------------------------------------
@@ -300,16 +301,11 @@ niah_d64_gdn_lrs() {
 # lm_equal_params at 2000 steps (about an hour of Hope on an idle core: the issue's budget), into its own folder; the
 # seeds in LM_SEEDS (default all three), each a whole seed over the six models before the next (resumes cell by cell)
 lm_budget() {
-  local s
-  for s in ${LM_SEEDS:-1 2 3}; do
-    nlc sweep "${LM_MODELS[@]}" --task lm --set steps=2000 "${LM_SET[@]}" --seeds "$s" --jobs "${JOBS_LM:-2}" \
-      --out "$OUT/lm-1m-2000"
-  done
+  LM_STEPS=2000 LM_DIR=lm-1m-2000 JOBS_LM=${JOBS_LM:-2} lm_equal_params
 }
 
 # Hope at its default decay (0) on the passkey and the single needle: niah_d64_all's Hope cell otherwise (it ran at 0.1)
-HOPE64=(--set dim=64 --set heads=1 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16 --set mem_chunk=16
-        --set lr=1e-3)
+HOPE64=("${D64_NEEDLE[@]}" --set mem_chunk=16 --set lr=1e-3)
 hope_needles() {
   nlc sweep hope --task niah "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope"
   nlc sweep hope --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope"
@@ -318,15 +314,15 @@ hope_needles() {
 # why Titans LMM's passkey falls with length: niah_d64_all's Titans cell with its forget gate off (decay_max 0), and
 # with the gate anchored to M_0 (titans_anchored at TitansLMM's default 0.01)
 titans_needle_decay() {
-  nlc sweep titans:TitansLMM titans_anchored --task niah --set dim=64 --set heads=1 --set layers=2 --set steps=1000 \
-    --set eval_samples=8 --set chunk=16 --set lr_max=2 --set lr=1e-3 --set TitansLMM.decay_max=0 \
+  nlc sweep titans:TitansLMM titans_anchored --task niah "${D64_NEEDLE[@]}" --set lr_max=2 --set lr=1e-3 \
+    --set TitansLMM.decay_max=0 \
     --set titans_anchored.decay_max=0.01 --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-titans-decay"
 }
 
 # Gated DeltaNet on both needle tasks with a slower forget gate at init: gate_scale 0.01 (alpha ~ 0.993 a token)
 # against the default 0.1 (alpha ~ 0.93), where it stayed at chance at every lr
 gdn_needles_gate() {
-  local g=("${GDN64[@]}" --set lr=3e-3 --set gate_scale=0.01)
+  local g=("${D64_NEEDLE[@]}" --set lr=3e-3 --set gate_scale=0.01)
   nlc sweep deltanet:GatedDeltaNet --task needle "${g[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
     --out "$OUT/needle-d64-gdn-gate"
   nlc sweep deltanet:GatedDeltaNet --task niah "${g[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
@@ -335,7 +331,7 @@ gdn_needles_gate() {
 
 # the needle over Gated DeltaNet's gate scale and lr (gate_scale 0.01 at 3e-3 again, beside 0.001 and lr 1e-2)
 gdn_needle_gates() {
-  nlc sweep deltanet:GatedDeltaNet --task needle "${GDN64[@]}" --grid gate_scale=0.001,0.01 --grid lr=3e-3,1e-2 \
+  nlc sweep deltanet:GatedDeltaNet --task needle "${D64_NEEDLE[@]}" --grid gate_scale=0.001,0.01 --grid lr=3e-3,1e-2 \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-gdn-gates"
 }
 
