@@ -101,14 +101,18 @@ def parse_models(text: str | None) -> list[str | None]:
 
 
 def make_cells(specs, models, task: str, grid: dict, fixed: dict, seeds: int, backend="torch",
-               threads: int = 1) -> list[Cell]:
-    """Every spec x model x grid point x seed, checked: unknown task, model or spec parameter,
-    bad option values and empty grids are SweepErrors (or the compiler's own positioned errors)."""
+               threads: int = 1, first_seed: int = 0) -> list[Cell]:
+    """Every spec x model x grid point x seed (first_seed .. first_seed + seeds - 1), checked: unknown
+    task, model or spec parameter, bad option values and empty grids are SweepErrors (or the
+    compiler's own positioned errors). A cell's identity holds its seed, not how many were asked
+    for, so seed 2 alone is the same cell (and the same folder) as seed 2 of --seeds 3."""
     from nlc.train.ontask import TASKS
     if task not in TASKS:
         raise SweepError(f"--task {task}: unknown task", hint=f"choose from {', '.join(TASKS)}")
     if seeds < 1:
         raise SweepError(f"--seeds {seeds}: at least 1")
+    if first_seed < 0:
+        raise SweepError(f"--first-seed {first_seed}: at least 0")
     if not specs:
         raise SweepError("nlc sweep needs at least one spec", hint="e.g. nlc sweep hope titans:TitansLMM --task mqar")
     both = set(grid) & set(fixed)
@@ -128,7 +132,7 @@ def make_cells(specs, models, task: str, grid: dict, fixed: dict, seeds: int, ba
             merged = {**{k: v for k, v in fixed.items() if k not in scoped}, **mine, **values}
             opts = {k: merged.get(k, d) for k, d in t.options.items()}
             spec_set = {**t.overrides, **{k: v for k, v in merged.items() if k not in t.options}}
-            for s in range(seeds):
+            for s in range(first_seed, first_seed + seeds):
                 cells.append(Cell(spec, model, task, s, values, spec_set, opts, backend, threads))
     unused = sorted(set(scoped) - used)
     if unused:
@@ -349,6 +353,9 @@ def fill_sweep(sub):
                    help="a fixed task option or spec parameter; NAME.KEY=VALUE: for the spec or model NAME only "
                         "(e.g. hope.mem_chunk=8)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (default 1)")
+    p.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="start the seeds at S: seeds S..S+N-1 (default 0), e.g. to add seeds 1 and 2 to a "
+                        "sweep whose seed 0 ran elsewhere")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once, each its own process (default 1; "
                    "0: one after another inside this process, for debugging: a crash there ends the sweep)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (default 1)")
@@ -372,7 +379,8 @@ def cmd_sweep(a) -> int:
         raise SweepError(f"--plot-x {a.plot_x}: not a --grid key", hint=f"swept keys: {', '.join(grid) or 'none'}")
     if a.threads < 1:
         raise SweepError(f"--threads {a.threads}: at least 1")
-    cells = make_cells(a.specs, parse_models(a.model), a.task, grid, fixed, a.seeds, a.backend, a.threads)
+    cells = make_cells(a.specs, parse_models(a.model), a.task, grid, fixed, a.seeds, a.backend, a.threads,
+                       a.first_seed)
     out = Path(a.out or f"sweeps/{a.task}")
     if a.dry_run:
         for c in cells:

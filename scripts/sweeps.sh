@@ -12,7 +12,7 @@
 #   bash scripts/sweeps.sh niah_d64_transformer_1e3  # the Transformer at lr 1e-3 as well
 #   bash scripts/sweeps.sh mqar_d64_hope   # Hope at the same size, one lr
 #   bash scripts/sweeps.sh mqar_d64_more   # the Transformer with 4 heads; Hope at lr 1e-2 too
-#   bash scripts/sweeps.sh lm_equal_params  # LM at ~1M parameters: 6 models, 3 seeds, equal tokens (LM_STEPS, LM_SEEDS, LM_DIR)
+#   bash scripts/sweeps.sh lm_equal_params  # LM at ~1M parameters: 6 models, 3 seeds, equal tokens (LM_STEPS, LM_SEEDS="0 1 2", LM_DIR)
 #   bash scripts/sweeps.sh all
 #
 # OUT (default /tmp/sweeps) holds one folder per sweep: results.md, results.csv, results.jsonl, the
@@ -134,19 +134,24 @@ mad_d64() {
 
 # issue 13 part 5: language modelling at ~1M parameters (0.98-1.02M: dim per model, 2 layers, 4 heads), equal tokens
 # (LM_STEPS x 8 x 128 bytes, default 150 = 153,600 bytes), each spec's own lr (AdamW 3e-3, warmup 20, cosine), bpb
-# at 128 and 512 bytes on 8 validation batches (the same windows for every run). Seeds one at a time over all models
-# (--seeds 1, 2, 3 into the same folder: the done cells are skipped), so an interrupted run still holds whole seeds. docs/results.md, "Language
+# at 128 and 512 bytes on 8 validation batches (the same windows for every run). The seeds in LM_SEEDS (default
+# "0 1 2") one at a time over all models (--first-seed S into the same folder: the done cells are skipped), so an
+# interrupted run still holds whole seeds. docs/results.md, "Language
 # modelling at ~1M parameters"; the equal-wall-time view: python scripts/lm_wall.py "$OUT/lm-1m"
 LM_MODELS=(transformer titans:TitansLMM titans:TitansMAG hope cms deltanet:GatedDeltaNet)
 LM_SET=(--set layers=2 --set heads=4 --set batch=8 --set seq_len=128 --set eval_batches=8
         --set transformer.dim=192 --set TitansLMM.dim=264 --set TitansMAG.dim=208 --set hope.dim=168
         --set cms.dim=168 --set GatedDeltaNet.dim=288)
 lm_equal_params() {
-  local s
-  for s in ${LM_SEEDS:-1 2 3}; do
-    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds "$s" \
+  local s top=0
+  for s in ${LM_SEEDS:-0 1 2}; do
+    nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds 1 --first-seed "$s" \
       --jobs "${JOBS_LM:-1}" --out "$OUT/${LM_DIR:-lm-1m}"
+    (( s + 1 > top )) && top=$((s + 1))
   done
+  # one report over seeds 0..top-1 (a seed that ran elsewhere shows as "not run")
+  nlc sweep "${LM_MODELS[@]}" --task lm --set steps="${LM_STEPS:-150}" "${LM_SET[@]}" --seeds "$top" --report-only \
+    --out "$OUT/${LM_DIR:-lm-1m}"
 }
 
 # the lr check of lm_equal_params: every model at lr 1e-2 as well (3e-3 above), seed 0, the same 150 steps
@@ -262,7 +267,7 @@ hope_iso_ablations() {
 # Hope's LM cell of lm_equal_params (≈1M parameters, 150 steps, lr 3e-3) at decay_max 0.1 (the spec's), 0.01 and 0
 lm_hope_decay() {
   nlc sweep hope --task lm --grid decay_max=0.1,0.01,0 --set steps="${LM_STEPS:-150}" --set layers=2 --set heads=4 \
-    --set batch=8 --set seq_len=128 --set eval_batches=8 --set dim=168 --seeds "${LM_SEEDS:-1}" \
+    --set batch=8 --set seq_len=128 --set eval_batches=8 --set dim=168 --seeds "${HOPE_SEEDS:-1}" \
     --jobs "${JOBS_LM:-1}" --out "$OUT/lm-hope-decay"
 }
 
@@ -299,7 +304,7 @@ niah_d64_gdn_lrs() {
 # ---- session 10 -----------------------------------------------------------------------------------------------------
 
 # lm_equal_params at 2000 steps (about an hour of Hope on an idle core: the issue's budget), into its own folder; the
-# seeds in LM_SEEDS (default all three), each a whole seed over the six models before the next (resumes cell by cell)
+# seeds in LM_SEEDS (default "0 1 2"), each a whole seed over the six models before the next (resumes cell by cell)
 lm_budget() {
   LM_STEPS=2000 LM_DIR=lm-1m-2000 JOBS_LM=${JOBS_LM:-2} lm_equal_params
 }

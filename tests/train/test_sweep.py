@@ -41,6 +41,18 @@ def test_cells_route_keys_to_the_task_or_the_spec():
         make_cells(["transformer"], [None], "mqar", {}, {"hop.mem_chunk": 8}, seeds=1)
 
 
+def test_first_seed_names_the_same_cells_as_a_longer_run():
+    # seeds 1 and 2 run on their own are seeds 1 and 2 of --seeds 3: same identity, same folder, so
+    # a sweep whose seed 0 ran elsewhere (or was lost) adds the others without re-running it
+    three = make_cells(["titans:TitansLMM"], [None], "mqar", {"lr": [1e-3]}, {"steps": 5}, seeds=3)
+    later = make_cells(["titans:TitansLMM"], [None], "mqar", {"lr": [1e-3]}, {"steps": 5}, seeds=2, first_seed=1)
+    assert [c.seed for c in later] == [1, 2]
+    assert [c.identity() for c in later] == [c.identity() for c in three[1:]]
+    assert [c.dirname() for c in later] == [c.dirname() for c in three[1:]]
+    with pytest.raises(SweepError, match="--first-seed -1"):
+        make_cells(["titans:TitansLMM"], [None], "mqar", {}, {}, seeds=1, first_seed=-1)
+
+
 @pytest.mark.parametrize("args, words", [
     (["--grid", "nosuch=1,2"], "nosuch"),                        # the compiler's unknown-parameter error
     (["--model", "NoSuchModel"], "NoSuchModel"),
