@@ -54,8 +54,8 @@ def level_table(c) -> str:
             for r in rows]
     widths = [max([len(h)] + [len(d[i]) for d in data]) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    from nlc.passes.size import estimate
-    total = sum(p.elements for p in estimate(c.plan))  # every parameter the built module holds
+    from nlc.passes.size import parameter_count
+    total = parameter_count(c.plan)  # every parameter the built module holds
     in_levels = sum(lv.params * b.repeat for b, lv in c.plan.all_levels())
     out = [f"model {c.plan.name} ({c.plan.file}): {len(rows)} levels, {len(c.layout.tiers)} frequency tiers, "
            f"{total:,} parameters ({_fmt_params(in_levels)} in levels: learned initial states and gates)",

@@ -154,8 +154,8 @@ def build_layout(plan: ModelPlan) -> LevelLayout:
     if plan.optimizer is not None:
         o = plan.optimizer
         if "all" in o.targets:  # every parameter of the model, not only the levels' own
-            from nlc.passes.size import estimate
-            total = sum(p.elements for p in estimate(plan))
+            from nlc.passes.size import parameter_count
+            total = parameter_count(plan)
         else:
             total = sum(lv.params * b.repeat for b, lv in plan.all_levels())
         G.add_node(o.name, kind=NodeKind.OPTIMIZER, label=o.name, clock=f"steps({o.every})", chunk=o.every, params=total,

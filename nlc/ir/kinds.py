@@ -84,6 +84,7 @@ class OpKind(enum.StrEnum):
     CONV = "conv"
     HEAD_MEAN = "head_mean"
     GATE = "gate"
+    SCALE = "scale"
     # written by the elaborator, not callable by name
     CONST = "const"
     ALIAS = "alias"
@@ -120,6 +121,7 @@ OPS: dict[OpKind, OpInfo] = {
     OpKind.CONV: OpInfo(1, ("window",), builtin=True, params=True, program=True),  # carries its last inputs
     OpKind.HEAD_MEAN: OpInfo(1, ("groups",), builtin=True),
     OpKind.GATE: OpInfo(2, builtin=True, params=True),
+    OpKind.SCALE: OpInfo(1, ("lo", "hi"), builtin=True, params=True),  # x * exp(s), s per channel
     OpKind.CONST: OpInfo(0, program=True),
     OpKind.ALIAS: OpInfo(1),
     OpKind.NEG: OpInfo(1),

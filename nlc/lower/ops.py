@@ -90,6 +90,29 @@ class Gate(nn.Module):
         return self.ny(y) * torch.sigmoid(self.nm(m))
 
 
+class Scale(nn.Module):
+    """y = x * exp(s), one learned s per channel, started on a geometric ladder from lo to hi.
+
+    Gated DeltaNet's and Mamba-2's per-head decay rate `A = exp(A_log)` (log-parameterised, so it
+    stays positive under any step): fla draws each head's rate at random over decades; a ladder
+    spans the same decades deterministically (RetNet's fixed per-head decays, but learned), so a
+    run is reproducible from its seed and every head count covers lo..hi."""
+
+    def __init__(self, width: int, lo: float = 1.0, hi: float = 1.0):
+        super().__init__()
+        self.log_scale = nn.Parameter(ladder(width, lo, hi).log())
+
+    def forward(self, x):
+        return x * self.log_scale.exp()
+
+
+def ladder(width: int, lo: float, hi: float) -> torch.Tensor:
+    """width values from lo to hi, equally spaced in log (lo alone when width is 1)."""
+    if width == 1:
+        return torch.tensor([float(lo)])
+    return torch.logspace(math.log10(lo), math.log10(hi), width)
+
+
 # the parameters of each op that owns some: op kind -> (op, input widths) -> module
 MODULES = {
     OpKind.LINEAR: lambda op, widths: nn.Linear(widths[op.inputs[0]], op.width, bias=False),
@@ -97,6 +120,7 @@ MODULES = {
     OpKind.LAYERNORM: lambda op, widths: nn.LayerNorm(op.width),
     OpKind.CONV: lambda op, widths: CausalConv(op.width, op.attrs["window"]),
     OpKind.GATE: lambda op, widths: Gate(op.width),
+    OpKind.SCALE: lambda op, widths: Scale(op.width, op.attrs.get("lo", 1.0), op.attrs.get("hi", 1.0)),
 }
 
 
@@ -134,6 +158,7 @@ APPLY = {
     OpKind.L2NORM: _l2norm,
     OpKind.HEAD_MEAN: lambda op, mod, ins: ins[0].unflatten(-1, (op.attrs["groups"], -1)).mean(-1),
     OpKind.GATE: lambda op, mod, ins: mod(ins[0], ins[1]),
+    OpKind.SCALE: lambda op, mod, ins: mod(ins[0]),
     OpKind.NEG: lambda op, mod, ins: -ins[0],
     OpKind.ALIAS: lambda op, mod, ins: ins[0],
     OpKind.ADD: _binary(operator.add),

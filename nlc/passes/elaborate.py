@@ -8,6 +8,7 @@ self-modification). A cycle among assignments themselves cannot be scheduled.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nlc.errors import CycleError, Diagnostics, DimensionError, NameError_, NlcError
@@ -251,6 +252,15 @@ class Elaborator:
             win = kw.setdefault("window", 4)
             if not isinstance(win, int) or not 1 <= win <= 64:
                 raise DimensionError(f"conv window must be an integer in 1..64, got {win}", e.span)
+            width = w
+        elif kind == OpKind.SCALE:
+            for k in ("lo", "hi"):
+                v = kw.setdefault(k, 1.0)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                    raise DimensionError(f"scale(..., {k} = {v!r}): {k} must be a positive number", e.span,
+                                         "the channels start at lo .. hi, equally spaced in log, e.g. "
+                                         "scale(x, lo = 0.001, hi = 0.1)")
+                kw[k] = float(v)
             width = w
         elif kind == OpKind.GATE:
             if self.width[ins[1]] != w:

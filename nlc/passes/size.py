@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nlc.errors import NlcError, Span
-from nlc.ir.kinds import GATE_KINDS, MemoryKind, OpKind, Role
+from nlc.ir.kinds import GATE_KINDS, Init, MemoryKind, OpKind, Role
 
 BYTES_PER_PARAM = 4  # fp32, how nlc.lower builds every weight
 DEFAULT_MAX_BYTES = 256 << 30
@@ -34,6 +34,7 @@ class Part:
     what: str          # e.g. "level 'hope.memory' (2 layers)"
     elements: int
     span: Span | None
+    trained: bool = True  # False: a fixed tensor the module holds (a zeros, const or pretrained M_0)
 
 
 def fmt_bytes(n: int) -> str:
@@ -60,15 +61,24 @@ def _level_elements(lv, dim: int) -> int:
         per_head = dk * h + h * dv + (lv.memory.depth - 2) * h * h
     else:
         per_head = dk * dv
-    # meta, zeros, const and pretrained initial states are all tensors of these shapes
-    return per_head * lv.heads + sum(lv.heads for g in lv.gates.values() if GATE_KINDS[g.kind].learned)
+    return per_head * lv.heads
+
+
+def _level_parts(lv, dim: int) -> tuple[int, int]:
+    """(trained, fixed) elements of a level: a meta-learned M_0 and learned gates are parameters; a
+    zeros, const or pretrained M_0 is a tensor of the same shape the module holds but never trains."""
+    state = _level_elements(lv, dim)
+    gates = sum(lv.heads for g in lv.gates.values() if GATE_KINDS[g.kind].learned)
+    if lv.role in (Role.ATTENTION, Role.CMS) or lv.init == Init.META:
+        return state + gates, 0
+    return gates, state
 
 
 def _op_elements(op, widths: dict[str, int]) -> int:
     w = op.width
     if op.op == OpKind.LINEAR:
         return widths.get(op.inputs[0], 0) * w
-    if op.op == OpKind.RMSNORM:
+    if op.op in (OpKind.RMSNORM, OpKind.SCALE):
         return w
     if op.op in (OpKind.LAYERNORM, OpKind.GATE):
         return 2 * w
@@ -93,8 +103,18 @@ def estimate(plan, model_span: Span | None = None, vocab_span: Span | None = Non
             if n:
                 parts.append(Part(f"{op.op} '{b.name}.{op.name}'{reps}", n * b.repeat, op.span))
         for lv in b.levels:
-            parts.append(Part(f"level '{b.name}.{lv.name}'{reps}", _level_elements(lv, dim) * b.repeat, lv.span))
+            trained, fixed = _level_parts(lv, dim)
+            if trained or not fixed:
+                parts.append(Part(f"level '{b.name}.{lv.name}'{reps}", trained * b.repeat, lv.span))
+            if fixed:
+                parts.append(Part(f"level '{b.name}.{lv.name}' initial state (fixed){reps}", fixed * b.repeat,
+                                  lv.span, trained=False))
     return sorted(parts, key=lambda p: -p.elements)
+
+
+def parameter_count(plan) -> int:
+    """The parameters the built module holds (what `nlc check` prints): the trained parts of `estimate`."""
+    return sum(p.elements for p in estimate(plan) if p.trained)
 
 
 def total_bytes(parts: list[Part]) -> int:

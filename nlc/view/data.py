@@ -823,8 +823,8 @@ def model_page(c, run: dict | None = None, spec_label: str | None = None) -> dic
 
 
 def _total(c) -> int:
-    from nlc.passes.size import estimate
-    return int(sum(p.elements for p in estimate(c.plan)))
+    from nlc.passes.size import parameter_count
+    return int(parameter_count(c.plan))
 
 
 def optimizer_page(unit, specs: list, overrides: dict | None = None) -> dict:

@@ -86,7 +86,7 @@ def delta_streams(m, tokens):
     return layer, v, st, rest, lv, H, q, k, val, gate(v, lv, "lr", H), gate(v, lv, "decay", H)
 
 
-@pytest.mark.parametrize("model", ["DeltaNet", "GatedDeltaNet"])
+@pytest.mark.parametrize("model", ["DeltaNet", "GatedDeltaNet", "GatedDeltaNetLadder"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deltanet_is_the_delta_rule(model, backend):
     """The state follows the sequential delta rule exactly at chunk 4 (not only at tokens(1)):
@@ -216,7 +216,7 @@ def fla_naive(module):
     return mod
 
 
-@pytest.mark.parametrize("model", ["DeltaNet", "GatedDeltaNet"])
+@pytest.mark.parametrize("model", ["DeltaNet", "GatedDeltaNet", "GatedDeltaNetLadder"])
 def test_deltanet_matches_fla(model):
     """The compiled model's streams through fla's naive recurrent (gated) delta rule: the final state
     equals nlc's, and nlc's reads equal fla's state at each chunk start times q (fla computes in fp32)."""
@@ -278,6 +278,7 @@ def test_gated_deltanet_streams():
 
 @pytest.mark.slow  # ~9 s of CPU for the six (measured at load 8): over the default run's budget
 @pytest.mark.parametrize("spec,model", [("specs/deltanet.nl", "DeltaNet"), ("specs/deltanet.nl", "GatedDeltaNet"),
+                                        ("specs/deltanet.nl", "GatedDeltaNetLadder"),
                                         ("specs/ttt.nl", "TTTLinear"), ("specs/ttt.nl", "TTTMLP"),
                                         ("specs/miras.nl", "Yaad"), ("specs/miras.nl", "Moneta")])
 def test_trains_a_few_steps(spec, model):
