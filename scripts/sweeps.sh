@@ -346,6 +346,27 @@ hope_niah_lr() {
     --out "$OUT/niah-d64-hope-3e-3"
 }
 
+# ---- session 11 -----------------------------------------------------------------------------------------------------
+
+# Gated DeltaNet with fla's learned per-head rate (GatedDeltaNetLadder: A_h from 1e-3 to 1 over the heads) against
+# GatedDeltaNet (one gate_scale, 0.1) and DeltaNet (no gate), on both needle tasks at d_model 64 with 4 heads (the
+# needle cells above have one head, where the ladder is its first rung alone), lr 3e-3
+D64_NEEDLE4=(--set dim=64 --set heads=4 --set layers=2 --set steps=1000 --set eval_samples=8 --set chunk=16)
+gdn_ladder_needles() {
+  local task
+  for task in needle niah; do
+    nlc sweep deltanet:GatedDeltaNetLadder deltanet:GatedDeltaNet deltanet:DeltaNet --task "$task" "${D64_NEEDLE4[@]}" \
+      --set lr=3e-3 --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/$task-d64-h4-gdn"
+  done
+}
+
+# GatedDeltaNetLadder on lm_budget's cell (2000 steps, ≈1M parameters at dim 288 as GatedDeltaNet, 4 heads)
+gdn_ladder_lm() {
+  nlc sweep deltanet:GatedDeltaNetLadder --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 \
+    --set batch=8 --set seq_len=128 --set eval_batches=8 --set dim=288 --seeds "${LADDER_SEEDS:-1}" \
+    --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-ladder"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
