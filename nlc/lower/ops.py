@@ -100,17 +100,11 @@ class Scale(nn.Module):
 
     def __init__(self, width: int, lo: float = 1.0, hi: float = 1.0):
         super().__init__()
-        self.log_scale = nn.Parameter(ladder(width, lo, hi).log())
+        # width values from lo to hi, equally spaced in log (lo alone when width is 1)
+        self.log_scale = nn.Parameter(torch.logspace(math.log10(lo), math.log10(hi), width).log())
 
     def forward(self, x):
         return x * self.log_scale.exp()
-
-
-def ladder(width: int, lo: float, hi: float) -> torch.Tensor:
-    """width values from lo to hi, equally spaced in log (lo alone when width is 1)."""
-    if width == 1:
-        return torch.tensor([float(lo)])
-    return torch.logspace(math.log10(lo), math.log10(hi), width)
 
 
 # the parameters of each op that owns some: op kind -> (op, input widths) -> module
@@ -120,7 +114,7 @@ MODULES = {
     OpKind.LAYERNORM: lambda op, widths: nn.LayerNorm(op.width),
     OpKind.CONV: lambda op, widths: CausalConv(op.width, op.attrs["window"]),
     OpKind.GATE: lambda op, widths: Gate(op.width),
-    OpKind.SCALE: lambda op, widths: Scale(op.width, op.attrs.get("lo", 1.0), op.attrs.get("hi", 1.0)),
+    OpKind.SCALE: lambda op, widths: Scale(op.width, **op.attrs),  # lo, hi when the spec gives them
 }
 
 

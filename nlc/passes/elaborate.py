@@ -254,8 +254,7 @@ class Elaborator:
                 raise DimensionError(f"conv window must be an integer in 1..64, got {win}", e.span)
             width = w
         elif kind == OpKind.SCALE:
-            for k in ("lo", "hi"):
-                v = kw.setdefault(k, 1.0)
+            for k, v in kw.items():  # lo and hi as given; each defaults to 1 (nlc/lower/ops.py: Scale)
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
                     raise DimensionError(f"scale(..., {k} = {v!r}): {k} must be a positive number", e.span,
                                          "the channels start at lo .. hi, equally spaced in log, e.g. "

@@ -276,6 +276,41 @@ def test_gated_deltanet_streams():
         torch.testing.assert_close(st[k], whole.state[k], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("H", [1, 2, 4])
+def test_ladder_decay_is_fla_gate(H):
+    """GatedDeltaNetLadder: 1 - decay = exp(-exp(w_h) softplus(w_a h)), each head at its own learned rate
+    A_h = exp(w_h), started at 1e-3 .. 1 equally spaced in log (fla's A_log), read off the parameters."""
+    from nlc.ir.kinds import OpKind
+    from nlc.lower.ops import Scale
+    torch.manual_seed(0)
+    m = nlc.compile("specs/deltanet.nl", model="GatedDeltaNetLadder", **dict(SMALL, heads=H),
+                    gate_lo=1e-3, gate_hi=1.0).double()
+    tokens = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        layer, v, _, _ = streams(m, tokens)
+        (w,) = [mod.log_scale for mod in layer.mods.values() if isinstance(mod, Scale)]
+        start = torch.logspace(-3, 0, H, dtype=torch.float64) if H > 1 else torch.tensor([1e-3], dtype=torch.float64)
+        torch.testing.assert_close(w.exp(), start)
+        (a_op,) = [op for op in layer.block.ops if op.op == OpKind.SCALE]
+        pre = v[a_op.inputs[0]]  # softplus(w_a h), one column per head
+        assert pre.shape[-1] == H and (pre > 0).all()
+        decay = v[layer.block.levels[0].gates["decay"].stream]
+        torch.testing.assert_close(1 - decay, torch.exp(-w.exp() * pre))
+
+
+def test_one_rung_ladder_at_init_is_gated_deltanet_at_that_scale():
+    """With gate_lo = gate_hi = g GatedDeltaNetLadder starts as GatedDeltaNet(gate_scale = g): the same
+    logits from the same seed (the ladder draws no random numbers, so every other weight is the same draw)."""
+    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(2))
+    outs = []
+    for model, ov in [("GatedDeltaNet", dict(gate_scale=0.05)), ("GatedDeltaNetLadder", dict(gate_lo=0.05, gate_hi=0.05))]:
+        torch.manual_seed(0)
+        m = nlc.compile("specs/deltanet.nl", model=model, **dict(SMALL, layers=2), **ov).double()
+        outs.append(m(x).logits)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    assert outs[0].abs().sum() > 0
+
+
 @pytest.mark.slow  # ~9 s of CPU for the six (measured at load 8): over the default run's budget
 @pytest.mark.parametrize("spec,model", [("specs/deltanet.nl", "DeltaNet"), ("specs/deltanet.nl", "GatedDeltaNet"),
                                         ("specs/deltanet.nl", "GatedDeltaNetLadder"),
