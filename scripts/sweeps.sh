@@ -316,6 +316,13 @@ hope_needles() {
   nlc sweep hope --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope"
 }
 
+# why Hope learns neither needle task: hope_needles' passkey cell for each of Hope's three ablations (a static
+# memory, plain values, no CMS: specs/hope_ablations.nl), to see which part keeps it at chance
+hope_needles_ablations() {
+  nlc sweep hope_ablations --model HopeNoCMS,HopeStatic,HopePlainValues --task niah "${HOPE64[@]}" \
+    --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
+}
+
 # why Titans LMM's passkey falls with length: niah_d64_all's Titans cell with its forget gate off (decay_max 0), and
 # with the gate anchored to M_0 (titans_anchored at TitansLMM's default 0.01)
 titans_needle_decay() {
