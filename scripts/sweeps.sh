@@ -160,6 +160,14 @@ lm_equal_params_lr() {
     --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-lr"
 }
 
+# Titans MAG with half the inner step (lr_max 0.5, the spec's default 1): lm_budget's MAG cell, three seeds. Its
+# seed 1 blew up at step 1180 at lr_max 1, where scripts/inner_margin.py finds the memory within 2x of its edge
+lm_budget_mag_half() {
+  nlc sweep titans:TitansMAG --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 --set batch=8 \
+    --set seq_len=128 --set eval_batches=8 --set dim=208 --set lr_max=0.5 \
+    --seeds "${MAG_SEEDS:-3}" --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-mag-half"
+}
+
 # ---- session 8 (docs/results.md, "Session 8: ..."): seeds, equal parameters, d_model 128, Zoology's mix -------------
 
 # passkey at d_model 64, 1000 steps (niah_d64's task), six models in one folder: each at the lr of its d64 runs
