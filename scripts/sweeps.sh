@@ -331,6 +331,13 @@ hope_needles_ablations() {
     --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
 }
 
+# Hope's passkey cell at a larger inner step: Titans LMM, which learns the passkey, runs at lr_max 2 there;
+# Hope's default is 0.5
+hope_needles_lr_max() {
+  nlc sweep hope --task niah "${HOPE64[@]}" --grid lr_max=1,2 --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" \
+    --out "$OUT/niah-d64-hope-lr-max"
+}
+
 # why Titans LMM's passkey falls with length: niah_d64_all's Titans cell with its forget gate off (decay_max 0), and
 # with the gate anchored to M_0 (titans_anchored at TitansLMM's default 0.01)
 titans_needle_decay() {

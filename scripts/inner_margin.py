@@ -1,0 +1,79 @@
+"""How far a trained model's in-context memories are from their stability edge.
+
+Reads a run directory written by `nlc train` (or a sweep cell's `run/`), recompiles its spec with one spec
+parameter (default `lr_max`, the inner step size of the Titans and Hope specs) set to each of --values,
+loads the checkpoint's trained weights unchanged, and scores the training batches of --steps (the batches
+the run saw at those steps: same seed, batch and length) or validation windows. Per value it prints the
+mean loss and each level's surprise (its inner objective at the chunk-start states). A level whose
+surprise goes non-finite or jumps by orders of magnitude at k times the trained value is within k of
+the step size where its inner gradient descent overshoots (theta * curvature > 2).
+
+    python scripts/inner_margin.py RUN --ckpt ckpt-0001200 --values 0,0.25,0.5,1,2 --steps 1171-1178
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import torch
+
+from nlc.api import compile as nlc_compile
+from nlc.rundir import open_run
+from nlc.train.checkpoint import load_checkpoint
+from nlc.train.data import default_corpus, eval_windows, get_batch
+
+
+def parse_steps(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
+
+
+def score(m, batches) -> tuple[float, dict]:
+    loss, stats = 0.0, {}
+    for x, y in batches:
+        with torch.no_grad():
+            out = m(x, targets=y)
+        loss += float(out.loss) / len(batches)
+        for k, v in (out.stats or {}).items():
+            if k.endswith("/surprise"):
+                stats[k] = stats.get(k, 0.0) + float(v) / len(batches)
+    return loss, stats
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="run directory (nlc train --out, or a sweep cell's run/)")
+    p.add_argument("--ckpt", help="checkpoint folder name inside RUN (default: the latest)")
+    p.add_argument("--param", default="lr_max", help="the spec parameter to scale (default lr_max)")
+    p.add_argument("--values", default="0,0.25,0.5,1,2", help="comma-separated values of --param")
+    p.add_argument("--steps", help="score the training batches of these steps, e.g. 1171-1178 (default: 8 "
+                                   "validation windows of the run's length)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    r = open_run(a.run)
+    ck = load_checkpoint(r.path / a.ckpt if a.ckpt else r.path, None, strict_spec=False)
+    args = ck.record.get("train_args", {})
+    batch, T, seed = int(args.get("batch", 8)), int(args.get("seq_len", 128)), int(ck.record.get("seed", 0))
+    corpus = default_corpus(verbose=False)
+    if a.steps:
+        batches = [get_batch(corpus.train, batch, T, seed, s) for s in parse_steps(a.steps)]
+        where = f"training batches of steps {a.steps} (batch {batch}, length {T}, seed {seed})"
+    else:
+        x, y = eval_windows(corpus.val, T, 8 * batch)
+        batches = list(zip(x.split(batch), y.split(batch)))
+        where = f"{len(x)} validation windows of {T} bytes"
+    print(f"# {r.path} {ck.path.name} (step {ck.step}), {r.record.model}, {where}")
+    for v in (float(s) for s in a.values.split(",")):
+        m = nlc_compile(str(r.main), model=r.record.model, **{**r.record.overrides, a.param: v})
+        load_checkpoint(ck.path, m, strict_spec=False)
+        m.eval()
+        loss, stats = score(m, batches)
+        cols = "  ".join(f"{k.removesuffix('/surprise')} {s:.4g}" if math.isfinite(s) else f"{k} non-finite"
+                         for k, s in sorted(stats.items()))
+        print(f"{a.param}={v:g}: loss {loss:.4f}  surprise: {cols}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
