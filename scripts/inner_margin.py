@@ -4,7 +4,9 @@ Reads a run directory written by `nlc train` (or a sweep cell's `run/`), recompi
 parameter (default `lr_max`, the inner step size of the Titans and Hope specs) set to each of --values,
 loads the checkpoint's trained weights unchanged, and scores the training batches of --steps (the batches
 the run saw at those steps: same seed, batch and length) or validation windows. Per value it prints the
-mean loss and each level's surprise (its inner objective at the chunk-start states). A level whose
+mean loss and each level's surprise (its inner objective at the chunk-start states), after a first row with
+every in-context level frozen at its trained initial state (`--freeze inner`; `lr_max = 0` is not that: the
+forget gate still shrinks the memory). A level whose
 surprise goes non-finite or jumps by orders of magnitude at k times the trained value is within k of
 the step size where its inner gradient descent overshoots (theta * curvature > 2).
 
@@ -21,7 +23,7 @@ import torch
 from nlc.api import compile as nlc_compile
 from nlc.rundir import open_run
 from nlc.train.checkpoint import load_checkpoint
-from nlc.train.data import default_corpus, eval_windows, get_batch
+from nlc.train.data import default_corpus, eval_windows, get_batch, load_data
 
 
 def parse_steps(text: str) -> list[int]:
@@ -41,6 +43,34 @@ def score(m, batches) -> tuple[float, dict]:
     return loss, stats
 
 
+def batches_of(ck, steps: str | None, data: str | None):
+    """The training batches of `steps` ("A-B": the run's own batches at those steps), else 8 batches of
+    validation windows of the run's length; with a description."""
+    args = ck.record.get("train_args", {})
+    batch, T, seed = int(args.get("batch", 8)), int(args.get("seq_len", 128)), int(ck.record.get("seed", 0))
+    corpus = load_data(data) if data else default_corpus(verbose=False)
+    if steps:
+        return ([get_batch(corpus.train, batch, T, seed, s) for s in parse_steps(steps)],
+                f"training batches of steps {steps} (batch {batch}, length {T}, seed {seed})")
+    x, y = eval_windows(corpus.val, T, 8 * batch)
+    return list(zip(x.split(batch), y.split(batch))), f"{len(x)} validation windows of {T} bytes"
+
+
+def margin(run_dir, ckpt: str | None, param: str, values, steps: str | None = None, data: str | None = None):
+    """Yields the header, then (value, mean loss, {level/surprise: mean}) per value: the checkpoint's
+    weights, compiled with `param` = value."""
+    r = open_run(run_dir)
+    ck = load_checkpoint(r.path / ckpt if ckpt else r.path, None, strict_spec=False)
+    batches, where = batches_of(ck, steps, data)
+    yield f"# {r.path} {ck.path.name} (step {ck.step}), {r.record.model}, {where}"
+    for v in values:  # None: as trained, every in-context level frozen at its initial state (--freeze inner)
+        m = nlc_compile(str(r.main), model=r.record.model, freeze=["inner"] if v is None else None,
+                        **{**r.record.overrides, **({} if v is None else {param: v})})
+        load_checkpoint(ck.path, m, strict_spec=False)
+        m.eval()
+        yield (v, *score(m, batches))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run directory (nlc train --out, or a sweep cell's run/)")
@@ -48,27 +78,17 @@ def main(argv=None) -> int:
     p.add_argument("--param", default="lr_max", help="the spec parameter to scale (default lr_max)")
     p.add_argument("--values", default="0,0.25,0.5,1,2", help="comma-separated values of --param")
     p.add_argument("--steps", help="score the training batches of these steps, e.g. 1171-1178 (default: 8 "
-                                   "validation windows of the run's length)")
+                                   "batches of validation windows of the run's length)")
+    p.add_argument("--data", help="the run's training data, as given to nlc train --data (default: the stdlib corpus)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    r = open_run(a.run)
-    ck = load_checkpoint(r.path / a.ckpt if a.ckpt else r.path, None, strict_spec=False)
-    args = ck.record.get("train_args", {})
-    batch, T, seed = int(args.get("batch", 8)), int(args.get("seq_len", 128)), int(ck.record.get("seed", 0))
-    corpus = default_corpus(verbose=False)
-    if a.steps:
-        batches = [get_batch(corpus.train, batch, T, seed, s) for s in parse_steps(a.steps)]
-        where = f"training batches of steps {a.steps} (batch {batch}, length {T}, seed {seed})"
-    else:
-        x, y = eval_windows(corpus.val, T, 8 * batch)
-        batches = list(zip(x.split(batch), y.split(batch)))
-        where = f"{len(x)} validation windows of {T} bytes"
-    print(f"# {r.path} {ck.path.name} (step {ck.step}), {r.record.model}, {where}")
-    for v in (float(s) for s in a.values.split(",")):
-        m = nlc_compile(str(r.main), model=r.record.model, **{**r.record.overrides, a.param: v})
-        load_checkpoint(ck.path, m, strict_spec=False)
-        m.eval()
-        loss, stats = score(m, batches)
+    values = [None] + [float(s) for s in a.values.split(",")]
+    rows = margin(a.run, a.ckpt, a.param, values, a.steps, a.data)
+    print(next(rows))
+    for v, loss, stats in rows:
+        if v is None:
+            print(f"frozen (--freeze inner): loss {loss:.4f}")
+            continue
         cols = "  ".join(f"{k.removesuffix('/surprise')} {s:.4g}" if math.isfinite(s) else f"{k} non-finite"
                          for k, s in sorted(stats.items()))
         print(f"{a.param}={v:g}: loss {loss:.4f}  surprise: {cols}", flush=True)
