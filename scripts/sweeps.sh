@@ -325,9 +325,9 @@ hope_needles() {
 }
 
 # why Hope learns neither needle task: hope_needles' passkey cell for each of Hope's three ablations (a static
-# memory, plain values, no CMS: specs/hope_ablations.nl), to see which part keeps it at chance
+# memory, plain values, no CMS; HopeStaticKeys: specs/hope_ablations.nl), to see which part keeps it at chance
 hope_needles_ablations() {
-  nlc sweep hope_ablations --model HopeNoCMS,HopeStatic,HopePlainValues --task niah "${HOPE64[@]}" \
+  nlc sweep hope_ablations --model HopeNoCMS,HopeStatic,HopePlainValues,HopeStaticKeys --task niah "${HOPE64[@]}" \
     --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
 }
 

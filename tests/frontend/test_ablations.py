@@ -68,6 +68,8 @@ HOPE = {
          "learn l2", "rule dgd(lr = eta, decay = alpha, layers = all)", "clock tokens(chunk)", "}"],
         ["k = l2norm(conv(linear(h)), groups = heads)", "v = linear(h)",
          "eta = lr_max * sigmoid(linear(h, out = heads))", "alpha = decay_max * sigmoid(linear(h, out = heads))"]),
+    "HopeStaticKeys": (["k = l2norm(conv(mk(h)), groups = heads)", "level mk, mv, meta, malpha : Fast per head {"],
+                       ["k = l2norm(conv(linear(h)), groups = heads)", "level mv, meta, malpha : Fast per head {"]),
     "HopePlainValues": (["values l2norm(self(v), groups = heads)"], ["values l2norm(v, groups = heads)"]),
     "HopeNoCMS": ([CMS, "out x1 + c"], ["out x1"]),
 }
