@@ -21,6 +21,7 @@ import sys
 import torch
 
 from nlc.api import compile as nlc_compile
+from nlc.errors import NlcError
 from nlc.rundir import open_run
 from nlc.train.checkpoint import load_checkpoint
 from nlc.train.data import default_corpus, eval_windows, get_batch, load_data
@@ -82,8 +83,19 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="the run's training data, as given to nlc train --data (default: the stdlib corpus)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    values = [None] + [float(s) for s in a.values.split(",")]
-    rows = margin(a.run, a.ckpt, a.param, values, a.steps, a.data)
+    try:
+        values = [None] + [float(s) for s in a.values.split(",")]
+    except ValueError:
+        p.error(f"--values {a.values}: comma-separated numbers")
+    try:
+        show(margin(a.run, a.ckpt, a.param, values, a.steps, a.data), a.param)
+    except NlcError as e:  # a missing run or checkpoint, an unknown parameter: the message, not a traceback
+        print(f"error: {e}" + (f"\n  hint: {e.hint}" if getattr(e, "hint", None) else ""), file=sys.stderr)
+        return 2
+    return 0
+
+
+def show(rows, param: str):
     print(next(rows))
     for v, loss, stats in rows:
         if v is None:
@@ -91,8 +103,7 @@ def main(argv=None) -> int:
             continue
         cols = "  ".join(f"{k.removesuffix('/surprise')} {s:.4g}" if math.isfinite(s) else f"{k} non-finite"
                          for k, s in sorted(stats.items()))
-        print(f"{a.param}={v:g}: loss {loss:.4f}  surprise: {cols}", flush=True)
-    return 0
+        print(f"{param}={v:g}: loss {loss:.4f}  surprise: {cols}", flush=True)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,12 @@ def test_main_prints_a_row_per_value(run, script, capsys):
     assert out[1].startswith("frozen (--freeze inner): loss ")
     assert out[2].startswith("lr_max=0.5: loss ") and "surprise: lmm.0.mem " in out[2]
     assert out[3].startswith("lr_max=1: loss ")
+
+
+def test_bad_input_is_a_message(run, script, capsys):
+    path, data = run
+    im = script("inner_margin")
+    assert im.main([str(path), "--ckpt", "ckpt-0000099", "--data", data]) == 2
+    assert "no run or checkpoint at" in capsys.readouterr().err
+    assert im.main([str(path), "--param", "nope", "--data", data]) == 2
+    assert "nope" in capsys.readouterr().err
