@@ -204,7 +204,20 @@ def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr:
         else:
             where = "no level state is non-finite"
     keep = f"last good checkpoint {last_good} is kept" if last_good else "no checkpoint was saved yet"
-    return DivergedError(f"{what} is {value} at step {step + 1}; {where}; {keep}", hint=recovery_hint(peak_lr, last_good))
+    hint = recovery_hint(peak_lr, last_good)
+    if levels:  # the level's own gradient descent overshot: its step size first, the outer lr second
+        hint = f"{inner_hint(levels[0], getattr(unwrap(model), 'config', {}))}; or {hint}"
+    return DivergedError(f"{what} is {value} at step {step + 1}; {where}; {keep}", hint=hint)
+
+
+def inner_hint(level: str, config: dict) -> str:
+    """A level's in-context update blew up: a smaller inner step (its rule's lr gate; the built-in Titans
+    and Hope specs scale it by their parameter lr_max). A trained memory can sit within 2x of the step size
+    where it overshoots (docs/results.md, "Titans MAG's blow-up"; scripts/inner_margin.py measures it)."""
+    lr_max = config.get("lr_max")
+    how = (f"--set lr_max={lr_max / 2:g} (this run's is {lr_max:g})" if isinstance(lr_max, (int, float)) and lr_max > 0
+           else "a smaller lr gate in its rule")
+    return f"level {level!r} overshot in context: give it a smaller inner step, {how}"
 
 
 class _StopFlag:

@@ -328,3 +328,16 @@ def test_training_start_cleans_temps(tmp_path, fake, text):
     tmp_path.joinpath(".tmp-ckpt-del-ckpt-0000001").mkdir()
     train(fake(), text, steps=1, save_every=0, out_dir=tmp_path, **KW)
     assert not list(tmp_path.glob(".latest-*")) and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_memory_that_blows_up_is_named_with_its_step_size(tmp_path, text):
+    """An in-context level whose own gradient descent overshoots (a far too large lr_max): the error names
+    the level, and the hint its inner step size before the outer learning rate."""
+    import nlc
+    torch.manual_seed(0)
+    m = nlc.compile("titans:TitansLMM", dim=16, heads=2, layers=1, chunk=4, lr_max=1e3)
+    with pytest.raises(DivergedError) as e:
+        train(m, text, steps=3, warmup=0, out_dir=tmp_path, **KW)
+    assert "level 'lmm.0.mem' blew up" in e.value.message, e.value.message
+    assert e.value.hint.startswith("level 'lmm.0.mem' overshot in context: give it a smaller inner step, "
+                                   "--set lr_max=500 (this run's is 1000); or start again with a lower learning rate")
