@@ -207,18 +207,20 @@ mqar_d128() {
 }
 
 # Zoology's protocol (task mqar_mix): trained on 64x4 (5 of every 9 steps), 128x8, 256x16, 256x32, 256x64 (length x
-# pairs), scored on 64x4, 64x8, 64x16, 128x32, 256x64, 512x64; d_model 64, 800 steps x 32, each model's d64-best lr
+# pairs), scored on 64x4, 64x8, 64x16, 128x32, 256x64, 512x64; d_model 64, 800 steps x 32, each model's d64-best lr;
+# MIX_SEEDS seeds from MIX_FIRST (default seed 0 alone)
 mqar_mix_d64() {
   nlc sweep "${ZOO_MODELS[@]}" transformer_conv --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
     --set batch=32 --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
     --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds "${MIX_SEEDS:-1}" \
-    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
+    --first-seed "${MIX_FIRST:-0}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
 # Titans LMM diverged on the mix at 3e-3 (NaN at step 525): again at 1e-3, into the same folder
 mqar_mix_d64_titans() {
   nlc sweep titans:TitansLMM --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32 \
-    --set lr=1e-3 --set lr_max=2 --set chunk=16 --seeds "${MIX_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
+    --set lr=1e-3 --set lr_max=2 --set chunk=16 --seeds "${MIX_SEEDS:-1}" --first-seed "${MIX_FIRST:-0}" \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
 # MAD at d_model 64 with an lr sweep: recall, noisy recall, selective copy (memorize: all three models of mad_d64 at
