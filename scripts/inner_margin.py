@@ -1,6 +1,6 @@
 """How far a trained model's in-context memories are from their stability edge.
 
-Reads a run directory written by `nlc train` (or a sweep cell's `run/`), recompiles its spec with one spec
+Reads a run directory written by `nlc train` (or an `nlc sweep` cell's folder), recompiles its spec with one spec
 parameter (default `lr_max`, the inner step size of the Titans and Hope specs) set to each of --values,
 loads the checkpoint's trained weights unchanged, and scores the training batches of --steps (the batches
 the run saw at those steps: same seed, batch and length) or validation windows. Per value it prints the
@@ -15,14 +15,18 @@ the step size where its inner gradient descent overshoots (theta * curvature > 2
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
+from pathlib import Path
 
 import torch
 
 from nlc.api import compile as nlc_compile
+from nlc.builtin import resolve_spec
 from nlc.errors import NlcError
 from nlc.rundir import open_run
+from nlc.sweep import CELL
 from nlc.train.checkpoint import load_checkpoint
 from nlc.train.data import default_corpus, eval_windows, get_batch, load_data
 
@@ -57,16 +61,28 @@ def batches_of(ck, steps: str | None, data: str | None):
     return list(zip(x.split(batch), y.split(batch))), f"{len(x)} validation windows of {T} bytes"
 
 
+def source(run_dir) -> tuple[str, str | None, dict, Path]:
+    """(spec, model, --set values, checkpoint folder) of an `nlc train` run directory, or of an `nlc sweep`
+    cell folder (its cell.json; the run is its run/, which holds checkpoints but no spec record)."""
+    cell = Path(run_dir) / CELL
+    if cell.is_file():
+        c = json.loads(cell.read_text())
+        spec, model = resolve_spec(c["spec"], c.get("model"))
+        return spec, model, dict(c.get("spec_set") or {}), Path(run_dir) / "run"
+    r = open_run(run_dir)
+    return str(r.main), r.record.model, dict(r.record.overrides), r.path
+
+
 def margin(run_dir, ckpt: str | None, param: str, values, steps: str | None = None, data: str | None = None):
     """Yields the header, then (value, mean loss, {level/surprise: mean}) per value: the checkpoint's
     weights, compiled with `param` = value."""
-    r = open_run(run_dir)
-    ck = load_checkpoint(r.path / ckpt if ckpt else r.path, None, strict_spec=False)
+    spec, model, overrides, run = source(run_dir)
+    ck = load_checkpoint(run / ckpt if ckpt else run, None, strict_spec=False)
     batches, where = batches_of(ck, steps, data)
-    yield f"# {r.path} {ck.path.name} (step {ck.step}), {r.record.model}, {where}"
+    yield f"# {run_dir} {ck.path.name} (step {ck.step}), {model or spec}, {where}"
     for v in values:  # None: as trained, every in-context level frozen at its initial state (--freeze inner)
-        m = nlc_compile(str(r.main), model=r.record.model, freeze=["inner"] if v is None else None,
-                        **{**r.record.overrides, **({} if v is None else {param: v})})
+        m = nlc_compile(spec, model=model, freeze=["inner"] if v is None else None,
+                        **{**overrides, **({} if v is None else {param: v})})
         load_checkpoint(ck.path, m, strict_spec=False)
         m.eval()
         yield (v, *score(m, batches))
@@ -74,7 +90,7 @@ def margin(run_dir, ckpt: str | None, param: str, values, steps: str | None = No
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="run directory (nlc train --out, or a sweep cell's run/)")
+    p.add_argument("run", help="run directory (nlc train --out), or an nlc sweep cell's folder")
     p.add_argument("--ckpt", help="checkpoint folder name inside RUN (default: the latest)")
     p.add_argument("--param", default="lr_max", help="the spec parameter to scale (default lr_max)")
     p.add_argument("--values", default="0,0.25,0.5,1,2", help="comma-separated values of --param")

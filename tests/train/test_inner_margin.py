@@ -51,3 +51,29 @@ def test_bad_input_is_a_message(run, script, capsys):
     assert "no run or checkpoint at" in capsys.readouterr().err
     assert im.main([str(path), "--param", "nope", "--data", data]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_sweep_cell_is_read_from_its_cell_record(tmp_path, text, script):
+    """A sweep cell's run/ has checkpoints but no spec record: the spec and --set values come from cell.json."""
+    import json
+
+    import torch
+
+    from nlc.train.checkpoint import load_checkpoint
+    from nlc.train.loop import train
+    im = script("inner_margin")
+    data = tmp_path / "data.txt"
+    data.write_bytes(text)
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    spec_set = dict(dim=16, heads=2, layers=1, chunk=4)
+    (cell / "cell.json").write_text(json.dumps(dict(spec="titans:TitansLMM", model=None, task="lm", seed=2, grid={},
+                                                    spec_set=spec_set)))
+    torch.manual_seed(0)
+    m = nlc.compile("titans:TitansLMM", **spec_set)
+    train(m, str(data), steps=2, batch=2, seq_len=16, warmup=0, seed=2, out_dir=cell / "run", progress=False, plot=False)
+    head, (_, at1, _), (_, at3, _) = im.margin(cell, None, "lr_max", [1.0, 3.0], steps="1-2", data=str(data))
+    assert "ckpt-0000002 (step 2), TitansLMM, training batches of steps 1-2 (batch 2, length 16, seed 2)" in head
+    ck = load_checkpoint(cell / "run", None, strict_spec=False)
+    batches, _ = im.batches_of(ck, "1-2", str(data))
+    assert at1 == pytest.approx(im.score(m.eval(), batches)[0], rel=1e-6) and at3 != at1
