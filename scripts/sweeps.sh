@@ -342,6 +342,15 @@ hope_static_needles() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope-ablations"
 }
 
+# HopeStaticKeys (Hope with a fixed key projection), which learned the passkey: seeds 1, 2 of its passkey cell
+# (hope_needles_ablations' folder) and the single needle
+hope_static_keys_needles() {
+  nlc sweep hope_ablations --model HopeStaticKeys --task niah "${HOPE64[@]}" --seeds 2 --first-seed 1 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
+  nlc sweep hope_ablations --model HopeStaticKeys --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope-ablations"
+}
+
 # Hope's passkey cell at a larger inner step: Titans LMM, which learns the passkey, runs at lr_max 2 there;
 # Hope's default is 0.5
 hope_needles_lr_max() {
