@@ -238,6 +238,21 @@ mad_d64_lrs() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-d64-lrs"
 }
 
+# seeds for mad_d64_lrs: each model at its best lr of seed 0 (ties: the higher lr), seeds 1..MAD_SEEDS, into
+# mad_d64_lrs' folders (the cells are seeds of its grid cells); recall, noisy recall, then selective copy
+mad_d64_seeds() {
+  local c=(--seeds "${MAD_SEEDS:-1}" --first-seed 1 "${MAD_SET[@]}" --jobs "${JOBS_ZOO:-1}")
+  local t=(--set titans.lr_max=2 --set titans.chunk=16) d=(--set deltanet.chunk=16)
+  nlc sweep "${MAD_MODELS[@]}" --task mad_recall --grid lr=1e-2 "${c[@]}" "${t[@]}" "${d[@]}" --out "$OUT/mad_recall-d64-lrs"
+  nlc sweep transformer_conv deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM --task mad_noisy_recall \
+    --grid lr=1e-2 "${c[@]}" "${t[@]}" "${d[@]}" --out "$OUT/mad_noisy_recall-d64-lrs"
+  nlc sweep transformer --task mad_noisy_recall --grid lr=3e-3 "${c[@]}" --out "$OUT/mad_noisy_recall-d64-lrs"
+  nlc sweep transformer transformer_conv deltanet:GatedDeltaNet --task mad_selective_copy --grid lr=3e-3 "${c[@]}" \
+    "${d[@]}" --out "$OUT/mad_selective_copy-d64-lrs"
+  nlc sweep deltanet:DeltaNet titans:TitansLMM --task mad_selective_copy --grid lr=1e-2 "${c[@]}" "${t[@]}" "${d[@]}" \
+    --out "$OUT/mad_selective_copy-d64-lrs"
+}
+
 # the Transformer with a short causal convolution before attention (specs/transformer_conv.nl), the cell the d64 MQAR
 # section named next, at 3 lrs; the plain Transformer at 3e-3 in the same sweep
 mqar_d64_transformer_conv() {
