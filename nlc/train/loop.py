@@ -211,13 +211,16 @@ def diagnose(step: int, what: str, value: float, out, model, last_good, peak_lr:
 
 
 def inner_hint(level: str, config: dict) -> str:
-    """A level's in-context update blew up: a smaller inner step (its rule's lr gate; the built-in Titans
-    and Hope specs scale it by their parameter lr_max). A trained memory can sit within 2x of the step size
-    where it overshoots (docs/results.md, "Titans MAG's blow-up"; scripts/inner_margin.py measures it)."""
+    """A level's in-context update blew up: its own gradient descent overshot, so its inner step (its
+    rule's lr gate; the built-in Titans and Hope specs scale it by their parameter lr_max) is the first
+    thing to change. That is a new spec, so a new run: --resume refuses a changed --set. A trained memory
+    can sit within 2-3x of the step where it overshoots, at any lr_max (docs/results.md, "Titans MAG's
+    blow-up"; scripts/inner_margin.py measures it), so a smaller step is no guarantee."""
     lr_max = config.get("lr_max")
     how = (f"--set lr_max={lr_max / 2:g} (this run's is {lr_max:g})" if isinstance(lr_max, (int, float)) and lr_max > 0
            else "a smaller lr gate in its rule")
-    return f"level {level!r} overshot in context: give it a smaller inner step, {how}"
+    return (f"level {level!r} overshot in context: start a new run (a new --out; --resume refuses a changed "
+            f"--set) with a smaller inner step, {how}")
 
 
 class _StopFlag:

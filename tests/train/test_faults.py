@@ -339,5 +339,31 @@ def test_a_memory_that_blows_up_is_named_with_its_step_size(tmp_path, text):
     with pytest.raises(DivergedError) as e:
         train(m, text, steps=3, warmup=0, out_dir=tmp_path, **KW)
     assert "level 'lmm.0.mem' blew up" in e.value.message, e.value.message
-    assert e.value.hint.startswith("level 'lmm.0.mem' overshot in context: give it a smaller inner step, "
-                                   "--set lr_max=500 (this run's is 1000); or start again with a lower learning rate")
+    assert e.value.hint.startswith("level 'lmm.0.mem' overshot in context: start a new run (a new --out; --resume "
+                                   "refuses a changed --set) with a smaller inner step, --set lr_max=500 (this "
+                                   "run's is 1000); or start again with a lower learning rate")
+
+
+def test_a_memory_that_blows_up_after_a_checkpoint_offers_both_recoveries(tmp_path, text):
+    """With a good checkpoint kept: a new run with the smaller inner step, or --resume with a lower outer lr
+    (the --resume the hint names keeps the spec, so it is not refused)."""
+    import nlc
+    torch.manual_seed(0)
+    m = nlc.compile("titans:TitansLMM", dim=16, heads=2, layers=1, chunk=4, lr_max=1.0)
+    blow = {"n": 0}
+
+    def hook(mod, args):  # at the third training forward, M_0 x 100: its inner loss 1e4 x as curved, lr_max 1 overshoots
+        if mod.training:
+            blow["n"] += 1
+            if blow["n"] == 3:
+                with torch.no_grad():
+                    for name, p in mod.named_parameters():
+                        if ".mems.mem.init." in name:
+                            p.mul_(100.0)
+    m.register_forward_pre_hook(hook)
+    with pytest.raises(DivergedError) as e:
+        train(m, text, steps=6, warmup=0, save_every=1, clip=0.0, out_dir=tmp_path, **KW)
+    assert "level 'lmm.0.mem' blew up" in e.value.message and "ckpt-0000002 is kept" in e.value.message, e.value.message
+    hint = e.value.hint
+    assert "start a new run (a new --out; --resume refuses a changed --set) with a smaller inner step, --set lr_max=0.5" in hint
+    assert "; or continue from the last good checkpoint with a lower learning rate: --resume --lr" in hint
