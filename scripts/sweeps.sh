@@ -302,6 +302,13 @@ mad_recall_hope_decay() {
     --grid decay_max=0 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-decay"
 }
 
+# mad_recall_hope_decay's cell (Hope at decay 0 on MAD recall: 0.227) for HopeStatic and HopeStaticKeys: do fixed
+# keys help recall as they help the passkey?
+mad_recall_hope_static() {
+  nlc sweep hope_ablations --model HopeStatic,HopeStaticKeys --task mad_recall --grid lr=3e-3 "${MAD_SET[@]}" \
+    --set chunk=16 --set mem_chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-static"
+}
+
 # the single keyed needle in real text (task needle, RULER's S-NIAH-2 at byte level) with the passkey's models,
 # settings and lrs (NIAH64 above), Hope aside (a cell of it took an hour on the passkey); seeds one at a time
 NEEDLE64=()  # NIAH64 less its task and Hope's settings (a setting for a model not in the sweep is an error)
