@@ -26,7 +26,7 @@ import torch
 
 from nlc.api import compile as nlc_compile
 from nlc.builtin import resolve_spec
-from nlc.errors import NlcError
+from nlc.errors import NlcError, render
 from nlc.rundir import open_run
 from nlc.sweep import CELL
 from nlc.train.checkpoint import load_checkpoint
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         # the values first: an unknown --param fails before the frozen row's work
         show(margin(a.run, a.ckpt, a.param, values + [None], a.steps, a.data), a.param)
     except NlcError as e:  # a missing run or checkpoint, an unknown parameter: the message, not a traceback
-        print(f"error: {e}" + (f"\n  hint: {e.hint}" if getattr(e, "hint", None) else ""), file=sys.stderr)
+        print(render(e), file=sys.stderr)
         return 2
     return 0
 

@@ -355,23 +355,16 @@ hope_needles_ablations() {
     --seeds "${NEEDLE_SEEDS:-1}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
 }
 
-# HopeStatic (Hope without self-modification), which learned the passkey where Hope did not: seeds 1, 2 of
+# one ablation of specs/hope_ablations.nl that learned the passkey where Hope did not: seeds 1, 2 of
 # hope_needles_ablations' passkey cell (same folder), and the single needle in real text
-hope_static_needles() {
-  nlc sweep hope_ablations --model HopeStatic --task niah "${HOPE64[@]}" --seeds 2 --first-seed 1 \
+hope_ablation_needles() {
+  nlc sweep hope_ablations --model "$1" --task niah "${HOPE64[@]}" --seeds 2 --first-seed 1 \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
-  nlc sweep hope_ablations --model HopeStatic --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" \
+  nlc sweep hope_ablations --model "$1" --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope-ablations"
 }
-
-# HopeStaticKeys (Hope with a fixed key projection), which learned the passkey: seeds 1, 2 of its passkey cell
-# (hope_needles_ablations' folder) and the single needle
-hope_static_keys_needles() {
-  nlc sweep hope_ablations --model HopeStaticKeys --task niah "${HOPE64[@]}" --seeds 2 --first-seed 1 \
-    --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
-  nlc sweep hope_ablations --model HopeStaticKeys --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" \
-    --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope-ablations"
-}
+hope_static_needles() { hope_ablation_needles HopeStatic; }          # Hope without self-modification
+hope_static_keys_needles() { hope_ablation_needles HopeStaticKeys; } # Hope with a fixed key projection only
 
 # Hope's passkey cell at a larger inner step: Titans LMM, which learns the passkey, runs at lr_max 2 there;
 # Hope's default is 0.5
