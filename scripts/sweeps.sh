@@ -424,6 +424,16 @@ gdn_ladder_lm() {
     --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-ladder"
 }
 
+# ---- session 13 -----------------------------------------------------------------------------------------------------
+
+# Hope with only its key projection fixed (HopeStaticKeys: the one change that let Hope learn the passkey) on
+# lm_budget's cell: Hope's size, data and settings. Does fixing the keys cost it on language? (HSK_SEEDS seeds)
+lm_budget_hope_static_keys() {
+  nlc sweep hope_ablations:HopeStaticKeys --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 \
+    --set batch=8 --set seq_len=128 --set eval_batches=8 --set dim=168 \
+    --seeds "${HSK_SEEDS:-1}" --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-hope-static-keys"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
