@@ -434,6 +434,15 @@ lm_budget_hope_static_keys() {
     --seeds "${HSK_SEEDS:-1}" --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-hope-static-keys"
 }
 
+# Titans MAG with the curvature-following inner step (`normalize = true`: theta / (1 + chunk theta c_t), c_t the
+# Gauss-Newton curvature of each token's loss; nlc/rules/momentum/README.md) on lm_budget's MAG cell, MAG_SEEDS
+# seeds at lr_max 1 (the spec's) and MAG_LR_MAX=2 for a larger step; its seed 1 blew up with the plain step
+lm_budget_mag_normalized() {
+  nlc sweep titans:TitansMAG --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 --set batch=8 \
+    --set seq_len=128 --set eval_batches=8 --set dim=208 --set normalize=true --set lr_max="${MAG_LR_MAX:-1}" \
+    --seeds "${MAG_SEEDS:-3}" --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-mag-normalized"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then

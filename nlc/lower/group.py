@@ -86,7 +86,7 @@ def write(layer, g, v, st, at_end, n, stats, acc):
     W0s = None
     if m0.rule.uses_init:  # M_0 of each member, stacked like the state
         W0s = [torch.cat(ws, 1) for ws in zip(*(m.initial(B, k.device, k.dtype) for m in mems))]
-    u, surprise = mem.closed_form_grads(lv, Wbar, k, val, groups=G)
+    u, surprise, theta = mem.chunk_grads(lv, Wbar, k, val, theta, groups=G)
     Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s, m0.chunk_step)
     for i, name in enumerate(members):
         acc(stats, f"{name}/surprise", surprise[i] / (B * n))

@@ -91,6 +91,11 @@ def closed_form_grads(lv, Ws, k, v, groups: int | None = None):
     u_{t,l} = delta_{t,l} a_{t,l}^T. Returns [(delta (B,H,n,o), a (B,H,n,i))], surprise (per group of
     heads with `groups`: see objective_value)."""
     y, acts = forward_layers(lv, Ws, k)
+    return _grads(lv, Ws, v, y, acts), objective_value(lv, y, v, groups).detach()
+
+
+def _grads(lv, Ws, v, y, acts):
+    """The rank-1 factors of closed_form_grads, from the forward's y and per-layer (z, a)."""
     d = objective_grad(lv, y, v)
     out = [None] * len(Ws)
     for li in range(len(Ws) - 1, -1, -1):
@@ -98,7 +103,43 @@ def closed_form_grads(lv, Ws, k, v, groups: int | None = None):
         out[li] = (d, a)
         if li:
             d = (d @ Ws[li]) * act_grad(lv.memory.act, acts[li - 1][0])
-    return out, objective_value(lv, y, v, groups).detach()
+    return out
+
+
+def chunk_grads(lv, Ws, k, v, theta, groups: int | None = None):
+    """`closed_form_grads` and the lr gate the step takes: theta itself, or for a curvature-following
+    level (`normalize = true`, gd / momentum) theta / (1 + C theta c) with c from `gn_curvature`.
+    Returns u, surprise, theta."""
+    y, acts = forward_layers(lv, Ws, k)
+    u = _grads(lv, Ws, v, y, acts)
+    if lv.rule is not None and RULES[lv.rule].curvature_step(lv):
+        theta = normalized_lr(lv, theta, gn_curvature(lv, Ws, acts, u))
+    return u, objective_value(lv, y, v, groups).detach(), theta
+
+
+def gn_curvature(lv, Ws, acts, u):
+    """c_t = |J_t g_t|^2 / |g_t|^2 (B,H,n): the Gauss-Newton curvature of token t's l2 loss along its own
+    gradient g_t, J_t the Jacobian of M(k_t) in the weights at Ws. J_t g_t is one forward tangent pass
+    on the rank-1 factors (g_l a_l = delta_l |a_l|^2): zdot_1 = delta_1 |a_1|^2, zdot_l = delta_l |a_l|^2 +
+    W_l (act'(z_{l-1}) * zdot_{l-1}); the residual's k has no tangent. A linear memory's c_t is |k_t|^2.
+    The reference (`reference_token`) takes J_t g_t from torch.func.jvp instead."""
+    zdot, g2 = None, 0.0
+    for li, (d, a) in enumerate(u):
+        aa = (a * a).sum(-1, keepdim=True)
+        g2 = g2 + (d * d).sum(-1) * aa[..., 0]
+        t = d * aa
+        if zdot is not None:
+            t = t + (act_grad(lv.memory.act, acts[li - 1][0]) * zdot) @ Ws[li].transpose(-1, -2)
+        zdot = t
+    return (zdot * zdot).sum(-1) / g2.clamp_min(torch.finfo(g2.dtype).tiny)
+
+
+def normalized_lr(lv, theta, c):
+    """theta / (1 + C theta c), C the level's chunk: the chunk's step sum_t theta'_t c_t stays below 1, so
+    in the Gauss-Newton model no chunk overshoots (a step overshoots past 2). With C = 1 and a linear
+    memory (c = |k|^2) it is dgd's Sherman-Morrison step theta / (1 + theta |k|^2)."""
+    C = lv.clock.period or 1
+    return theta / (1 + C * theta * c)
 
 
 class MemoryLevel(nn.Module):
@@ -221,6 +262,11 @@ def reference_token(lv, Wbar, Ws, Ss, k, v, theta, alpha, eta, W0s=None, token=N
         y, acts = forward_layers(lv, [w + d for w, d in zip(Wbar, deltas)], k[:, :, None])
         loss = objective_value(lv, y, v[:, :, None])                       # eq. 12 / 85
         grads = torch.autograd.grad(loss, deltas, create_graph=outer)
+        if RULES[lv.rule].curvature_step(lv):  # c_t = |J g|^2 / |g|^2, J g by forward-mode autograd
+            _, jg = torch.func.jvp(lambda *w: forward_layers(lv, list(w), k[:, :, None])[0],
+                                   tuple(w.contiguous() for w in Wbar), grads)  # an expanded M_0 cannot be dual
+            g2 = sum((g * g).sum((-1, -2)) for g in grads)
+            theta = normalized_lr(lv, theta, (jg * jg).sum((-1, -2)) / g2.clamp_min(torch.finfo(g2.dtype).tiny))
     token = token or RULES[lv.rule].update().token
     new_W, new_S = [], []
     for li, (W, g) in enumerate(zip(Ws, grads)):

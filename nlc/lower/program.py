@@ -252,7 +252,7 @@ class Layer(nn.Module):
                                                    m.token_step)
                 surprise = surprise + loss
         else:  # CHUNK, or a kernel's level on a segment that starts mid-chunk
-            u, surprise = mem.closed_form_grads(lv, Wbar, k, val)
+            u, surprise, theta = mem.chunk_grads(lv, Wbar, k, val, theta)
             Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, theta, alpha, eta, W0s, m.chunk_step)
         st.update(zip(kW, Ws))
         if Ss is not None:

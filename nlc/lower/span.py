@@ -6,7 +6,7 @@ and no write stream depends on a read. Then a level's chunks need nothing from t
 and `Layer.run` hands the longest chunk-aligned prefix of the call to `span_level` at once:
     torch   the level's chunk loop over the whole prefix: gates and heads split once, then per chunk the
             read at its chunk-start state, the closed-form gradients and the rule's `chunk` (the same
-            functions as the per-segment path: `memory.closed_form_grads`, `memory.chunk_write`);
+            functions as the per-segment path: `memory.chunk_grads`, `memory.chunk_write`);
     triton  one fused op call over the prefix (`triton_plan.fused_span`), with the real queries.
 The prefix ends on a chunk boundary of every level, so the chunk-start state after it is the final
 state; the tail that ends mid-chunk goes through the per-segment path from there.
@@ -79,7 +79,7 @@ def _torch_span(m, Ws, Ss, q, k, v, theta, alpha, eta, chunk):
     for qc, kc, vc, th, al, et in zip(qs, ks, vs, ths, als, ets):
         Wbar = Ws
         outs.append(mem.forward_layers(lv, Wbar, qc)[0])
-        u, s = mem.closed_form_grads(lv, Wbar, kc, vc)
+        u, s, th = mem.chunk_grads(lv, Wbar, kc, vc, th)
         Ws, Ss = mem.chunk_write(lv, Ws, Ss, u, th, al, et, W0s, m.chunk_step)
         surprise = surprise + s
         norm = norm + sum((w - wb).detach().norm() for w, wb in zip(Ws, Wbar))

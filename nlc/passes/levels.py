@@ -221,6 +221,9 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         gates.setdefault(g, Gate(kind=GateKind.CONST, value=default))
     for o, allowed in r.options.items():
         rargs.setdefault(o, allowed[0])
+    if r.curvature and rargs.get("normalize") and objective != Objective.L2:
+        raise DimensionError(f"{rule.func}(normalize = true) follows the curvature of an l2 objective, "
+                             f"not {objective}", rule.span, "use `learn l2`, or drop normalize")
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
     init = init_p.init if init_p else ir.Call(func=Init.META)

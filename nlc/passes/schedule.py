@@ -33,9 +33,12 @@ MLP_KERNEL_ACTS = ("silu", "relu")
 
 def fused_kernel(lv) -> Impl | None:
     """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
-    l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term)."""
+    l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term or the
+    curvature-following step of `normalize = true`)."""
     m = lv.memory
     if lv.role != Role.MEMORY or not lv.clock.in_context or lv.objective != Objective.L2:
+        return None
+    if RULES[lv.rule].curvature_step(lv):  # no kernel computes the curvature c_t of the normalised step
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
@@ -92,10 +95,13 @@ def level_impl(lv, target: Target) -> tuple[Impl, str]:
     if target.backend == Backend.REFERENCE:
         return Impl.REFERENCE, "the literal per-token equations"
     closed = (Impl.CHUNK, f"closed form of rule {lv.rule} (nlc/rules/{lv.rule}): {RULES[lv.rule].doc}")
+    if RULES[lv.rule].curvature_step(lv):
+        closed = (closed[0], closed[1] + "; theta' = theta / (1 + C theta c_t), c_t by a tangent pass (normalize = true)")
     if target.backend == Backend.TRITON:
         k = fused_kernel(lv)
         if k is None:
-            return closed[0], closed[1] + "; no fused kernel covers this level"
+            why = "no fused kernel computes c_t" if RULES[lv.rule].curvature_step(lv) else "no fused kernel covers this level"
+            return closed[0], f"{closed[1]}; {why}"
         if not target.kernels_runnable:
             return closed[0], closed[1] + f"; {k.kernel} applies but no CUDA device or Triton interpreter here"
         return k, "fused Triton kernel on chunk-aligned segments (the closed form on a segment that starts mid-chunk)"

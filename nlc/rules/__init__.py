@@ -39,12 +39,18 @@ class Rule:
     key_projection: bool = False      # the update multiplies W by (a I - theta k k^T) (DGD): the linear kernel's
                                       # k k^T term, the Sherman-Morrison step, its FLOPs (nlc.roofline)
     module: str = ""                  # the module with token() and chunk(); default nlc.rules.<name>.update
+    curvature: bool = False           # its option `normalize = true` makes theta follow the Gauss-Newton curvature
+                                      # of each token's loss (nlc/rules/momentum/README.md); no fused kernel does
 
     def has_momentum(self, lv) -> bool:
         if self.momentum != Momentum.GATE:
             return self.momentum == Momentum.ALWAYS
         g = lv.gates.get("momentum")
         return not (g is None or (g.kind == GateKind.CONST and g.value == 0.0))
+
+    def curvature_step(self, lv) -> bool:
+        """Whether the level's lr gate follows the curvature: theta'_t = theta_t / (1 + C theta_t c_t)."""
+        return self.curvature and bool(lv.rule_args.get("normalize", False))
 
     def update(self):
         """The rule's torch functions (imported on first use: the checker needs no torch)."""

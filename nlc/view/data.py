@@ -289,11 +289,20 @@ def update_eqs(lv) -> list[dict]:
         factor = M.paren(M.row(M.mi("I"), M.mo("−"), th, kt, M.sup(kt, M.mi("⊤"))))
         out.append({"title": "update (the gated delta rule; learn dot: Gated DeltaNet)",
                     "mathml": M.math(W, M.mo("="), retain, factor, M.mo("−"), grad(th))})
-    elif mom:
-        out.append({"title": "momentum (surprise, Titans eq. 14)", "mathml": M.math(S, M.mo("="), et, Sp, M.mo("−"), grad(th))})
-        out.append({"title": "update (Titans eq. 13)", "mathml": M.math(W, M.mo("="), retain, M.mo("+"), S)})
     else:
-        out.append({"title": "update (gradient descent)", "mathml": M.math(W, M.mo("="), retain, M.mo("−"), grad(th))})
+        curv = RULES[lv.rule].curvature_step(lv)  # normalize = true: theta follows the curvature (nlc/rules/momentum)
+        thc = M.t_sub(M.row(M.mi("θ"), M.mo("′"))) if curv else th
+        if mom:
+            out.append({"title": "momentum (surprise, Titans eq. 14)", "mathml": M.math(S, M.mo("="), et, Sp, M.mo("−"), grad(thc))})
+            out.append({"title": "update (Titans eq. 13)", "mathml": M.math(W, M.mo("="), retain, M.mo("+"), S)})
+        else:
+            out.append({"title": "update (gradient descent)", "mathml": M.math(W, M.mo("="), retain, M.mo("−"), grad(thc))})
+        if curv:
+            g = M.t_sub(M.mi("g"))
+            c = M.frac(M.sup(M.norm(M.row(M.t_sub(M.mi("J")), g)), M.mn(2)), M.sup(M.norm(g), M.mn(2)))
+            out.append({"title": "curvature-following step (normalize = true; g: the token's gradient at the chunk start)",
+                        "mathml": M.math(thc, M.mo("="), M.frac(th, M.row(M.mn(1), M.mo("+"), M.mn(lv.clock.period or 1),
+                                                                          th, c)))})
     out.append({"title": "read (at the chunk-start state)", "mathml": M.math(
         M.t_sub(M.mi("y")), M.mo("="), M.sub(M.mi("M"), M.bar(M.mi("W"))), M.paren(M.t_sub(M.mi("q"))))})
     return out

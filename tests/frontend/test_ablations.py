@@ -42,15 +42,15 @@ TITANS = {
     "TitansNoMomentum": (
         ["eta = sigmoid(linear(h, out = heads))",
          "rule momentum(lr = lr_max / chunk * (1 - eta) * sigmoid(linear(h, out = heads)), momentum = eta, "
-         "decay = decay_max * sigmoid(linear(h, out = heads)))"],
+         "decay = decay_max * sigmoid(linear(h, out = heads)), normalize = normalize)"],
         ["rule momentum(lr = lr_max / chunk * sigmoid(linear(h, out = heads)), momentum = 0, "
-         "decay = decay_max * sigmoid(linear(h, out = heads)))"]),
+         "decay = decay_max * sigmoid(linear(h, out = heads)), normalize = normalize)"]),
     "TitansNoDecay": (
-        ["model M(dim = 64, heads = 4, layers = 2, vocab = 256, chunk = 16, lr_max = 1, decay_max = 0.01) {",
+        ["model M(dim = 64, heads = 4, layers = 2, vocab = 256, chunk = 16, lr_max = 1, decay_max = 0.01, normalize = false) {",
          "rule momentum(lr = lr_max / chunk * (1 - eta) * sigmoid(linear(h, out = heads)), momentum = eta, "
-         "decay = decay_max * sigmoid(linear(h, out = heads)))"],
-        ["model M(dim = 64, heads = 4, layers = 2, vocab = 256, chunk = 16, lr_max = 1) {",
-         "rule momentum(lr = lr_max / chunk * (1 - eta) * sigmoid(linear(h, out = heads)), momentum = eta)"]),
+         "decay = decay_max * sigmoid(linear(h, out = heads)), normalize = normalize)"],
+        ["model M(dim = 64, heads = 4, layers = 2, vocab = 256, chunk = 16, lr_max = 1, normalize = false) {",
+         "rule momentum(lr = lr_max / chunk * (1 - eta) * sigmoid(linear(h, out = heads)), momentum = eta, normalize = normalize)"]),
     "TitansNoConv": (
         [f"{x} = l2norm(silu(conv(linear(h))), groups = heads)" for x in "qkv"],
         [f"{x} = l2norm(silu(linear(h)), groups = heads)" for x in "qkv"]),

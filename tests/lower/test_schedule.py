@@ -64,6 +64,13 @@ def test_order_and_impls_follow_the_target():
     assert f.order == Order.LAYER_MAJOR  # nothing learns from the task loss: layer by layer
 
 
+def test_the_curvature_step_takes_the_torch_closed_form():
+    """No kernel computes the curvature of `normalize = true`: the schedule says so and runs the closed form."""
+    c = run("titans", {"normalize": True}, "TitansLMM")
+    s = build_schedule(c.plan, Target(backend=Backend.TRITON, kernels_runnable=True))
+    assert {ls.impl for ls in s.levels} == {Impl.CHUNK} and "no fused kernel computes c_t" in s.levels[0].why
+
+
 def test_state_layout_is_the_models_state():
     torch = pytest.importorskip("torch")
     import nlc

@@ -5,6 +5,10 @@ register(Rule(
     gates={"lr": 0.1, "decay": 0.0},
     doc="W_t = (1 - alpha_t) W_{t-1} - theta_t grad  (momentum with eta = 0)",
     kernels=("linear_memory", "mlp_memory"),
+    # `normalize`: theta_t / (1 + C theta_t c_t), c_t the Gauss-Newton curvature of token t's loss along its
+    # gradient, C the chunk (../momentum/README.md, "The curvature-following step")
+    options={"normalize": (False, True)},
+    curvature=True,
     momentum=Momentum.NEVER,
     module="nlc.rules.momentum.update",  # gd is the momentum rule without its buffer (eta = None)
 ))
