@@ -443,6 +443,13 @@ lm_budget_mag_normalized() {
     --seeds "${MAG_SEEDS:-3}" --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-mag-normalized"
 }
 
+# HopeStaticKeys (only k fixed) on hope_iso's MQAR at decay_max 0 (Hope's default), 3 seeds, into hope-iso: does
+# fixing the keys cost Hope the recall it has there (Hope at decay_max 0: 0.960 +- 0.015)?
+hope_iso_static_keys() {
+  nlc sweep specs/hope_ablations.nl --model HopeStaticKeys "${HOPE_ISO[@]}" --set layers=2 --grid decay_max=0 \
+    --seeds "${HSK_SEEDS:-3}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then

@@ -132,6 +132,12 @@ def test_layer_major_grouped_equals_ungrouped(rule):
     _same(g, u, [(0, 6), (6, 11)], torch.randint(0, 256, (2, 11)))
 
 
+def test_grouped_curvature_step_equals_ungrouped():
+    """normalize = true (the curvature-following step): the grouped c_t is each member's own."""
+    g, u = _pair(text=two().replace("decay = 0.01)", "decay = 0.01, normalize = true)"))
+    _same(g, u, [(0, 6), (6, 11)], torch.randint(0, 256, (2, 11)))
+
+
 def test_hope_grouped_with_checkpointing_and_layer_major():
     x = torch.randint(0, 256, (2, 5))
     g, u = _pair("hope", dim=8, heads=2, layers=1, chunk=2, mem_chunk=4, checkpointing=True)
