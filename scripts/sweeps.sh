@@ -450,6 +450,13 @@ hope_iso_static_keys() {
     --seeds "${HSK_SEEDS:-3}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/hope-iso"
 }
 
+# Hope, HopeStatic and HopeStaticKeys on MAD recall (mad_recall_hope_static's cell, decay_max 0), three seeds each in
+# one folder (seed 0 again: mad_recall_hope_decay and mad_recall_hope_static ran it once, in two folders)
+mad_recall_hope_seeds() {
+  nlc sweep hope hope_ablations:HopeStatic hope_ablations:HopeStaticKeys --task mad_recall --grid lr=3e-3 "${MAD_SET[@]}" \
+    --set chunk=16 --set mem_chunk=16 --set decay_max=0 --seeds 3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-seeds"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
