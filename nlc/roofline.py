@@ -7,6 +7,7 @@ P' = sum over layers after the first of o_l i_l (the rank-1 gradient factors nee
 propagated back through them), chunk program segment length n:
     read  M_Wbar(q)                              2 P      (each read op of the level)
     gradients at Wbar (forward, backprop)        2 P + 2 P'
+    curvature of normalize = true (gd, momentum) 2 P'     (the tangent pass through the layers after the first)
     update, momentum / gd rules                  2 P per running buffer: 4 P with momentum (W, S), 2 P without
     update, dgd without momentum (WY form)       per dgd layer 2 n i_l (k k^T) + 4 o_l i_l; other layers 2 o_l i_l
 The DGD triangular solve (n o_l per token per layer) and elementwise work are not matmuls: not
@@ -34,6 +35,8 @@ def level_flops(lv, n: int, reads: int = 1) -> int | None:
     P2 = sum(o * i for o, i in shapes[1:])
     momentum = lv.momentum
     grads = 2 * P + 2 * P2
+    if RULES[lv.rule].curvature_step(lv):
+        grads += 2 * P2
     if not RULES[lv.rule].key_projection:
         update = (4 if momentum else 2) * P
     elif momentum:

@@ -25,6 +25,8 @@ MODELS = {
     "linear, momentum": (LINEAR, {}),
     "mlp depth 2 x4, momentum (TitansLMM)": ("titans", dict(model="TitansLMM", dim=32, heads=2, layers=1, chunk=8)),
     "residual mlp, dgd (Hope)": ("hope", dict(dim=32, heads=2, layers=1, chunk=4, mem_chunk=8)),
+    "mlp depth 2 x4, momentum, normalize = true": ("titans", dict(model="TitansLMM", dim=32, heads=2, layers=1, chunk=8,
+                                                                  normalize=True)),
 }
 
 
@@ -42,8 +44,8 @@ def _counted(lv, level, n, B=2):
 
     def run():
         mem.read(lv, Wbar, q)
-        u, _ = mem.closed_form_grads(lv, Wbar, k, v)
-        upd(lv, Wbar, Ss, u, theta, alpha, eta if level.momentum else None)
+        u, _, th = mem.chunk_grads(lv, Wbar, k, v, theta)
+        upd(lv, Wbar, Ss, u, th, alpha, eta if level.momentum else None)
     flops, _ = roofline.count(run)
     return flops, B * H * n
 
