@@ -135,9 +135,9 @@ def gn_curvature(lv, Ws, acts, u):
 
 
 def normalized_lr(lv, theta, c):
-    """theta / (1 + C theta c), C the level's chunk: the chunk's step sum_t theta'_t c_t stays below 1, so
-    in the Gauss-Newton model no chunk overshoots (a step overshoots past 2). With C = 1 and a linear
-    memory (c = |k|^2) it is dgd's Sherman-Morrison step theta / (1 + theta |k|^2)."""
+    """theta / (1 + C theta c), C the level's chunk: C theta' c < 1, so in the Gauss-Newton model no token's
+    step overshoots its own loss (that needs theta c > 2), and the chunk's sum_t theta'_t c_t < 1. With C = 1
+    and a linear memory (c = |k|^2) it is dgd's Sherman-Morrison step theta / (1 + theta |k|^2)."""
     C = lv.clock.period or 1
     return theta / (1 + C * theta * c)
 

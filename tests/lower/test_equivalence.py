@@ -175,7 +175,7 @@ def test_curvature_of_a_linear_memory_is_the_key_norm():
 
 def test_curvature_step_stays_finite_where_the_plain_step_blows_up():
     """Keys of norm 3 and lr 1 on a 2-layer MLP memory: the plain step overshoots and the memory blows up
-    (NaN within 64 tokens); the curvature-following step keeps every chunk below the Gauss-Newton edge."""
+    (NaN within 64 tokens); the curvature-following step stays finite and small."""
     x = torch.randint(0, 256, (2, 64))
     stats = {}
     for norm in ("false", "true"):
