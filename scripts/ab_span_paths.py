@@ -1,6 +1,6 @@
 """The torch path of a whole-layer span, memory only (Titans layer shapes: B 2, H 4, dk 64, hidden 256,
 chunk 64), fwd+bwd: the kernels' chunked torch reference `chunk_mlp_memory` (no stats) vs nlc/lower/span.py's
-chunk loop (`memory.closed_form_grads` + `memory.chunk_write`, stats included), alternating, min of 3.
+chunk loop (`memory.chunk_grads` + `memory.chunk_write`, stats included), alternating, min of 3.
 
     python scripts/ab_span_paths.py [T]
 """

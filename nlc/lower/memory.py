@@ -10,7 +10,7 @@ NL eq. 89). Its fast state per sequence is
 At a chunk boundary Wbar <- W. Per token t of a chunk, u_t = the gradient of the objective at
 Wbar, and the level's update rule (nlc/rules/<rule>/: gd, momentum, dgd, anchored) takes the step.
 Two implementations of one semantics, both here and in the rule's folder:
-    chunk         closed-form per-token gradients (rank-1 per layer, `closed_form_grads`) as batched
+    chunk         closed-form per-token gradients (rank-1 per layer, `chunk_grads`) as batched
                   matmuls, then the rule's `chunk` (gate products, WY forms);
     reference     the equations literally: autograd for u_t (`reference_token`), the rule's `token`
                   step, a loop over tokens.
@@ -86,16 +86,9 @@ def _objective_terms(lv, y, v):
     raise ValueError(o)
 
 
-def closed_form_grads(lv, Ws, k, v, groups: int | None = None):
-    """Per-token gradients of the objective at weights Ws, as rank-1 factors per layer:
-    u_{t,l} = delta_{t,l} a_{t,l}^T. Returns [(delta (B,H,n,o), a (B,H,n,i))], surprise (per group of
-    heads with `groups`: see objective_value)."""
-    y, acts = forward_layers(lv, Ws, k)
-    return _grads(lv, Ws, v, y, acts), objective_value(lv, y, v, groups).detach()
-
-
 def _grads(lv, Ws, v, y, acts):
-    """The rank-1 factors of closed_form_grads, from the forward's y and per-layer (z, a)."""
+    """Per-token gradients of the objective at weights Ws, as rank-1 factors per layer, from the
+    forward's y and per-layer (z, a): u_{t,l} = delta_{t,l} a_{t,l}^T as [(delta (B,H,n,o), a (B,H,n,i))]."""
     d = objective_grad(lv, y, v)
     out = [None] * len(Ws)
     for li in range(len(Ws) - 1, -1, -1):
@@ -107,12 +100,13 @@ def _grads(lv, Ws, v, y, acts):
 
 
 def chunk_grads(lv, Ws, k, v, theta, groups: int | None = None):
-    """`closed_form_grads` and the lr gate the step takes: theta itself, or for a curvature-following
-    level (`normalize = true`, gd / momentum) theta / (1 + C theta c) with c from `gn_curvature`.
-    Returns u, surprise, theta."""
+    """The chunk's per-token gradients at weights Ws as rank-1 factors (`_grads`), its surprise (per group
+    of heads with `groups`: see objective_value), and the lr gate the step takes: theta itself, or for a
+    curvature-following level (`normalize = true`, gd / momentum) theta / (1 + C theta c) with c from
+    `gn_curvature`. Returns u, surprise, theta."""
     y, acts = forward_layers(lv, Ws, k)
     u = _grads(lv, Ws, v, y, acts)
-    if lv.rule is not None and RULES[lv.rule].curvature_step(lv):
+    if RULES[lv.rule].curvature_step(lv):
         theta = normalized_lr(lv, theta, gn_curvature(lv, Ws, acts, u))
     return u, objective_value(lv, y, v, groups).detach(), theta
 
@@ -135,9 +129,10 @@ def gn_curvature(lv, Ws, acts, u):
 
 
 def normalized_lr(lv, theta, c):
-    """theta / (1 + C theta c), C the level's chunk: C theta' c < 1, so in the Gauss-Newton model no token's
-    step overshoots its own loss (that needs theta c > 2), and the chunk's sum_t theta'_t c_t < 1. With C = 1
-    and a linear memory (c = |k|^2) it is dgd's Sherman-Morrison step theta / (1 + theta |k|^2)."""
+    """theta / (1 + C theta c), C the level's chunk: for theta >= 0, C theta' c < 1, so in the Gauss-Newton
+    model no token's step within its chunk overshoots its own loss (that needs theta c > 2), and the
+    chunk's sum_t theta'_t c_t < 1 (momentum carries steps past the chunk: not capped here). With C = 1 and
+    a linear memory (c = |k|^2) it is dgd's Sherman-Morrison step theta / (1 + theta |k|^2)."""
     C = lv.clock.period or 1
     return theta / (1 + C * theta * c)
 

@@ -18,7 +18,7 @@ from nlc.ir.kinds import (
 from nlc.ir.resolved import MAX_CHUNK, Clock, ClockUnit, Gate, LevelPlan, MemoryPlan
 from nlc.passes.consts import did_you_mean, eval_const, eval_option
 from nlc.passes.elaborate import _number
-from nlc.rules import RULES
+from nlc.rules import CURVATURE_OPTION, RULES
 
 
 def check_clock(clock: ir.Clock, env) -> Clock:
@@ -221,9 +221,9 @@ def build_level(el, lname: str, lv: ir.LevelDef) -> LevelPlan:
         gates.setdefault(g, Gate(kind=GateKind.CONST, value=default))
     for o, allowed in r.options.items():
         rargs.setdefault(o, allowed[0])
-    if r.curvature and rargs.get("normalize") and objective != Objective.L2:
-        raise DimensionError(f"{rule.func}(normalize = true) follows the curvature of an l2 objective, "
-                             f"not {objective}", rule.span, "use `learn l2`, or drop normalize")
+    if r.curvature_on(rargs) and objective != Objective.L2:
+        raise DimensionError(f"{rule.func}({CURVATURE_OPTION} = true) follows the curvature of an l2 objective, "
+                             f"not {objective}", rule.span, f"use `learn l2`, or drop {CURVATURE_OPTION}")
 
     init_p = next((p for p in lv.props if isinstance(p, ir.InitProp)), None)
     init = init_p.init if init_p else ir.Call(func=Init.META)

@@ -32,13 +32,16 @@ MLP_KERNEL_ACTS = ("silu", "relu")
 
 
 def fused_kernel(lv) -> Impl | None:
-    """The Triton kernel that covers a memory level, or None (the closed forms it computes need an
-    l2 objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term or the
-    curvature-following step of `normalize = true`)."""
+    """The Triton kernel that covers a memory level, or None: `kernel_shape`, less the levels whose
+    curvature-following step (`normalize = true`) no kernel computes."""
+    return None if RULES[lv.rule].curvature_step(lv) else kernel_shape(lv)
+
+
+def kernel_shape(lv) -> Impl | None:
+    """The Triton kernel whose shape covers a memory level (the closed forms it computes need an l2
+    objective; the MLP kernel is 2 layers of silu or relu, without DGD's k k^T term), or None."""
     m = lv.memory
     if lv.role != Role.MEMORY or not lv.clock.in_context or lv.objective != Objective.L2:
-        return None
-    if RULES[lv.rule].curvature_step(lv):  # no kernel computes the curvature c_t of the normalised step
         return None
     kernels = RULES[lv.rule].kernels  # what the rule's registration says implements it
     if m.kind == MemoryKind.LINEAR or (m.kind == MemoryKind.MLP and m.depth == 1):
@@ -95,13 +98,13 @@ def level_impl(lv, target: Target) -> tuple[Impl, str]:
     if target.backend == Backend.REFERENCE:
         return Impl.REFERENCE, "the literal per-token equations"
     closed = (Impl.CHUNK, f"closed form of rule {lv.rule} (nlc/rules/{lv.rule}): {RULES[lv.rule].doc}")
-    if RULES[lv.rule].curvature_step(lv):
+    curvature = RULES[lv.rule].curvature_step(lv)
+    if curvature:
         closed = (closed[0], closed[1] + "; theta' = theta / (1 + C theta c_t), c_t by a tangent pass (normalize = true)")
     if target.backend == Backend.TRITON:
         k = fused_kernel(lv)
         if k is None:
-            why = "no fused kernel computes c_t" if RULES[lv.rule].curvature_step(lv) else "no fused kernel covers this level"
-            return closed[0], f"{closed[1]}; {why}"
+            return closed[0], closed[1] + ("; no fused kernel computes c_t" if curvature else "; no fused kernel covers this level")
         if not target.kernels_runnable:
             return closed[0], closed[1] + f"; {k.kernel} applies but no CUDA device or Triton interpreter here"
         return k, "fused Triton kernel on chunk-aligned segments (the closed form on a segment that starts mid-chunk)"
@@ -208,8 +211,9 @@ SPAN_IMPLS = (Impl.CHUNK, Impl.TRITON_LINEAR, Impl.TRITON_MLP)
 
 def block_span(block, impls, parts, order: Order, groups=()) -> BlockSpan:
     """Whether the block runs as a whole-layer span: its per-segment part is exactly one read per
-    writing memory level, each level covered by a kernel op (`fused_kernel`: its torch chunk form on
-    `torch`, the fused op on `triton`), each query and every write stream computed before any read.
+    writing memory level, each level of a kernel op's shape (`kernel_shape`: its torch chunk form on
+    `torch`, the fused op on `triton` where the level has one), each query and every write stream
+    computed before any read.
     Then no level feeds back within the layer, and each memory can take the whole call in one call."""
     def no(why):
         return BlockSpan(block.name, False, why)
@@ -236,7 +240,7 @@ def block_span(block, impls, parts, order: Order, groups=()) -> BlockSpan:
             return no(f"{name} reads {lv.role} level {lv.name}")
         if impl not in SPAN_IMPLS:
             return no(f"{name} reads level {lv.name}, which runs as {impl}")
-        if fused_kernel(lv) is None:
+        if kernel_shape(lv) is None:
             return no(f"no kernel op covers level {lv.name} (l2 objective; linear or 2-layer silu/relu mlp; "
                       f"rules {', '.join(r for r, e in RULES.items() if e.kernels)})")
         if len(op.inputs) != 1 or op.inputs[0] in loop:

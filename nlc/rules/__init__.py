@@ -27,6 +27,11 @@ class Momentum(enum.StrEnum):
     GATE = "gate"    # when its `momentum` gate is not the constant 0
 
 
+# the option of a `curvature` rule that turns its curvature-following step on (gd, momentum); dgd's option of the
+# same name is its Sherman-Morrison step, the linear-memory case of the same idea
+CURVATURE_OPTION = "normalize"
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -48,9 +53,13 @@ class Rule:
         g = lv.gates.get("momentum")
         return not (g is None or (g.kind == GateKind.CONST and g.value == 0.0))
 
+    def curvature_on(self, rule_args: dict) -> bool:
+        """Whether these rule arguments turn the curvature-following step on (CURVATURE_OPTION = true)."""
+        return self.curvature and bool(rule_args.get(CURVATURE_OPTION, False))
+
     def curvature_step(self, lv) -> bool:
         """Whether the level's lr gate follows the curvature: theta'_t = theta_t / (1 + C theta_t c_t)."""
-        return self.curvature and bool(lv.rule_args.get("normalize", False))
+        return self.curvature_on(lv.rule_args)
 
     def update(self):
         """The rule's torch functions (imported on first use: the checker needs no torch)."""

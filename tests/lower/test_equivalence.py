@@ -166,7 +166,7 @@ def test_curvature_of_a_linear_memory_is_the_key_norm():
     W = [torch.randn(2, 2, 4, 4, dtype=torch.float64)]
     k, v = 3 * torch.randn(2, 2, 6, 4, dtype=torch.float64), torch.randn(2, 2, 6, 4, dtype=torch.float64)
     y, acts = mem.forward_layers(lv, W, k)
-    u, _ = mem.closed_form_grads(lv, W, k, v)
+    u, _, _ = mem.chunk_grads(lv, W, k, v, torch.ones(2, 2, 6, dtype=torch.float64))
     c = mem.gn_curvature(lv, W, acts, u)
     torch.testing.assert_close(c, (k * k).sum(-1))
     theta = torch.full((2, 2, 6), 0.5, dtype=torch.float64)

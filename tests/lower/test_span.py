@@ -25,6 +25,8 @@ CASES = {
     "linear-momentum": ("linear()", MOM, ""),
     "linear-dgd": ("linear()", "dgd(lr = 0.2 * sigmoid(linear(h, out = heads)), decay = 0.05)", ""),
     "mlp-gd": ("mlp(depth = 2, expansion = 2, act = silu)", "gd(lr = learned(0.3), decay = 0.1)", ""),
+    # the curvature-following step (normalize = true): no fused kernel, the torch span still applies
+    "mlp-momentum-normalize": ("mlp(depth = 2, expansion = 2, act = silu)", MOM[:-1] + ", normalize = true)", ""),
     # a second memory with a longer chunk: the span's prefix ends on a boundary of both
     "two-levels": ("linear()", MOM, "level m2 : linear() per head { keys k values linear(h) learn l2 "
                    "rule gd(lr = 0.1) clock tokens(8) }\n    z = m2(k)"),
@@ -48,9 +50,10 @@ def _model(case, backend="torch", dtype=torch.float64, **kw):
     return nlc.compile_text(text, backend=backend, **kw).to(dtype)
 
 
-def _compare(a, b, calls, rtol=1e-9, atol=1e-10):
+def _compare(a, b, calls, rtol=1e-9, atol=1e-10, same_stats=True):
     """Run both models over the same calls (lengths), streaming the state; compare outputs, every state
-    slot, the stats and the gradients w.r.t. parameters and the input embeddings."""
+    slot, the stats (unless `same_stats` is False: the reference sums its surprise per token) and the gradients
+    w.r.t. parameters and the input embeddings."""
     torch.manual_seed(1)
     B, T = 2, sum(calls)
     x = torch.randn(B, T, a.plan.dim, dtype=next(a.parameters()).dtype)
@@ -73,7 +76,7 @@ def _compare(a, b, calls, rtol=1e-9, atol=1e-10):
     assert set(s1) == set(s2)
     for k in s1:
         torch.testing.assert_close(s1[k], s2[k], rtol=rtol, atol=atol, msg=k)
-    for c1, c2 in zip(t1, t2):
+    for c1, c2 in zip(t1, t2) if same_stats else ():
         assert set(c1) == set(c2)
         for k in c1:
             torch.testing.assert_close(torch.as_tensor(c1[k]), torch.as_tensor(c2[k]), rtol=rtol, atol=atol, msg=k)
@@ -86,7 +89,8 @@ def _compare(a, b, calls, rtol=1e-9, atol=1e-10):
 CALLS = {"T-multiple": (16,), "T-tail": (19,), "stream-mid-chunk": (6, 13), "stream-aligned": (8, 11)}
 # every call pattern on one case, one pattern on the others in the default run; the rest are slow
 FAST = {("linear-momentum", c) for c in CALLS} | {("two-levels", "stream-mid-chunk"), ("linear-dgd", "T-tail"),
-                                                  ("mlp-gd", "stream-mid-chunk")}
+                                                  ("mlp-gd", "stream-mid-chunk"),
+                                                  ("mlp-momentum-normalize", "stream-mid-chunk")}
 
 
 @pytest.mark.parametrize("case,calls", [pytest.param(case, CALLS[c], id=f"{case}-{c}",
@@ -96,6 +100,17 @@ def test_span_equals_per_segment_torch(case, calls):
     m = _model(case)
     assert m.schedule.span("b").span, m.schedule.span("b").why
     _compare(m, per_segment(m), calls)
+
+
+def test_curvature_step_span_equals_reference():
+    """normalize = true through the torch span, streamed from mid-chunk, against the per-token reference
+    (torch.func.jvp for the curvature): outputs, state, stats aside, gradients."""
+    m = _model("mlp-momentum-normalize")
+    assert m.schedule.span("b").span, m.schedule.span("b").why
+    memory, rule, extra = CASES["mlp-momentum-normalize"]
+    ref = nlc.compile_text(SPEC.format(memory=memory, rule=rule, extra=extra), backend="reference").double()
+    ref.load_state_dict(m.state_dict())
+    _compare(m, ref, (6, 13), same_stats=False)
 
 
 def test_one_op_call_per_layer(monkeypatch):

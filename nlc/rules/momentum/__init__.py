@@ -1,4 +1,4 @@
-from nlc.rules import Momentum, Rule, register
+from nlc.rules import CURVATURE_OPTION, Momentum, Rule, register
 
 register(Rule(
     name="momentum",
@@ -7,7 +7,7 @@ register(Rule(
     kernels=("linear_memory", "mlp_memory"),
     # `normalize`: theta_t / (1 + C theta_t c_t), c_t the Gauss-Newton curvature of token t's loss along its
     # gradient, C the chunk (../momentum/README.md, "The curvature-following step")
-    options={"normalize": (False, True)},
+    options={CURVATURE_OPTION: (False, True)},
     curvature=True,
     momentum=Momentum.ALWAYS,
 ))
