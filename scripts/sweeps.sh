@@ -457,6 +457,12 @@ mad_recall_hope_seeds() {
     --set chunk=16 --set mem_chunk=16 --set decay_max=0 --seeds 3 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mad_recall-hope-seeds"
 }
 
+# HopeStaticKeys on the single needle, seeds 1 and 2 (seed 0: hope_static_keys_needles, session 12), two at a time
+hope_static_keys_needle_seeds() {
+  nlc sweep hope_ablations --model HopeStaticKeys --task needle "${HOPE64[@]}" --seeds 2 --first-seed 1 \
+    --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64-hope-ablations"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
