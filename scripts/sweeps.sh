@@ -360,7 +360,11 @@ hope_needles_ablations() {
 hope_ablation_needles() {
   nlc sweep hope_ablations --model "$1" --task niah "${HOPE64[@]}" --seeds 2 --first-seed 1 \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/niah-d64-hope-ablations"
-  nlc sweep hope_ablations --model "$1" --task needle "${HOPE64[@]}" --seeds "${NEEDLE_SEEDS:-1}" \
+  hope_ablation_needle "$1" "${NEEDLE_SEEDS:-1}" 0
+}
+# MODEL SEEDS FIRST: an ablation on the single needle, seeds FIRST..FIRST+SEEDS-1, JOBS_ZOO at a time
+hope_ablation_needle() {
+  nlc sweep hope_ablations --model "$1" --task needle "${HOPE64[@]}" --seeds "$2" --first-seed "$3" \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/needle-d64-hope-ablations"
 }
 hope_static_needles() { hope_ablation_needles HopeStatic; }          # Hope without self-modification
@@ -458,10 +462,7 @@ mad_recall_hope_seeds() {
 }
 
 # HopeStaticKeys on the single needle, seeds 1 and 2 (seed 0: hope_static_keys_needles, session 12), two at a time
-hope_static_keys_needle_seeds() {
-  nlc sweep hope_ablations --model HopeStaticKeys --task needle "${HOPE64[@]}" --seeds 2 --first-seed 1 \
-    --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64-hope-ablations"
-}
+hope_static_keys_needle_seeds() { JOBS_ZOO=${JOBS_ZOO:-2} hope_ablation_needle HopeStaticKeys 2 1; }
 
 # any function above by name; `all` the first three
 cmd=${1:-all}

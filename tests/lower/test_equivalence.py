@@ -87,29 +87,11 @@ def test_chunk_equals_reference_fp32(spec, model, ov):
                                               ("residual_mlp(expansion = 2, act = tanh)", "lp(p = 3)")])
 def test_random_levels(rule, memory, objective):
     """Small random specs: every memory x objective x rule combination."""
-    text = f"""
-model R(dim = 8, heads = 2, vocab = 256) {{
-  block b {{
-    h = rmsnorm(x)
-    k = l2norm(linear(h), groups = heads)
-    level m : {memory} per head {{
-      keys k
-      values linear(h)
-      learn {objective}
-      rule {rule}
-      clock tokens(3)
-    }}
-    out x + m(l2norm(linear(h), groups = heads))
-  }}
-}}"""
-    torch.manual_seed(1)
-    ref = nlc.compile_text(text, backend="reference").double()
-    fast = nlc.compile_text(text, backend="torch").double()
-    fast.load_state_dict(ref.state_dict())
-    compare(ref, fast, torch.randint(0, 256, (2, 8)), 1e-9)
+    _reference_vs_torch(_level_spec(memory, rule, 3, objective=objective), seed=1, B=2, T=8)
 
 
-def _curvature_spec(memory, rule, chunk, keys="l2norm(linear(h), groups = heads)"):
+def _level_spec(memory, rule, chunk, objective="l2", keys="l2norm(linear(h), groups = heads)"):
+    """A one-block model around one memory level (the random-level and curvature-step tests)."""
     return f"""
 model R(dim = 8, heads = 2, vocab = 256) {{
   block b {{
@@ -118,13 +100,22 @@ model R(dim = 8, heads = 2, vocab = 256) {{
     level m : {memory} per head {{
       keys k
       values linear(h)
-      learn l2
+      learn {objective}
       rule {rule}
       clock tokens({chunk})
     }}
     out x + m(l2norm(linear(h), groups = heads))
   }}
 }}"""
+
+
+def _reference_vs_torch(text, seed, B, T):
+    """The spec on the reference interpreter and the torch program, same weights: compare at (B, T), fp64."""
+    torch.manual_seed(seed)
+    ref = nlc.compile_text(text, backend="reference").double()
+    fast = nlc.compile_text(text, backend="torch").double()
+    fast.load_state_dict(ref.state_dict())
+    compare(ref, fast, torch.randint(0, 256, (B, T)), 1e-9)
 
 
 CURVATURE_MEMORIES = ["linear()", "mlp(depth = 2, expansion = 2, act = silu)", "mlp(depth = 3, expansion = 1, act = gelu)",
@@ -138,12 +129,7 @@ CURVATURE_MEMORIES = ["linear()", "mlp(depth = 2, expansion = 2, act = silu)", "
 def test_curvature_step_equals_reference(rule, memory, chunk, B, T):
     """`normalize = true` on gd / momentum: the closed-form tangent pass (memory.gn_curvature) against
     the reference's torch.func.jvp, outputs, state and outer gradients."""
-    torch.manual_seed(2)
-    text = _curvature_spec(memory, rule, chunk)
-    ref = nlc.compile_text(text, backend="reference").double()
-    fast = nlc.compile_text(text, backend="torch").double()
-    fast.load_state_dict(ref.state_dict())
-    compare(ref, fast, torch.randint(0, 256, (B, T)), 1e-9)
+    _reference_vs_torch(_level_spec(memory, rule, chunk), seed=2, B=B, T=T)
 
 
 def test_curvature_step_changes_the_update():
@@ -152,7 +138,7 @@ def test_curvature_step_changes_the_update():
     out = {}
     for norm in ("false", "true"):
         torch.manual_seed(3)
-        m = nlc.compile_text(_curvature_spec(CURVATURE_MEMORIES[1], f"gd(lr = 1, normalize = {norm})", 4),
+        m = nlc.compile_text(_level_spec(CURVATURE_MEMORIES[1], f"gd(lr = 1, normalize = {norm})", 4),
                              backend="torch").double()
         out[norm] = m(x, targets=x).stats["b.0.m/update_norm"]
     assert 0 < out["true"] < out["false"]
@@ -161,7 +147,7 @@ def test_curvature_step_changes_the_update():
 def test_curvature_of_a_linear_memory_is_the_key_norm():
     """c_t = |J g|^2 / |g|^2 = |k_t|^2 for W k: the step is theta / (1 + C theta |k|^2) (NLMS at C = 1)."""
     from nlc.lower import memory as mem
-    lv = nlc.compile_text(_curvature_spec("linear()", "gd(lr = 1, normalize = true)", 4)).plan.blocks[0].levels[0]
+    lv = nlc.compile_text(_level_spec("linear()", "gd(lr = 1, normalize = true)", 4)).plan.blocks[0].levels[0]
     torch.manual_seed(4)
     W = [torch.randn(2, 2, 4, 4, dtype=torch.float64)]
     k, v = 3 * torch.randn(2, 2, 6, 4, dtype=torch.float64), torch.randn(2, 2, 6, 4, dtype=torch.float64)
@@ -180,7 +166,7 @@ def test_curvature_step_stays_finite_where_the_plain_step_blows_up():
     stats = {}
     for norm in ("false", "true"):
         torch.manual_seed(5)
-        m = nlc.compile_text(_curvature_spec(CURVATURE_MEMORIES[1], f"gd(lr = 1, normalize = {norm})", 4,
+        m = nlc.compile_text(_level_spec(CURVATURE_MEMORIES[1], f"gd(lr = 1, normalize = {norm})", 4,
                                              keys="3 * l2norm(linear(h), groups = heads)"), backend="torch").double()
         with torch.no_grad():
             stats[norm] = m(x, targets=x).stats["b.0.m/surprise"]
