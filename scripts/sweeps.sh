@@ -464,6 +464,26 @@ mad_recall_hope_seeds() {
 # HopeStaticKeys on the single needle, seeds 1 and 2 (seed 0: hope_static_keys_needles, session 12), two at a time
 hope_static_keys_needle_seeds() { JOBS_ZOO=${JOBS_ZOO:-2} hope_ablation_needle HopeStaticKeys 2 1; }
 
+# Session 14. Hope and HopeStaticKeys on Zoology's mix (mqar_mix_d64's task and training), at Hope's d64 MQAR lr (3e-3)
+# and chunk = mem_chunk = 16, decay_max 0 (Hope's default), 3 seeds
+mqar_mix_hope() {
+  nlc sweep hope hope_ablations:HopeStaticKeys --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
+    --set batch=32 --grid lr=3e-3 --set chunk=16 --set mem_chunk=16 --set decay_max=0 --seeds "${MIX_SEEDS:-3}" \
+    --first-seed "${MIX_FIRST:-0}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-mix-hope"
+}
+# d_model 128 (mqar_d128's cells) with seeds 1 and 2 (seed 0: the table of session 8), and Hope and HopeStaticKeys at
+# d_model 128 over 3 seeds (Hope's d64 settings)
+mqar_d128_seeds() {
+  nlc sweep "${ZOO_MODELS[@]}" --task mqar "${ZOO_COMMON[@]}" --set dim=128 \
+    --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
+    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds 2 --first-seed 1 \
+    --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128"
+}
+mqar_d128_hope() {
+  nlc sweep hope hope_ablations:HopeStaticKeys "${HOPE_ISO[@]}" --set layers=2 --set dim=128 --set decay_max=0 \
+    --seeds "${D128_SEEDS:-3}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128-hope"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
