@@ -484,6 +484,22 @@ mqar_d128_hope() {
     --seeds "${D128_SEEDS:-3}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128-hope"
 }
 
+# MAD, the lr sweep continued: the memories did best at the top of mad_d64_lrs's grid (1e-2), so 3e-2 for them; memorize
+# at the three lrs for the five models; Hope and HopeStaticKeys on recall at 1e-3 and 1e-2 (3e-3: mad_recall_hope_seeds).
+# Seed 0, into mad_d64_lrs's folders.
+mad_d64_lrs_more() {
+  local t=(--set titans.lr_max=2 --set titans.chunk=16) d=(--set deltanet.chunk=16) j=(--jobs "${JOBS_ZOO:-2}")
+  local task
+  for task in mad_recall mad_noisy_recall mad_selective_copy; do
+    nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM --task "$task" --grid lr=3e-2 "${MAD_SET[@]}" \
+      "${t[@]}" "${d[@]}" "${j[@]}" --out "$OUT/$task-d64-lrs"
+  done
+  nlc sweep "${MAD_MODELS[@]}" --task mad_memorize --grid lr=1e-3,3e-3,1e-2 "${MAD_SET[@]}" "${t[@]}" "${d[@]}" "${j[@]}" \
+    --out "$OUT/mad_memorize-d64-lrs"
+  nlc sweep hope hope_ablations:HopeStaticKeys --task mad_recall --grid lr=1e-3,1e-2 "${MAD_SET[@]}" --set chunk=16 \
+    --set mem_chunk=16 --set decay_max=0 "${j[@]}" --out "$OUT/mad_recall-hope-seeds"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
