@@ -500,6 +500,14 @@ mad_d64_lrs_more() {
     --set mem_chunk=16 --set decay_max=0 "${j[@]}" --out "$OUT/mad_recall-hope-seeds"
 }
 
+# the single needle with seeds 1 and 2 (seed 0: needle_d64, session 9) for the four models that learned it or the passkey
+# at seed 0, at their passkey lrs (NIAH64's); Gated DeltaNet (chance at both lrs: "The needles and the forget gates") aside
+needle_d64_seeds() {
+  nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet --task needle --set dim=64 --set heads=1 --set layers=2 \
+    --set steps=1000 --set eval_samples=8 --set titans.chunk=16 --set deltanet.chunk=16 --set titans.lr_max=2 \
+    --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set titans.lr=1e-3 --set DeltaNet.lr=3e-3 --seeds 2 --first-seed 1 --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64"
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
