@@ -131,7 +131,7 @@ def make_cells(specs, models, task: str, grid: dict, fixed: dict, seeds: int, ba
             values = dict(zip(keys, point))
             merged = {**{k: v for k, v in fixed.items() if k not in scoped}, **mine, **values}
             opts = {k: merged.get(k, d) for k, d in t.options.items()}
-            spec_set = {**t.overrides, **{k: v for k, v in merged.items() if k not in t.options}}
+            spec_set = {**t.overrides(opts), **{k: v for k, v in merged.items() if k not in t.options}}
             for s in range(first_seed, first_seed + seeds):
                 cells.append(Cell(spec, model, task, s, values, spec_set, opts, backend, threads))
     unused = sorted(set(scoped) - used)
@@ -173,7 +173,7 @@ def _check(cells: list[Cell]):
 def _check_options(c: Cell):
     from nlc.train.ontask import _parse_lens, parse_mix
     o = c.options
-    for k in ("steps", "batch", "pairs", "seq_len", "train_len", "eval_samples", "eval_batches"):
+    for k in ("steps", "batch", "pairs", "seq_len", "keys", "train_len", "eval_samples", "eval_batches"):
         if k in o and (not isinstance(o[k], int) or o[k] < 1):
             raise SweepError(f"{k}={o[k]}: must be a whole number >= 1")
     if "warmup" in o and (not isinstance(o["warmup"], int) or o["warmup"] < 0):
@@ -181,14 +181,15 @@ def _check_options(c: Cell):
     if o.get("lr") is not None and (isinstance(o["lr"], bool) or not isinstance(o["lr"], (int, float)) or o["lr"] <= 0):
         raise SweepError(f"lr={o['lr']}: must be a number > 0")
     if c.task == "mqar":
-        if o["pairs"] > 64:
-            raise SweepError(f"pairs={o['pairs']}: MQAR draws keys from 64 bytes: at most 64 pairs")
+        if o["pairs"] > o["keys"]:
+            raise SweepError(f"pairs={o['pairs']}: MQAR draws keys from {o['keys']} tokens: at most {o['keys']} pairs",
+                             hint=f"--set keys={o['pairs']} (or more) widens the keys")
         if o["seq_len"] < 4 * o["pairs"]:
             raise SweepError(f"seq_len={o['seq_len']}: too short for {o['pairs']} pairs and their queries",
                              hint=f"at least 4 x pairs = {4 * o['pairs']}")
     if c.task == "mqar_mix":
         try:
-            parse_mix(o["train_mix"]), parse_mix(o["eval_mix"])
+            parse_mix(o["train_mix"], o["keys"]), parse_mix(o["eval_mix"], o["keys"])
         except ValueError as e:
             raise SweepError(str(e), hint="e.g. --set train_mix=64x4*5/128x8/256x16 --set eval_mix=64x4/256x64") from None
     if c.task in ("niah", "needle"):

@@ -24,3 +24,5 @@ TASK = dict(lr=None, steps=300, batch=32, warmup=20, clip=1.0)
 
 # the outer optimizer of a model whose spec has no optimizer level: AdamW at this lr
 FALLBACK_LR = 3e-4
+# MQAR's keys to draw from (nlc.train.tasks.mqar; the sweep's `keys` option), here for the CLI's parser
+MQAR_KEYS = 64

@@ -18,7 +18,8 @@ from nlc.train.data import eval_windows
 from nlc.train.defaults import FALLBACK_LR, TASK
 from nlc.train.metrics import LN2
 from nlc.train.stepper import Stepper
-from nlc.train.tasks import CONTINUAL_TASKS, TaskBatch, accuracy, continual_task, forgetting, mqar, niah
+from nlc.train.tasks import (CONTINUAL_TASKS, MQAR_KEYS, TaskBatch, accuracy, continual_task, forgetting, mqar,
+                             niah)
 
 
 def _device(model) -> torch.device:
@@ -143,21 +144,22 @@ def task_accuracy(model, tb: TaskBatch) -> float:
 
 
 def eval_mqar(model, num_pairs: int = 8, num_queries: int | None = None, batch: int = 32,
-              n_batches: int = 4, seed: int = 0, seq_len: int | None = None) -> float:
+              n_batches: int = 4, seed: int = 0, seq_len: int | None = None, keys: int = MQAR_KEYS) -> float:
     """MQAR accuracy on the answer positions over seeded batches (sequence length 2 * (pairs + queries),
-    or `seq_len` with the queries spread out: `tasks.mqar`)."""
-    accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i, seq_len=seq_len))
+    or `seq_len` with the queries spread out; `keys` to draw from: `tasks.mqar`)."""
+    accs = [task_accuracy(model, mqar(batch, num_pairs, num_queries, seed=seed * 1000 + i, seq_len=seq_len,
+                                      key_vocab=keys))
             for i in range(n_batches)]
     return sum(accs) / len(accs)
 
 
 def train_mqar(model, steps: int = 200, batch: int = 32, num_pairs: int = 8, num_queries: int | None = None,
                lr: float | None = None, warmup: int = TASK["warmup"], clip: float = TASK["clip"], seed: int = 0, log=None,
-               seq_len: int | None = None) -> list[float]:
+               seq_len: int | None = None, keys: int = MQAR_KEYS) -> list[float]:
     """Train `model` on MQAR (fresh seeded batches every step, disjoint from `eval_mqar`'s seeds); see
     `train_task`. `seq_len`: Zoology's layout (queries spread over a fixed length, `tasks.mqar`)."""
     return train_task(model, lambda step: mqar(batch, num_pairs, num_queries, seed=10**7 + seed * 10**5 + step,
-                                               seq_len=seq_len),
+                                               seq_len=seq_len, key_vocab=keys),
                       steps=steps, lr=lr, warmup=warmup, clip=clip, log=log, what="MQAR")
 
 

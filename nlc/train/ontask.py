@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from nlc.train.defaults import TASK
+from nlc.train.defaults import MQAR_KEYS, TASK
 
 # no torch at import: `nlc --help` and `nlc check` build the sweep's parser from TASKS
 
@@ -44,16 +44,16 @@ class Task:
     metric: str                        # the headline metric: tables, best-of and plots use it
     higher_is_better: bool = True
     chance_of: Callable[[], float] | None = None        # chance level of the headline metric
-    overrides_of: Callable[[], dict] | None = None      # spec parameters the task implies (unless set)
+    overrides_of: Callable[[dict], dict] | None = None  # spec parameters the task's options imply (unless set)
     about: str = ""
 
     @property
     def chance(self) -> float | None:
         return self.chance_of() if self.chance_of else None
 
-    @property
-    def overrides(self) -> dict:
-        return self.overrides_of() if self.overrides_of else {}
+    def overrides(self, opts: dict | None = None) -> dict:
+        """The spec parameters a cell with task options `opts` (default: the task's defaults) implies."""
+        return self.overrides_of({**self.options, **(opts or {})}) if self.overrides_of else {}
 
 
 def _parse_lens(v) -> list[int]:
@@ -74,12 +74,12 @@ def _mqar_chance() -> float:
     return 1 / MQAR_VALUES
 
 
-def _mqar_overrides() -> dict:
-    from nlc.train.tasks import MQAR_VOCAB
-    return {"vocab": MQAR_VOCAB}  # the embedding and output layer cover the task's tokens, no more
+def _mqar_overrides(o: dict) -> dict:
+    from nlc.train.tasks import mqar_vocab
+    return {"vocab": mqar_vocab(int(o["keys"]))}  # the embedding and output layer cover the task's tokens, no more
 
 
-def _byte_vocab() -> dict:
+def _byte_vocab(o: dict) -> dict:
     return {"vocab": 256}  # MAD's noise bytes reach 255
 
 
@@ -90,15 +90,15 @@ def _niah_chance() -> float:
 
 def run_mqar(model, o: dict, seed: int) -> dict:
     from nlc.train.evaluate import eval_mqar, train_mqar
-    pairs, T = int(o["pairs"]), int(o["seq_len"])
+    pairs, T, keys = int(o["pairs"]), int(o["seq_len"]), int(o["keys"])
     losses = train_mqar(model, steps=int(o["steps"]), batch=int(o["batch"]), num_pairs=pairs, lr=o["lr"],
-                        warmup=int(o["warmup"]), seed=seed, seq_len=T)
-    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed)  # disjoint from training's seeds
+                        warmup=int(o["warmup"]), seed=seed, seq_len=T, keys=keys)
+    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed, keys=keys)  # disjoint from training's seeds
     out = {"loss": sum(losses[-10:]) / len(losses[-10:]), "acc": eval_mqar(model, pairs, seq_len=T, **ev)}
     out[f"acc@{T}"] = out["acc"]  # the trained length, as the first point of the by-length plot
     for k in (2, 4):
         out[f"acc@{k * T}"] = eval_mqar(model, pairs, seq_len=k * T, **ev)
-    if 2 * pairs <= 64:  # the keys are 64 bytes: more pairs than that cannot be drawn
+    if 2 * pairs <= keys:  # more pairs than keys cannot be drawn
         out["acc_2xpairs"] = eval_mqar(model, 2 * pairs, seq_len=2 * T, **ev)
     return out
 
@@ -160,10 +160,10 @@ def run_needle(model, o: dict, seed: int) -> dict:
 # ---------------------------------------------------------------------------
 # MQAR under Zoology's mix
 
-def parse_mix(v) -> list[tuple[int, int, int]]:
+def parse_mix(v, keys: int = 64) -> list[tuple[int, int, int]]:
     """`train_mix` / `eval_mix` as given on the command line: MQAR configurations `LENxPAIRS` (or
     `LENxPAIRS*WEIGHT`, the number of training steps it gets per cycle) separated by '/', e.g.
-    "64x4*5/128x8/256x16" -> [(64, 4, 5), (128, 8, 1), (256, 16, 1)]."""
+    "64x4*5/128x8/256x16" -> [(64, 4, 5), (128, 8, 1), (256, 16, 1)]; at most `keys` pairs each."""
     out = []
     for part in str(v).split("/"):
         try:
@@ -174,8 +174,9 @@ def parse_mix(v) -> list[tuple[int, int, int]]:
             raise ValueError(f"mix {v!r}: expected LENxPAIRS[*WEIGHT] separated by '/', e.g. 64x4*5/256x16") from None
         if out[-1][2] < 1 or L < 4 * P:
             raise ValueError(f"mix {v!r}: {part!r} needs a weight >= 1 and LEN >= 4 x PAIRS (the pairs and their queries)")
-        if P > 64:  # tasks.mqar draws the keys from 64 bytes
-            raise ValueError(f"mix {v!r}: {part!r}: MQAR draws keys from 64 bytes: at most 64 pairs per configuration")
+        if P > keys:  # tasks.mqar draws each row's keys without repeats
+            raise ValueError(f"mix {v!r}: {part!r}: MQAR draws keys from {keys} tokens: at most {keys} pairs per "
+                             f"configuration (the task option `keys` widens it)")
     if not out:
         raise ValueError(f"mix {v!r} is empty")
     return out
@@ -200,14 +201,15 @@ def run_mqar_mix(model, o: dict, seed: int) -> dict:
     `acc` is their mean, as Zoology reports."""
     from nlc.train.evaluate import eval_mqar, train_task
     from nlc.train.tasks import mqar
-    cycle = mix_schedule(parse_mix(o["train_mix"]))
-    evals = [(L, P) for L, P, _ in parse_mix(o["eval_mix"])]
+    keys = int(o["keys"])
+    cycle = mix_schedule(parse_mix(o["train_mix"], keys))
+    evals = [(L, P) for L, P, _ in parse_mix(o["eval_mix"], keys)]
 
     def batch(step):
         L, P = cycle[step % len(cycle)]
-        return mqar(int(o["batch"]), P, seed=10**7 + seed * 10**5 + step, seq_len=L)
+        return mqar(int(o["batch"]), P, seed=10**7 + seed * 10**5 + step, seq_len=L, key_vocab=keys)
     losses = train_task(model, batch, steps=int(o["steps"]), lr=o["lr"], warmup=int(o["warmup"]), what="MQAR mix")
-    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed)  # disjoint from training's seeds
+    ev = dict(batch=32, n_batches=int(o["eval_batches"]), seed=10**4 + seed, keys=keys)  # disjoint from training's seeds
     out = {"loss": sum(losses[-10:]) / len(losses[-10:])}
     for L, P in evals:
         out[f"acc@{L}x{P}"] = eval_mqar(model, P, seq_len=L, **ev)
@@ -215,7 +217,8 @@ def run_mqar_mix(model, o: dict, seed: int) -> dict:
     return out
 
 
-# Zoology's MQAR mix (its train and test configurations, with at most 64 pairs: the task has 64 keys)
+# Zoology's MQAR mix (its train and test configurations with at most 64 pairs, the default `keys`; Zoology's
+# test set goes on to 512x128 and 1024x256, which `--set keys=256 --set eval_mix=...` scores)
 MQAR_TRAIN_MIX = "64x4*5/128x8/256x16/256x32/256x64"
 MQAR_EVAL_MIX = "64x4/64x8/64x16/128x32/256x64/512x64"
 
@@ -284,11 +287,11 @@ NIAH_OPTIONS = dict(TRAIN_OPTIONS, batch=8, train_len=256, eval_lens="256/512/10
                     eval_depths="0.1/0.5/0.9", eval_samples=4)
 
 TASKS = {t.name: t for t in (
-    Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, eval_batches=4), "acc",
+    Task("mqar", run_mqar, dict(TRAIN_OPTIONS, pairs=4, seq_len=64, keys=MQAR_KEYS, eval_batches=4), "acc",
          chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="multi-query associative recall (Zoology layout), trained on the task"),
     Task("mqar_mix", run_mqar_mix, dict(TRAIN_OPTIONS, train_mix=MQAR_TRAIN_MIX, eval_mix=MQAR_EVAL_MIX,
-                                        eval_batches=4), "acc", chance_of=_mqar_chance, overrides_of=_mqar_overrides,
+                                        keys=MQAR_KEYS, eval_batches=4), "acc", chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="MQAR trained on Zoology's mix of lengths and pair counts, scored on each of eval_mix"),
     Task("niah", run_niah, NIAH_OPTIONS, "acc",
          chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nlc.train.defaults import MQAR_KEYS  # keys to draw from by default (Zoology's vocabulary is larger)
+
 
 @dataclass
 class TaskBatch:
@@ -45,29 +47,40 @@ def accuracy(logits: torch.Tensor, tb: TaskBatch) -> float:
 # ---------------------------------------------------------------------------
 # MQAR: k1 v1 k2 v2 ... kn vn  q1 a1 q2 a2 ... ; each q is an earlier key, a its value
 
-MQAR_KEY_BASE, MQAR_VAL_BASE = 64, 128  # keys are bytes 64..127, values 128..191
+MQAR_KEY_BASE, MQAR_VAL_BASE = 64, 64 + MQAR_KEYS  # keys are tokens 64..127, values 128..191 by default
 MQAR_VALUES = 64  # values to choose from: chance accuracy is 1 / MQAR_VALUES
 NIAH_CHANCE = 0.1  # a passkey digit guessed at random
 
 
 MQAR_PAD = 0  # the filler between spread-out queries (a byte no key or value uses)
-MQAR_VOCAB = MQAR_VAL_BASE + MQAR_VALUES  # the tokens MQAR uses: a model for it needs no more
+
+
+def mqar_vocab(keys: int = MQAR_KEYS) -> int:
+    """The tokens MQAR with `keys` keys uses (keys from MQAR_KEY_BASE, then the values after them): a model
+    for it needs no more."""
+    return MQAR_KEY_BASE + keys + MQAR_VALUES
+
+
+MQAR_VOCAB = mqar_vocab()
 
 
 def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: int = 0,
-         key_vocab: int = 64, value_vocab: int = MQAR_VALUES, seq_len: int | None = None) -> TaskBatch:
+         key_vocab: int = MQAR_KEYS, value_vocab: int = MQAR_VALUES, seq_len: int | None = None) -> TaskBatch:
     """Multi-query associative recall (Zoology); scored at the answer (value) of each query.
 
     Without `seq_len` the queries follow the pairs back to back (2 * (pairs + queries) tokens).
     With it (Zoology's layout), the rows are `seq_len` long: the pairs first, then each query
     pair at a random position of the rest, the gaps filled with MQAR_PAD, so a longer sequence
-    means a longer distance between a pair and its query, not more pairs."""
+    means a longer distance between a pair and its query, not more pairs. Keys are tokens
+    MQAR_KEY_BASE .. + key_vocab - 1 and the values follow them (`mqar_vocab(key_vocab)` tokens in all);
+    the default 64 keys give the layout of MQAR_VAL_BASE and MQAR_VOCAB."""
     num_queries = num_pairs if num_queries is None else num_queries
     if num_pairs > key_vocab:
         raise ValueError(f"num_pairs={num_pairs} exceeds key_vocab={key_vocab}")
     if seq_len is not None and seq_len < 2 * (num_pairs + num_queries):
         raise ValueError(f"seq_len={seq_len} is too short for {num_pairs} pairs and {num_queries} queries "
                          f"(at least {2 * (num_pairs + num_queries)} tokens)")
+    val_base = MQAR_KEY_BASE + key_vocab
     rng = random.Random(seed)
     rows, scored = [], []
     for _ in range(batch):
@@ -75,7 +88,7 @@ def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: i
         vals = [rng.randrange(value_vocab) for _ in keys]
         row = []
         for k, v in zip(keys, vals):
-            row += [MQAR_KEY_BASE + k, MQAR_VAL_BASE + v]
+            row += [MQAR_KEY_BASE + k, val_base + v]
         qs = rng.sample(range(num_pairs), num_queries) if num_queries <= num_pairs else \
             [rng.randrange(num_pairs) for _ in range(num_queries)]
         # the number of filler tokens before each query: a random split of the free space
@@ -84,7 +97,7 @@ def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: i
         gaps = [b - a for a, b in zip([0] + cuts, cuts)]
         ans = []
         for q, gap in zip(qs, gaps):
-            row += [MQAR_PAD] * gap + [MQAR_KEY_BASE + keys[q], MQAR_VAL_BASE + vals[q]]
+            row += [MQAR_PAD] * gap + [MQAR_KEY_BASE + keys[q], val_base + vals[q]]
             ans.append(len(row) - 1)
         row += [MQAR_PAD] * (free - sum(gaps))
         rows.append(row)

@@ -41,6 +41,31 @@ def test_mqar_zoology_layout():
         T.mqar(1, 8, seq_len=20)
 
 
+def test_mqar_with_more_keys_puts_the_values_after_them():
+    """`key_vocab` > 64 (Zoology's 512x128 and 1024x256 need more than 64 keys): keys fill
+    MQAR_KEY_BASE .. + key_vocab, the values follow, and every token is below mqar_vocab(key_vocab)."""
+    tb = T.mqar(4, num_pairs=128, seq_len=512, seed=5, key_vocab=256)
+    keys, vals = tb.tokens[:, 0:256:2], tb.tokens[:, 1:256:2]
+    assert keys.min() >= T.MQAR_KEY_BASE and keys.max() < T.MQAR_KEY_BASE + 256 <= vals.min()
+    assert tb.tokens.max() < T.mqar_vocab(256) == T.MQAR_KEY_BASE + 256 + T.MQAR_VALUES
+    assert keys.max() >= T.MQAR_VAL_BASE  # keys past the 64 of the default layout are drawn
+    table = [dict(zip(k.tolist(), v.tolist())) for k, v in zip(keys, vals)]
+    for b, row in enumerate(tb.tokens.tolist()):  # every scored answer is its key's value
+        for t in tb.mask[b].nonzero().flatten().tolist():
+            assert tb.targets[b, t] == table[b][row[t]]
+    assert T.mqar_vocab() == T.MQAR_VOCAB and torch.equal(T.mqar(3, 8, seed=2, seq_len=64).tokens,
+                                                          T.mqar(3, 8, seed=2, seq_len=64, key_vocab=64).tokens)
+    with pytest.raises(ValueError, match="exceeds key_vocab"):
+        T.mqar(1, 65, seq_len=512)
+
+
+def test_the_keys_option_sizes_the_models_vocab():
+    for name in ("mqar", "mqar_mix"):
+        t = TASKS[name]
+        assert t.overrides() == {"vocab": T.MQAR_VOCAB}
+        assert t.overrides({"keys": 256}) == {"vocab": T.mqar_vocab(256)}
+
+
 def test_niah_training_batches_mix_keys_and_depths():
     tb = T.niah_mixed(6, 192, seed=0)
     assert tb.tokens.shape == (6, 192) and int(tb.mask.sum()) == 6 * 5
@@ -89,7 +114,7 @@ def test_mad_tasks_are_solvable_and_seeded():
 def test_task_runs_at_toy_size(task, opts, tmp_path):
     t = TASKS[task]
     torch.manual_seed(0)
-    m = nlc.compile("specs/titans.nl", model="TitansLMM", **TINY, **t.overrides)
+    m = nlc.compile("specs/titans.nl", model="TitansLMM", **TINY, **t.overrides())
     res = t.run(m, dict(t.options, **opts, _run_dir=str(tmp_path / "run")), 0)
     assert t.metric in res and all(math.isfinite(v) for v in res.values())
     if task == "lm":
@@ -140,6 +165,7 @@ def test_mqar_mix_parses_and_interleaves_the_configurations():
     for bad in ("64-4", "64x4*0", "16x8", "", "64x4/x", "512x128"):
         with pytest.raises(ValueError, match="mix"):
             parse_mix(bad)
+    assert parse_mix("512x128/1024x256", keys=256) == [(512, 128, 1), (1024, 256, 1)]  # Zoology's last two
 
 
 def test_mqar_mix_trains_each_configuration_in_turn(monkeypatch):
@@ -154,6 +180,19 @@ def test_mqar_mix_trains_each_configuration_in_turn(monkeypatch):
     res = t.run(None, dict(t.options, steps=4, batch=3, train_mix="16x2*2/32x4", eval_mix="16x2/64x8"), 0)
     assert seen == [(3, 16), (3, 32), (3, 16), (3, 16)]
     assert res["acc@16x2"] == 0.02 and res["acc@64x8"] == 0.08 and res["acc"] == pytest.approx(0.05)
+    seen.clear()  # with more keys the training rows draw from them
+    t.run(None, dict(t.options, steps=2, batch=3, train_mix="384x96", eval_mix="512x128", keys=128), 0)
+    assert seen == [(3, 384), (3, 384)]
+
+
+def test_mqar_mix_with_more_keys_at_toy_size():
+    """keys=32 on a mix with 24 pairs: the model the sweep builds (vocab from the task) trains and scores."""
+    t = TASKS["mqar_mix"]
+    o = dict(t.options, steps=2, batch=2, train_mix="16x2/96x24", eval_mix="16x2/128x32", eval_batches=1, warmup=1,
+             keys=32)
+    m = nlc.compile("specs/transformer.nl", **TINY, **t.overrides(o))
+    res = t.run(m, o, 0)
+    assert set(res) >= {"acc@16x2", "acc@128x32", "acc"} and all(math.isfinite(v) for v in res.values())
 
 
 def test_a_diverged_lm_run_is_recorded_as_diverged_not_failed(monkeypatch, tmp_path):

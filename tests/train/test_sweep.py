@@ -59,6 +59,8 @@ def test_first_seed_names_the_same_cells_as_a_longer_run():
     (["--seeds", "0"], "--seeds 0"),
     (["--grid", "lr=1e-3", "--set", "lr=1e-2"], "both"),
     (["--set", "pairs=40", "--set", "seq_len=64"], "too short"),
+    (["--set", "pairs=80", "--set", "seq_len=512"], "--set keys=80"),
+    (["--set", "keys=0"], "keys=0"),
     (["--grid", "steps=0,1"], "steps=0"),
     (["--plot-x", "chunk"], "not a --grid key"),
 ])
@@ -76,6 +78,13 @@ def test_bad_mqar_mix_is_a_clear_error_before_any_cell(mix, words, tmp_path, cap
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert not (tmp_path / "cells").exists()
+
+
+def test_more_keys_let_the_mix_score_zoologys_largest_configurations(tmp_path, capsys):
+    args = ["sweep", "transformer", "--task", "mqar_mix", "--set", "eval_mix=512x128/1024x256", "--out", str(tmp_path)]
+    assert main([*args, "--set", "keys=256", "--dry-run"]) == 0
+    assert "'vocab': 384" in capsys.readouterr().out  # 64 + 256 keys + 64 values
+    assert main(args) == 2 and "at most 64 pairs" in capsys.readouterr().err
 
 
 def test_sweep_runs_resumes_and_reports(tmp_path, capsys):
