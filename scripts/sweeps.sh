@@ -508,6 +508,18 @@ needle_d64_seeds() {
     --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set titans.lr=1e-3 --set DeltaNet.lr=3e-3 --seeds 2 --first-seed 1 --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64"
 }
 
+# Zoology's whole test set, up to 1024 tokens x 256 pairs: the mix trained as in mqar_mix_d64 (up to 64 pairs) but with
+# the keys drawn from 256 tokens (task option keys; vocab 384), scored on the six configurations of mqar_mix_d64 and on
+# 512x128 and 1024x256. TransformerConv and DeltaNet (the two that solved the 64-key mix) over 3 seeds, Titans LMM one
+MIX_ZOO_EVAL=64x4/64x8/64x16/128x32/256x64/512x64/512x128/1024x256
+mqar_mix_keys256() {
+  local c=(--task mqar_mix --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" --set dim=64 --set heads=1 --set layers=2
+           --set steps=800 --set batch=32 --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-mix-keys256")
+  nlc sweep transformer_conv deltanet:DeltaNet "${c[@]}" --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 \
+    --set deltanet.chunk=16 --seeds 3
+  nlc sweep titans:TitansLMM "${c[@]}" --set lr=3e-3 --set lr_max=2 --set chunk=16
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
