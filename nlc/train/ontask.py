@@ -10,7 +10,8 @@ defaults below, replaced by `--grid`/`--opt` values); any other sweep key is a s
   twice the pairs at twice the length (`acc_2xpairs`). Chance is 1/64.
 - `mqar_mix`: MQAR under Zoology's protocol: trained on a mix of (length, pairs) configurations
   (`train_mix`), scored on each of `eval_mix` (`acc@LENxPAIRS`, some with more pairs or longer rows
-  than trained); `acc` is their mean. Chance is 1/64.
+  than trained); `acc` is their mean. Chance is 1/64. For both MQAR tasks `keys` (default 64) is how many
+  keys the rows draw from: no row has more pairs than that, and the model's vocab follows it.
 - `niah`: passkey retrieval, trained at `train_len` with the needle at a random depth; per-digit
   accuracy at each of `eval_lens` (`acc@L`), over `eval_depths`. Chance is 0.1.
 - `needle`: the same protocol with a single keyed needle in real text (RULER's S-NIAH-2 at byte
