@@ -520,6 +520,15 @@ mqar_mix_keys256() {
   nlc sweep titans:TitansLMM "${c[@]}" --set lr=3e-3 --set lr_max=2 --set chunk=16
 }
 
+# the lr sweep at d_model 128: each model at the three lrs of mqar_d64's grid it has not run at 128 (mqar_d128 ran each
+# at its d64-best), seed 0, into mqar_d128's folder
+mqar_d128_lrs() {
+  local c=(--task mqar "${ZOO_COMMON[@]}" --set dim=128 --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128")
+  nlc sweep transformer "${c[@]}" --grid lr=1e-3,1e-2,3e-2
+  nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet "${c[@]}" --set chunk=16 --grid lr=1e-3,3e-3,1e-2
+  nlc sweep titans:TitansLMM "${c[@]}" --set lr_max=2 --set chunk=16 --grid lr=1e-3,1e-2,3e-2
+}
+
 # any function above by name; `all` the first three
 cmd=${1:-all}
 if [ "$cmd" = all ]; then
