@@ -56,7 +56,7 @@ def main():
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a spec parameter")
     a = p.parse_args()
     torch.set_num_threads(1)
-    ov = dict(dim=64, layers=2, heads=1) | TASKS["mqar"].overrides
+    ov = dict(dim=64, layers=2, heads=1) | TASKS["mqar"].overrides()
     ov |= {k: parse_override(v) for k, v in (s.split("=", 1) for s in a.set)}
     torch.manual_seed(a.seed)  # as nlc sweep's cell does before compiling
     m = nlc.compile(a.spec, **ov)

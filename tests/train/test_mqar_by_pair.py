@@ -39,3 +39,12 @@ def test_accuracy_by_pair_finds_a_memory_of_the_last_writes(script):
     accs = s.accuracy_by_pair(RecentOracle(keep=5), pairs=8, seq_len=64, batches=2, seed=3)
     assert accs == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert s.accuracy_by_pair(RecentOracle(keep=8), pairs=8, seq_len=64, batches=1, seed=0) == [1.0] * 8
+
+
+def test_the_script_trains_and_prints_at_toy_size(script, monkeypatch, capsys):
+    s = script("mqar_by_pair")
+    monkeypatch.setattr("sys.argv", ["mqar_by_pair.py", "transformer", "--lr", "1e-3", "--steps", "2", "--pairs", "2",
+                                     "--seq-len", "16", "--eval-pairs", "4", "--eval-len", "32", "--set", "dim=16"])
+    s.main()
+    out = capsys.readouterr().out
+    assert "scored on 4 pairs / 32 tokens" in out and "first 2:" in out
