@@ -526,7 +526,23 @@ mqar_d128_lrs() {
   local c=(--task mqar "${ZOO_COMMON[@]}" --set dim=128 --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128")
   nlc sweep transformer "${c[@]}" --grid lr=1e-3,1e-2,3e-2
   nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet "${c[@]}" --set chunk=16 --grid lr=1e-3,3e-3,1e-2
-  nlc sweep titans:TitansLMM "${c[@]}" --set lr_max=2 --set chunk=16 --grid lr=1e-3,1e-2,3e-2
+}
+mqar_d128_lrs_titans() {
+  nlc sweep titans:TitansLMM --task mqar "${ZOO_COMMON[@]}" --set dim=128 --set lr_max=2 --set chunk=16 \
+    --grid lr=1e-3,1e-2,3e-2 --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128"
+}
+
+# Titans LMM diverged on the mix at its best lr (3e-3) in seed 0, with 64 keys (mqar_mix_d64, NaN at step 525) and with
+# 256 (mqar_mix_keys256, step 164): the same cells with the curvature-following inner step (normalize = true,
+# "The curvature-following inner step"), everything else as there; with 64 keys the paper's step again too (today's
+# code); two sweeps at once, three cells in all
+mqar_mix_titans_normalized() {
+  local c=(--task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32 --set lr=3e-3
+           --set lr_max=2 --set chunk=16)
+  nlc sweep titans:TitansLMM "${c[@]}" --grid normalize=false,true --jobs 2 --out "$OUT/mqar-mix-titans-normalized" &
+  nlc sweep titans:TitansLMM "${c[@]}" --set normalize=true --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" \
+    --out "$OUT/mqar-mix-keys256"
+  wait
 }
 
 # any function above by name; `all` the first three
