@@ -199,26 +199,30 @@ mqar_d64_hope_lrs() {
     --set hope.mem_chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d64-hope"
 }
 
-# d_model 128 (the same MQAR as mqar_d64; the later --set dim wins), each model at its d64-best lr, seed 0
+# d_model 128 (the same MQAR as mqar_d64; the later --set dim wins), each model at its d64-best lr; D128_N seeds from
+# D128_FIRST (default: seed 0 alone)
 mqar_d128() {
   nlc sweep "${ZOO_MODELS[@]}" --task mqar "${ZOO_COMMON[@]}" --set dim=128 \
     --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
-    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d128"
+    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds "${D128_N:-1}" \
+    --first-seed "${D128_FIRST:-0}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-d128"
 }
 
 # Zoology's protocol (task mqar_mix): trained on 64x4 (5 of every 9 steps), 128x8, 256x16, 256x32, 256x64 (length x
 # pairs), scored on 64x4, 64x8, 64x16, 128x32, 256x64, 512x64; d_model 64, 800 steps x 32, each model's d64-best lr;
 # MIX_SEEDS seeds from MIX_FIRST (default seed 0 alone)
+# the mix's task and training at d_model 64 (every mqar_mix sweep below)
+MIX64=(--task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32)
 mqar_mix_d64() {
-  nlc sweep "${ZOO_MODELS[@]}" transformer_conv --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
-    --set batch=32 --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
+  nlc sweep "${ZOO_MODELS[@]}" transformer_conv "${MIX64[@]}" \
+    --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
     --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds "${MIX_SEEDS:-1}" \
     --first-seed "${MIX_FIRST:-0}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
 # Titans LMM diverged on the mix at 3e-3 (NaN at step 525): again at 1e-3, into the same folder
 mqar_mix_d64_titans() {
-  nlc sweep titans:TitansLMM --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32 \
+  nlc sweep titans:TitansLMM "${MIX64[@]}" \
     --set lr=1e-3 --set lr_max=2 --set chunk=16 --seeds "${MIX_SEEDS:-1}" --first-seed "${MIX_FIRST:-0}" \
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
@@ -467,18 +471,13 @@ hope_static_keys_needle_seeds() { JOBS_ZOO=${JOBS_ZOO:-2} hope_ablation_needle H
 # Session 14. Hope and HopeStaticKeys on Zoology's mix (mqar_mix_d64's task and training), at Hope's d64 MQAR lr (3e-3)
 # and chunk = mem_chunk = 16, decay_max 0 (Hope's default), 3 seeds
 mqar_mix_hope() {
-  nlc sweep hope hope_ablations:HopeStaticKeys --task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 \
-    --set batch=32 --grid lr=3e-3 --set chunk=16 --set mem_chunk=16 --set decay_max=0 --seeds "${MIX_SEEDS:-3}" \
+  nlc sweep hope hope_ablations:HopeStaticKeys "${MIX64[@]}" --grid lr=3e-3 --set chunk=16 --set mem_chunk=16 \
+    --set decay_max=0 --seeds "${MIX_SEEDS:-3}" \
     --first-seed "${MIX_FIRST:-0}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-mix-hope"
 }
 # d_model 128 (mqar_d128's cells) with seeds 1 and 2 (seed 0: the table of session 8), and Hope and HopeStaticKeys at
 # d_model 128 over 3 seeds (Hope's d64 settings)
-mqar_d128_seeds() {
-  nlc sweep "${ZOO_MODELS[@]}" --task mqar "${ZOO_COMMON[@]}" --set dim=128 \
-    --set transformer.lr=3e-3 --set DeltaNet.lr=3e-2 --set GatedDeltaNet.lr=3e-2 --set titans.lr=3e-3 \
-    --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16 --seeds 2 --first-seed 1 \
-    --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128"
-}
+mqar_d128_seeds() { D128_N=2 D128_FIRST=1 JOBS_ZOO=${JOBS_ZOO:-2} mqar_d128; }
 mqar_d128_hope() {
   nlc sweep hope hope_ablations:HopeStaticKeys "${HOPE_ISO[@]}" --set layers=2 --set dim=128 --set decay_max=0 \
     --seeds "${D128_SEEDS:-3}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128-hope"
@@ -503,9 +502,10 @@ mad_d64_lrs_more() {
 # the single needle with seeds 1 and 2 (seed 0: needle_d64, session 9) for the four models that learned it or the passkey
 # at seed 0, at their passkey lrs (NIAH64's); Gated DeltaNet (chance at both lrs: "The needles and the forget gates") aside
 needle_d64_seeds() {
-  nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet --task needle --set dim=64 --set heads=1 --set layers=2 \
-    --set steps=1000 --set eval_samples=8 --set titans.chunk=16 --set deltanet.chunk=16 --set titans.lr_max=2 \
-    --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set titans.lr=1e-3 --set DeltaNet.lr=3e-3 --seeds 2 --first-seed 1 --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64"
+  nlc sweep transformer transformer_conv titans:TitansLMM deltanet:DeltaNet --task needle --set dim=64 --set heads=1 \
+    --set layers=2 --set steps=1000 --set eval_samples=8 --set titans.chunk=16 --set deltanet.chunk=16 \
+    --set titans.lr_max=2 --set transformer.lr=3e-3 --set transformer_conv.lr=3e-3 --set titans.lr=1e-3 \
+    --set DeltaNet.lr=3e-3 --seeds 2 --first-seed 1 --jobs "${JOBS_ZOO:-2}" --out "$OUT/needle-d64"
 }
 
 # Zoology's whole test set, up to 1024 tokens x 256 pairs: the mix trained as in mqar_mix_d64 (up to 64 pairs) but with
@@ -513,8 +513,8 @@ needle_d64_seeds() {
 # 512x128 and 1024x256. TransformerConv and DeltaNet (the two that solved the 64-key mix) over 3 seeds, Titans LMM one
 MIX_ZOO_EVAL=64x4/64x8/64x16/128x32/256x64/512x64/512x128/1024x256
 mqar_mix_keys256() {
-  local c=(--task mqar_mix --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" --set dim=64 --set heads=1 --set layers=2
-           --set steps=800 --set batch=32 --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-mix-keys256")
+  local c=("${MIX64[@]}" --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" --jobs "${JOBS_ZOO:-2}"
+           --out "$OUT/mqar-mix-keys256")
   nlc sweep transformer_conv deltanet:DeltaNet "${c[@]}" --set transformer_conv.lr=3e-3 --set DeltaNet.lr=3e-2 \
     --set deltanet.chunk=16 --seeds 3
   nlc sweep titans:TitansLMM "${c[@]}" --set lr=3e-3 --set lr_max=2 --set chunk=16
@@ -537,8 +537,7 @@ mqar_d128_lrs_titans() {
 # "The curvature-following inner step"), everything else as there; with 64 keys the paper's step again too (today's
 # code); two sweeps at once, three cells in all
 mqar_mix_titans_normalized() {
-  local c=(--task mqar_mix --set dim=64 --set heads=1 --set layers=2 --set steps=800 --set batch=32 --set lr=3e-3
-           --set lr_max=2 --set chunk=16)
+  local c=("${MIX64[@]}" --set lr=3e-3 --set lr_max=2 --set chunk=16)
   nlc sweep titans:TitansLMM "${c[@]}" --grid normalize=false,true --jobs 2 --out "$OUT/mqar-mix-titans-normalized" &
   nlc sweep titans:TitansLMM "${c[@]}" --set normalize=true --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" \
     --out "$OUT/mqar-mix-keys256"

@@ -161,7 +161,7 @@ def run_needle(model, o: dict, seed: int) -> dict:
 # ---------------------------------------------------------------------------
 # MQAR under Zoology's mix
 
-def parse_mix(v, keys: int = 64) -> list[tuple[int, int, int]]:
+def parse_mix(v, keys: int = MQAR_KEYS) -> list[tuple[int, int, int]]:
     """`train_mix` / `eval_mix` as given on the command line: MQAR configurations `LENxPAIRS` (or
     `LENxPAIRS*WEIGHT`, the number of training steps it gets per cycle) separated by '/', e.g.
     "64x4*5/128x8/256x16" -> [(64, 4, 5), (128, 8, 1), (256, 16, 1)]; at most `keys` pairs each."""
@@ -292,7 +292,8 @@ TASKS = {t.name: t for t in (
          chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="multi-query associative recall (Zoology layout), trained on the task"),
     Task("mqar_mix", run_mqar_mix, dict(TRAIN_OPTIONS, train_mix=MQAR_TRAIN_MIX, eval_mix=MQAR_EVAL_MIX,
-                                        keys=MQAR_KEYS, eval_batches=4), "acc", chance_of=_mqar_chance, overrides_of=_mqar_overrides,
+                                        keys=MQAR_KEYS, eval_batches=4), "acc",
+         chance_of=_mqar_chance, overrides_of=_mqar_overrides,
          about="MQAR trained on Zoology's mix of lengths and pair counts, scored on each of eval_mix"),
     Task("niah", run_niah, NIAH_OPTIONS, "acc",
          chance_of=_niah_chance, about="passkey retrieval, trained at train_len, scored at eval_lens"),

@@ -47,7 +47,8 @@ def accuracy(logits: torch.Tensor, tb: TaskBatch) -> float:
 # ---------------------------------------------------------------------------
 # MQAR: k1 v1 k2 v2 ... kn vn  q1 a1 q2 a2 ... ; each q is an earlier key, a its value
 
-MQAR_KEY_BASE, MQAR_VAL_BASE = 64, 64 + MQAR_KEYS  # keys are tokens 64..127, values 128..191 by default
+MQAR_KEY_BASE = 64  # keys are tokens 64..127 by default, values 128..191 (`mqar`: the values follow the keys)
+MQAR_VAL_BASE = MQAR_KEY_BASE + MQAR_KEYS
 MQAR_VALUES = 64  # values to choose from: chance accuracy is 1 / MQAR_VALUES
 NIAH_CHANCE = 0.1  # a passkey digit guessed at random
 
@@ -80,7 +81,7 @@ def mqar(batch: int, num_pairs: int = 8, num_queries: int | None = None, seed: i
     if seq_len is not None and seq_len < 2 * (num_pairs + num_queries):
         raise ValueError(f"seq_len={seq_len} is too short for {num_pairs} pairs and {num_queries} queries "
                          f"(at least {2 * (num_pairs + num_queries)} tokens)")
-    val_base = MQAR_KEY_BASE + key_vocab
+    val_base = MQAR_KEY_BASE + key_vocab  # MQAR_VAL_BASE at the default keys
     rng = random.Random(seed)
     rows, scored = [], []
     for _ in range(batch):
