@@ -476,11 +476,11 @@ mqar_mix_hope() {
     --first-seed "${MIX_FIRST:-0}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-mix-hope"
 }
 # d_model 128 (mqar_d128's cells) with seeds 1 and 2 (seed 0: the table of session 8), and Hope and HopeStaticKeys at
-# d_model 128 over 3 seeds (Hope's d64 settings)
+# d_model 128 over D128_SEEDS seeds from D128_FIRST (Hope's d64 settings)
 mqar_d128_seeds() { D128_N=2 D128_FIRST=1 JOBS_ZOO=${JOBS_ZOO:-2} mqar_d128; }
 mqar_d128_hope() {
   nlc sweep hope hope_ablations:HopeStaticKeys "${HOPE_ISO[@]}" --set layers=2 --set dim=128 --set decay_max=0 \
-    --seeds "${D128_SEEDS:-3}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128-hope"
+    --seeds "${D128_SEEDS:-3}" --first-seed "${D128_FIRST:-0}" --jobs "${JOBS_ZOO:-2}" --out "$OUT/mqar-d128-hope"
 }
 
 # MAD, the lr sweep continued: the memories did best at the top of mad_d64_lrs's grid (1e-2), so 3e-2 for them; memorize
@@ -542,6 +542,30 @@ mqar_mix_titans_normalized() {
   nlc sweep titans:TitansLMM "${c[@]}" --set normalize=true --set keys=256 --set eval_mix="$MIX_ZOO_EVAL" \
     --out "$OUT/mqar-mix-keys256"
   wait
+}
+
+# Session 15. The lr sweep on the mix (mqar_mix_d64 ran each model at its 8-pair best): every model at the three other
+# lrs of mqar_d64's grid, seed 0, into mqar_mix_d64's folder; Titans LMM (run at 1e-3 and 3e-3) at 3e-4 and 1e-2
+mqar_mix_lrs() {
+  local c=("${MIX64[@]}" --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64")
+  nlc sweep transformer transformer_conv "${c[@]}" --grid lr=1e-3,1e-2,3e-2
+  nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet "${c[@]}" --set chunk=16 --grid lr=1e-3,3e-3,1e-2
+}
+mqar_mix_lrs_titans() {
+  nlc sweep titans:TitansLMM "${MIX64[@]}" --grid lr=3e-4,1e-2 --set lr_max=2 --set chunk=16 \
+    --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
+}
+
+# The lr check of lm_budget at its 2000 steps (lm_equal_params_lr ran it at 150): each model at the neighbour of 3e-3
+# that the 150-step check pointed to (1e-2 where 1e-2 was better there: Titans LMM, Gated DeltaNet; 1e-3 where it was
+# worse or diverged: the Transformer, Titans MAG, CMS, Hope), seed 0; LM_LR_MODELS picks models (the slow first)
+LM_LR=(--set transformer.lr=1e-3 --set TitansLMM.lr=1e-2 --set TitansMAG.lr=1e-3 --set hope.lr=1e-3 --set cms.lr=1e-3
+       --set GatedDeltaNet.lr=1e-2)
+lm_budget_lr() {
+  local models
+  read -r -a models <<< "${LM_LR_MODELS:-${LM_MODELS[*]}}"
+  nlc sweep "${models[@]}" --task lm --set steps="${LM_STEPS:-2000}" "${LM_SET[@]}" "${LM_LR[@]}" --seeds 1 \
+    --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-lr"
 }
 
 # any function above by name; `all` the first three
