@@ -558,14 +558,18 @@ mqar_mix_lrs_titans() {
 
 # The lr check of lm_budget at its 2000 steps (lm_equal_params_lr ran it at 150): each model at the neighbour of 3e-3
 # that the 150-step check pointed to (1e-2 where 1e-2 was better there: Titans LMM, Gated DeltaNet; 1e-3 where it was
-# worse or diverged: the Transformer, Titans MAG, CMS, Hope), seed 0; LM_LR_MODELS picks models (the slow first)
-LM_LR=(--set transformer.lr=1e-3 --set TitansLMM.lr=1e-2 --set TitansMAG.lr=1e-3 --set hope.lr=1e-3 --set cms.lr=1e-3
-       --set GatedDeltaNet.lr=1e-2)
+# worse or diverged: the Transformer, Titans MAG, CMS, Hope), seed 0, lm_budget's sizes (LM_SET's dims), one sweep per
+# model in LM_LR_MODELS's order (default all six, the slow first)
+declare -A LM_DIM=([transformer]=192 [titans:TitansLMM]=264 [titans:TitansMAG]=208 [hope]=168 [cms]=168
+                   [deltanet:GatedDeltaNet]=288)
+declare -A LM_LR=([transformer]=1e-3 [titans:TitansLMM]=1e-2 [titans:TitansMAG]=1e-3 [hope]=1e-3 [cms]=1e-3
+                  [deltanet:GatedDeltaNet]=1e-2)
 lm_budget_lr() {
-  local models
-  read -r -a models <<< "${LM_LR_MODELS:-${LM_MODELS[*]}}"
-  nlc sweep "${models[@]}" --task lm --set steps="${LM_STEPS:-2000}" "${LM_SET[@]}" "${LM_LR[@]}" --seeds 1 \
-    --jobs "${JOBS_LM:-1}" --out "$OUT/lm-1m-2000-lr"
+  local m
+  for m in ${LM_LR_MODELS:-hope titans:TitansLMM titans:TitansMAG cms deltanet:GatedDeltaNet transformer}; do
+    nlc sweep "$m" --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 --set batch=8 --set seq_len=128 \
+      --set eval_batches=8 --set dim="${LM_DIM[$m]}" --set lr="${LM_LR[$m]}" --seeds 1 --jobs 1 --out "$OUT/lm-1m-2000-lr"
+  done
 }
 
 # any function above by name; `all` the first three
