@@ -556,6 +556,20 @@ mqar_mix_lrs_titans() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
+# MAD seeds 1 and 2 over the whole lr grid (mad_d64_seeds seeded each model's best lr only): the five models at
+# mad_d64_lrs' three lrs, the three memories at 3e-2 (mad_d64_lrs_more's), on recall, noisy recall, selective copy;
+# into mad_d64_lrs' folders (the best lrs' seeds 1 and 2 are mad_d64_seeds' cells: skipped where they ran)
+mad_d64_lrs_seeds() {
+  local c=(--seeds 2 --first-seed 1 "${MAD_SET[@]}" --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16
+           --jobs "${JOBS_ZOO:-2}")
+  local task
+  for task in mad_recall mad_noisy_recall mad_selective_copy; do
+    nlc sweep "${MAD_MODELS[@]}" --task "$task" --grid lr=1e-3,3e-3,1e-2 "${c[@]}" --out "$OUT/$task-d64-lrs"
+    nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM --task "$task" --grid lr=3e-2 "${c[@]}" \
+      --out "$OUT/$task-d64-lrs"
+  done
+}
+
 # The lr check of lm_budget at its 2000 steps (lm_equal_params_lr ran it at 150): each model at the neighbour of 3e-3
 # that the 150-step check pointed to (1e-2 where 1e-2 was better there: Titans LMM, Gated DeltaNet; 1e-3 where it was
 # worse or diverged: the Transformer, Titans MAG, CMS, Hope), seed 0, lm_budget's sizes (LM_SET's dims), one sweep per
