@@ -573,7 +573,8 @@ mad_d64_lrs_seeds() {
 # The lr check of lm_budget at its 2000 steps (lm_equal_params_lr ran it at 150): each model at the neighbour of 3e-3
 # that the 150-step check pointed to (1e-2 where 1e-2 was better there: Titans LMM, Gated DeltaNet; 1e-3 where it was
 # worse or diverged: the Transformer, Titans MAG, CMS, Hope), seed 0, lm_budget's sizes (LM_SET's dims), one sweep per
-# model in LM_LR_MODELS's order (default all six, the slow first)
+# model in LM_LR_MODELS's order (default all six, the slow first); LM_LR_AT=1e-3 runs them all at that lr instead,
+# LM_LR_SEEDS seeds from LM_LR_FIRST (default seed 0 alone)
 declare -A LM_DIM=([transformer]=192 [titans:TitansLMM]=264 [titans:TitansMAG]=208 [hope]=168 [cms]=168
                    [deltanet:GatedDeltaNet]=288)
 declare -A LM_LR=([transformer]=1e-3 [titans:TitansLMM]=1e-2 [titans:TitansMAG]=1e-3 [hope]=1e-3 [cms]=1e-3
@@ -582,7 +583,8 @@ lm_budget_lr() {
   local m
   for m in ${LM_LR_MODELS:-hope titans:TitansLMM titans:TitansMAG cms deltanet:GatedDeltaNet transformer}; do
     nlc sweep "$m" --task lm --set steps="${LM_STEPS:-2000}" --set layers=2 --set heads=4 --set batch=8 --set seq_len=128 \
-      --set eval_batches=8 --set dim="${LM_DIM[$m]}" --set lr="${LM_LR[$m]}" --seeds 1 --jobs 1 --out "$OUT/lm-1m-2000-lr"
+      --set eval_batches=8 --set dim="${LM_DIM[$m]}" --set lr="${LM_LR_AT:-${LM_LR[$m]}}" \
+      --seeds "${LM_LR_SEEDS:-1}" --first-seed "${LM_LR_FIRST:-0}" --jobs 1 --out "$OUT/lm-1m-2000-lr"
   done
 }
 
