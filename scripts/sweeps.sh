@@ -556,18 +556,25 @@ mqar_mix_lrs_titans() {
     --jobs "${JOBS_ZOO:-1}" --out "$OUT/mqar-mix-d64"
 }
 
-# MAD seeds 1 and 2 over the whole lr grid (mad_d64_seeds seeded each model's best lr only): the five models at
-# mad_d64_lrs' three lrs, the three memories at 3e-2 (mad_d64_lrs_more's), on recall, noisy recall, selective copy;
-# into mad_d64_lrs' folders (the best lrs' seeds 1 and 2 are mad_d64_seeds' cells: skipped where they ran)
+# MAD seeds 1 and 2 at the lrs mad_d64_seeds did not seed (it seeded each model's best): mad_d64_lrs' three lrs and
+# mad_d64_lrs_more's 3e-2 for DeltaNet and Gated DeltaNet (Titans LMM learned nothing at 3e-2: not seeded), on recall,
+# noisy recall, selective copy, into mad_d64_lrs' folders
 mad_d64_lrs_seeds() {
-  local c=(--seeds 2 --first-seed 1 "${MAD_SET[@]}" --set titans.lr_max=2 --set titans.chunk=16 --set deltanet.chunk=16
-           --jobs "${JOBS_ZOO:-2}")
-  local task
+  local c=(--seeds 2 --first-seed 1 "${MAD_SET[@]}" --jobs "${JOBS_ZOO:-2}")
+  local t=(--set titans.lr_max=2 --set titans.chunk=16) d=(--set deltanet.chunk=16) task
   for task in mad_recall mad_noisy_recall mad_selective_copy; do
-    nlc sweep "${MAD_MODELS[@]}" --task "$task" --grid lr=1e-3,3e-3,1e-2 "${c[@]}" --out "$OUT/$task-d64-lrs"
-    nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM --task "$task" --grid lr=3e-2 "${c[@]}" \
+    nlc sweep deltanet:DeltaNet deltanet:GatedDeltaNet --task "$task" --grid lr=3e-2 "${c[@]}" "${d[@]}" \
       --out "$OUT/$task-d64-lrs"
   done
+  nlc sweep "${MAD_MODELS[@]}" --task mad_recall --grid lr=1e-3,3e-3 "${c[@]}" "${t[@]}" "${d[@]}" \
+    --out "$OUT/mad_recall-d64-lrs"
+  nlc sweep transformer --task mad_noisy_recall --grid lr=1e-3,1e-2 "${c[@]}" --out "$OUT/mad_noisy_recall-d64-lrs"
+  nlc sweep transformer_conv deltanet:DeltaNet deltanet:GatedDeltaNet titans:TitansLMM --task mad_noisy_recall \
+    --grid lr=1e-3,3e-3 "${c[@]}" "${t[@]}" "${d[@]}" --out "$OUT/mad_noisy_recall-d64-lrs"
+  nlc sweep transformer transformer_conv deltanet:GatedDeltaNet --task mad_selective_copy --grid lr=1e-3,1e-2 "${c[@]}" \
+    "${d[@]}" --out "$OUT/mad_selective_copy-d64-lrs"
+  nlc sweep deltanet:DeltaNet titans:TitansLMM --task mad_selective_copy --grid lr=1e-3,3e-3 "${c[@]}" "${t[@]}" "${d[@]}" \
+    --out "$OUT/mad_selective_copy-d64-lrs"
 }
 
 # The lr check of lm_budget at its 2000 steps (lm_equal_params_lr ran it at 150): each model at the neighbour of 3e-3
